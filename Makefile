@@ -1,0 +1,41 @@
+# The two commands of the README: `make demo` (offline demo) and `make test` (the test suite).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+API_PORT ?= 8765
+UI_PORT ?= 3000
+export DAGSTER_HOME := $(CURDIR)/dagster_home
+
+.PHONY: install system-deps demo test ui clean
+
+$(BIN)/.installed: setup.py pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e ".[test]"
+	touch $@
+
+install: $(BIN)/.installed
+
+# Servers the tests start themselves but cannot install: PostgreSQL. Installed with apt-get
+# when running as root; elsewhere their tests skip and say why (under CI=true they fail).
+system-deps:
+	@if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; \
+	  else echo "note: PostgreSQL server not installed (apt-get install postgresql): its tests will skip"; fi; \
+	fi
+
+demo: install
+	$(BIN)/python -m user_pipeline.demo
+
+test: install system-deps
+	$(BIN)/pytest
+
+# The Dagster UI on the demo's data, with the bundled API server so that new runs work offline.
+ui: install
+	@$(BIN)/python -m user_pipeline.randomuser_server --port $(API_PORT) & api=$$!; \
+	trap "kill $$api" EXIT INT TERM; \
+	USER_PIPELINE_API_URL=http://127.0.0.1:$(API_PORT)/api/ $(BIN)/dagster dev -h 127.0.0.1 -p $(UI_PORT)
+
+clean:
+	rm -rf data .spark-cluster dagster_home/storage dagster_home/history dagster_home/logs dagster_home/schedules

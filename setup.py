@@ -1,0 +1,25 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="user_pipeline",
+    version="0.1.0",
+    description="Daily-partitioned Dagster pipeline for Random User Generator records",
+    packages=find_packages(exclude=["user_pipeline_tests*"]),
+    package_data={"user_pipeline.randomuser_server": ["*.json"]},
+    python_requires=">=3.10",
+    install_requires=[
+        # The Dagster family is pinned together: unpinned, pip resolves
+        # dagster-pyspark to a 0.11 release that does not work.
+        "dagster==1.13.27",
+        "dagster-webserver==1.13.27",
+        "dagster-pyspark==0.29.27",
+        "dagster-postgres==0.29.27",
+        # PySpark 4 warns on pandas 3.
+        "pandas>=2.2,<3",
+        "requests>=2.31",
+        "psycopg[binary]>=3.1",
+    ],
+    extras_require={
+        "test": ["pytest>=8", "playwright>=1.45"],
+    },
+)

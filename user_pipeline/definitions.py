@@ -1,0 +1,40 @@
+"""Everything Dagster loads for the users pipeline, wired from the environment."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import dagster as dg
+
+from user_pipeline.jobs import daily_users_job
+from user_pipeline.users import assets as users_assets
+from user_pipeline.users.resources import PartitionFiles, RandomUserApi, WarehouseResource
+
+
+def env_or_default(name: str, default, parse=dg.EnvVar):
+    """An EnvVar when `name` is set, so the UI shows the variable's name rather than its value."""
+    return parse(name) if name in os.environ else default
+
+
+DATA_DIR = str(Path(os.environ.get("USER_PIPELINE_DATA_DIR", "data")).resolve())
+
+defs = dg.Definitions(
+    assets=dg.load_assets_from_modules([users_assets]),
+    asset_checks=dg.load_asset_checks_from_modules([users_assets]),
+    jobs=[daily_users_job],
+    resources={
+        "users_api": RandomUserApi(
+            base_url=env_or_default("USER_PIPELINE_API_URL", "https://randomuser.me/api/"),
+            users_per_partition=env_or_default("USER_PIPELINE_USERS_PER_PARTITION", 100, dg.EnvVar.int),
+            page_size=env_or_default("USER_PIPELINE_PAGE_SIZE", 5000, dg.EnvVar.int),
+            nationalities=env_or_default("USER_PIPELINE_NATIONALITIES", ""),
+            timeout_seconds=env_or_default("USER_PIPELINE_API_TIMEOUT_SECONDS", 30, dg.EnvVar.int),
+            max_attempts=env_or_default("USER_PIPELINE_API_MAX_ATTEMPTS", 5, dg.EnvVar.int),
+        ),
+        "files": PartitionFiles(data_dir=DATA_DIR),
+        "warehouse": WarehouseResource(
+            url=env_or_default("USER_PIPELINE_WAREHOUSE_URL", f"sqlite:///{DATA_DIR}/warehouse.sqlite")
+        ),
+    },
+)

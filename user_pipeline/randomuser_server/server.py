@@ -1,0 +1,203 @@
+"""HTTP server speaking the Random User Generator API 1.4 (stdlib only).
+
+Routes:
+  GET /api, /api/, /api/1.4, /api/1.4/   users (see ``build_api_response``)
+  GET /api/<other version>/              404 with a JSON error body
+  POST|GET|DELETE /_control/faults       add / list / clear injected faults
+  GET|DELETE /_control/stats             API request counts / reset them
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+import sys
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from .faults import ERROR_MESSAGE, RATE_LIMIT_MESSAGE, FaultRegistry, RequestStats
+from .generator import generate_page, pools, select_fields
+
+API_VERSION = "1.4"
+MAX_RESULTS = 5000
+API_PATHS = frozenset({"/api", "/api/", f"/api/{API_VERSION}", f"/api/{API_VERSION}/"})
+_OTHER_VERSION = re.compile(r"/api/[^/]+/?")
+JSON_TYPE = "application/json; charset=utf-8"
+
+
+def dumps(obj: Any) -> bytes:
+    """Serialize exactly like the real API: compact, UTF-8, non-ASCII kept."""
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def _first(params: dict[str, list[str]], name: str) -> str | None:
+    values = params.get(name)
+    return values[0] if values else None
+
+
+def _int_param(raw: str | None, lo: int, hi: int | None, default: int) -> int:
+    try:
+        value = int(raw)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return default
+    return value if value >= lo and (hi is None or value <= hi) else default
+
+
+def _csv(raw: str | None) -> list[str]:
+    return [v.strip() for v in (raw or "").split(",") if v.strip()]
+
+
+def parse_api_query(query: str) -> dict[str, Any]:
+    """Query string -> normalized request parameters (lenient like the real API)."""
+    params = parse_qs(query, keep_blank_values=True)
+    return {
+        # Out of range or not an integer: silently one user.
+        "results": _int_param(_first(params, "results"), 1, MAX_RESULTS, 1),
+        "seed": _first(params, "seed") or secrets.token_hex(8),
+        "page": _int_param(_first(params, "page"), 1, None, 1),
+        "nat": _csv(_first(params, "nat")) or None,  # unknown codes are dropped by the generator
+        "inc": _csv(_first(params, "inc")) or None,
+        "exc": _csv(_first(params, "exc")) or None,
+        # "format": only JSON is served; csv/yaml/xml requests also get JSON.
+    }
+
+
+def _drop_path(user: dict[str, Any], dotted: str) -> None:
+    *parents, leaf = dotted.split(".")
+    node: Any = user
+    for key in parents:
+        node = node.get(key) if isinstance(node, dict) else None
+    if isinstance(node, dict):
+        node.pop(leaf, None)
+
+
+def build_api_response(req: dict[str, Any], fault: dict[str, Any] | None) -> tuple[int, bytes, dict[str, str]]:
+    """(status, body, extra headers) for an API request, with an optional fault applied."""
+    kind = fault["kind"] if fault else None
+    if kind in ("error_body", "server_error"):
+        return fault["status"], dumps({"error": ERROR_MESSAGE}), {}
+    if kind == "rate_limit":
+        headers = {}
+        if fault["retry_after"] is not None:
+            ra = fault["retry_after"]
+            headers["Retry-After"] = str(int(ra)) if float(ra).is_integer() else str(ra)
+        return 429, dumps({"error": RATE_LIMIT_MESSAGE}), headers
+    if kind == "slow":
+        time.sleep(max(0.0, float(fault["delay_seconds"])))
+
+    info = {"seed": req["seed"], "results": req["results"], "page": req["page"], "version": API_VERSION}
+    if kind == "missing_results":
+        return 200, dumps({"info": info}), {}
+    users: list[dict[str, Any]] = []
+    if kind != "empty_results":
+        count = req["results"]
+        if kind == "short_results":
+            count = min(count, fault["count"] if fault["count"] is not None else count // 2)
+        users = generate_page(req["seed"], req["page"], req["results"], req["nat"])[:count]
+        users = [select_fields(u, req["inc"], req["exc"]) for u in users]
+    if kind == "missing_field":
+        for u in users:
+            _drop_path(u, fault["field"])
+    elif kind == "extra_field":
+        for u in users:
+            u[fault["field"]] = fault["value"]
+    body = dumps({"results": users, "info": info})
+    if kind == "truncated":
+        body = body[: len(body) // 2]
+    elif kind == "invalid_utf8":
+        marker = b'"first":"' if b'"first":"' in body else b'"seed":"'
+        at = body.index(marker) + len(marker)
+        body = body[:at] + b"\xff" + body[at:]
+    return 200, body, {}
+
+
+class RandomUserHTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 128
+
+    def __init__(self, address: tuple[str, int], *, verbose: bool = False):
+        self.verbose = verbose
+        self.faults = FaultRegistry()
+        self.stats = RequestStats()
+        super().__init__(address, RandomUserHandler)
+
+
+class RandomUserHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive; every response carries Content-Length
+    server_version = "randomuser-compatible/" + API_VERSION
+    server: RandomUserHTTPServer
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+        if self.server.verbose:
+            sys.stderr.write(f"{self.address_string()} - {format % args}\n")
+
+    # -- plumbing ---------------------------------------------------------
+    def _send(self, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", JSON_TYPE)
+            self.send_header("Content-Length", str(len(body)))
+            for name, value in (headers or {}).items():
+                self.send_header(name, value)
+            self.end_headers()
+            self.wfile.write(body)
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True
+
+    def _send_json(self, status: int, obj: Any) -> None:
+        self._send(status, dumps(obj))
+
+    def _read_body(self) -> bytes:
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length > 0 else b""
+
+    # -- methods ----------------------------------------------------------
+    def do_GET(self) -> None:  # noqa: N802 - stdlib naming
+        url = urlsplit(self.path)
+        self._read_body()
+        if url.path in API_PATHS:
+            req = parse_api_query(url.query)
+            self.server.stats.record(req["seed"])
+            self._send(*build_api_response(req, self.server.faults.take(req["seed"])))
+        elif _OTHER_VERSION.fullmatch(url.path):
+            self._send_json(404, {"error": f"Unknown API version; this server implements {API_VERSION}"})
+        elif url.path == "/_control/faults":
+            self._send_json(200, {"faults": self.server.faults.list()})
+        elif url.path == "/_control/stats":
+            self._send_json(200, self.server.stats.snapshot())
+        else:
+            self._send_json(404, {"error": "Not found"})
+
+    def do_POST(self) -> None:  # noqa: N802
+        path = urlsplit(self.path).path
+        body = self._read_body()
+        if path != "/_control/faults":
+            self._send_json(404, {"error": "Not found"})
+            return
+        try:
+            fault = self.server.faults.add(json.loads(body or b"null"))
+        except (ValueError, UnicodeDecodeError) as exc:
+            self._send_json(400, {"error": str(exc)})
+            return
+        self._send_json(201, {"added": fault, "faults": self.server.faults.list()})
+
+    def do_DELETE(self) -> None:  # noqa: N802
+        path = urlsplit(self.path).path
+        self._read_body()
+        if path == "/_control/faults":
+            self.server.faults.clear()
+            self._send_json(200, {"faults": []})
+        elif path == "/_control/stats":
+            self.server.stats.reset()
+            self._send_json(200, self.server.stats.snapshot())
+        else:
+            self._send_json(404, {"error": "Not found"})
+
+
+def make_server(host: str = "127.0.0.1", port: int = 0, *, verbose: bool = False) -> RandomUserHTTPServer:
+    pools()  # load the value pools before the first request
+    return RandomUserHTTPServer((host, port), verbose=verbose)

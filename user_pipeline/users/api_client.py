@@ -1,0 +1,253 @@
+"""Client for a Random User Generator compatible API (v1.4): paging, retries, error bodies.
+
+Plain Python, no Dagster: the `users_api` resource builds it, tests and benchmarks use it directly.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import requests
+
+MAX_PAGE_SIZE = 5000
+MAX_USERS_PER_PARTITION = 1_000_000
+NATIONALITIES = frozenset(
+    "AU BR CA CH DE DK ES FI FR GB IE IN IR MX NL NO NZ RS TR UA US".split()
+)
+TRANSIENT_STATUSES = frozenset({429, 500, 502, 503, 504})
+
+# The fields normalization reads; a user without one of them is a schema the parser does not know.
+REQUIRED_USER_FIELDS: dict[str, tuple[str, ...]] = {
+    "gender": (),
+    "name": ("title", "first", "last"),
+    "location": ("street", "city", "state", "country", "postcode", "coordinates", "timezone"),
+    "email": (),
+    "login": ("uuid", "username", "salt", "sha256"),
+    "dob": ("date", "age"),
+    "registered": ("date", "age"),
+    "phone": (),
+    "cell": (),
+    "id": ("name", "value"),
+    "picture": ("large",),
+    "nat": (),
+}
+
+
+class InvalidSettingError(ValueError):
+    """A configuration value is out of its range; the message names the setting."""
+
+    def __init__(self, setting: str, value: object, expected: str):
+        super().__init__(f"invalid {setting}={value!r}: expected {expected}")
+        self.setting = setting
+
+
+class UsersApiError(RuntimeError):
+    """The API answered something that is not users: retrying will not help."""
+
+
+class TransientUsersApiError(UsersApiError):
+    """The API was unavailable (429, 5xx, timeout, refused connection) on every attempt."""
+
+
+@dataclass(frozen=True)
+class UsersPage:
+    seed: str
+    page: int
+    users: list[dict]
+
+
+@dataclass(frozen=True)
+class RetrySettings:
+    max_attempts: int = 5
+    backoff_seconds: float = 1.0
+    max_backoff_seconds: float = 60.0
+
+    def delay(self, attempt: int, retry_after: float | None) -> float:
+        """Full-jitter exponential backoff; a server's Retry-After is a floor, the cap a ceiling."""
+        jittered = random.uniform(0, self.backoff_seconds * 2 ** (attempt - 1))
+        return min(self.max_backoff_seconds, max(retry_after or 0.0, jittered))
+
+
+def validate_base_url(base_url: str) -> str:
+    parts = urlsplit(base_url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise InvalidSettingError("base_url", base_url, "an http(s) URL such as https://randomuser.me/api/")
+    return base_url if base_url.endswith("/") else base_url + "/"
+
+
+def validate_users_per_partition(users: object) -> int:
+    if isinstance(users, bool) or not isinstance(users, int) or not 1 <= users <= MAX_USERS_PER_PARTITION:
+        raise InvalidSettingError(
+            "users_per_partition", users, f"an integer from 1 to {MAX_USERS_PER_PARTITION}"
+        )
+    return users
+
+
+def validate_page_size(page_size: object) -> int:
+    if isinstance(page_size, bool) or not isinstance(page_size, int) or not 1 <= page_size <= MAX_PAGE_SIZE:
+        raise InvalidSettingError("page_size", page_size, f"an integer from 1 to {MAX_PAGE_SIZE} (the API's limit)")
+    return page_size
+
+
+def validate_nationalities(nationalities: str) -> tuple[str, ...]:
+    codes = tuple(code.strip().upper() for code in nationalities.split(",") if code.strip())
+    unknown = sorted(set(codes) - NATIONALITIES)
+    if unknown:
+        raise InvalidSettingError(
+            "nationalities", nationalities, f"a comma list of {' '.join(sorted(NATIONALITIES))}; unknown: {unknown}"
+        )
+    return codes
+
+
+def check_users_shape(users: object, *, seed: str, page: int) -> list[dict]:
+    """Rejects a `results` payload the normalizer cannot read, naming the first missing field."""
+    where = f"seed={seed!r} page={page}"
+    if not isinstance(users, list):
+        raise UsersApiError(f"users API answer for {where}: 'results' is {type(users).__name__}, not a list")
+    for index, user in enumerate(users):
+        if not isinstance(user, dict):
+            raise UsersApiError(f"users API answer for {where}: results[{index}] is not an object")
+        for field, subfields in REQUIRED_USER_FIELDS.items():
+            if field not in user:
+                raise UsersApiError(f"users API answer for {where}: results[{index}] has no '{field}' field")
+            value = user[field]
+            if subfields and not isinstance(value, dict):
+                raise UsersApiError(f"users API answer for {where}: results[{index}].{field} is not an object")
+            for subfield in subfields:
+                if subfield not in value:
+                    raise UsersApiError(
+                        f"users API answer for {where}: results[{index}] has no '{field}.{subfield}' field"
+                    )
+        if not user["email"]:
+            raise UsersApiError(f"users API answer for {where}: results[{index}].email is empty")
+    return users
+
+
+class UsersApiClient:
+    """Fetches the users of one seed page by page over one kept-alive HTTP session."""
+
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        page_size: int = MAX_PAGE_SIZE,
+        nationalities: str = "",
+        timeout_seconds: float = 30.0,
+        retry: RetrySettings = RetrySettings(),
+        sleep: Callable[[float], None] = time.sleep,
+        on_retry: Callable[[str], None] | None = None,
+    ):
+        self.base_url = validate_base_url(base_url)
+        self.page_size = validate_page_size(page_size)
+        self.nationalities = validate_nationalities(nationalities)
+        if timeout_seconds <= 0:
+            raise InvalidSettingError("timeout_seconds", timeout_seconds, "a positive number of seconds")
+        if retry.max_attempts < 1:
+            raise InvalidSettingError("max_attempts", retry.max_attempts, "at least 1")
+        self.timeout_seconds = timeout_seconds
+        self.retry = retry
+        self._sleep = sleep
+        self._on_retry = on_retry
+        self._session = requests.Session()
+
+    def close(self) -> None:
+        self._session.close()
+
+    def __enter__(self) -> UsersApiClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def iter_pages(self, *, seed: str, users: int) -> Iterator[UsersPage]:
+        """Yields the pages that together hold exactly `users` users of `seed`."""
+        validate_users_per_partition(users)
+        # Every page is asked at the same size: the API numbers a seed's users by (page, size).
+        page_size = min(users, self.page_size)
+        pages = -(-users // page_size)
+        for page in range(1, pages + 1):
+            fetched = self.fetch_page(seed=seed, page=page, results=page_size)
+            keep = min(page_size, users - (page - 1) * page_size)
+            yield UsersPage(seed=seed, page=page, users=fetched.users[:keep])
+
+    def fetch_page(self, *, seed: str, page: int, results: int) -> UsersPage:
+        params: dict[str, str | int] = {"results": results, "seed": seed, "page": page, "format": "json"}
+        if self.nationalities:
+            params["nat"] = ",".join(self.nationalities)
+        where = f"seed={seed!r} page={page}"
+        for attempt in range(1, self.retry.max_attempts + 1):
+            try:
+                return self._request_page(params, seed=seed, page=page, results=results)
+            except _Retryable as retryable:
+                if attempt == self.retry.max_attempts:
+                    raise TransientUsersApiError(
+                        f"users API unavailable for {where} after {attempt} attempts: {retryable.reason}"
+                    ) from None
+                delay = self.retry.delay(attempt, retryable.retry_after)
+                if self._on_retry:
+                    self._on_retry(f"{retryable.reason}; attempt {attempt} of {self.retry.max_attempts}, retrying in {delay:.2f}s")
+                self._sleep(delay)
+        raise AssertionError("unreachable")
+
+    def _request_page(self, params: dict, *, seed: str, page: int, results: int) -> UsersPage:
+        where = f"seed={seed!r} page={page}"
+        try:
+            response = self._session.get(self.base_url, params=params, timeout=self.timeout_seconds)
+        except requests.Timeout:
+            raise _Retryable(f"no answer within {self.timeout_seconds}s") from None
+        except requests.ConnectionError as error:
+            raise _Retryable(f"connection failed: {error}") from None
+        body = response.content
+        if response.status_code in TRANSIENT_STATUSES:
+            raise _Retryable(
+                f"HTTP {response.status_code}{_error_text(body)}",
+                retry_after=_retry_after_seconds(response.headers.get("Retry-After")),
+            )
+        if response.status_code != 200:
+            raise UsersApiError(f"users API answered HTTP {response.status_code} for {where}{_error_text(body)}")
+        try:
+            text = body.decode("utf-8")
+        except UnicodeDecodeError as error:
+            raise UsersApiError(f"users API answer for {where} is not UTF-8: bad byte at offset {error.start}") from None
+        try:
+            payload = json.loads(text)
+        except json.JSONDecodeError as error:
+            # A body cut short by the network parses as invalid JSON: worth another attempt.
+            raise _Retryable(f"invalid JSON ({len(body)} bytes, {error.msg} at offset {error.pos})") from None
+        if not isinstance(payload, dict):
+            raise UsersApiError(f"users API answer for {where} is a JSON {type(payload).__name__}, not an object")
+        if "error" in payload:
+            raise UsersApiError(f"users API answered HTTP 200 with an error for {where}: {payload['error']!r}")
+        if "results" not in payload:
+            raise UsersApiError(f"users API answer for {where} has no 'results' field")
+        users = check_users_shape(payload["results"], seed=seed, page=page)
+        if len(users) != results:
+            raise UsersApiError(f"users API returned {len(users)} users for {where}, asked for {results}")
+        return UsersPage(seed=seed, page=page, users=users)
+
+
+class _Retryable(Exception):
+    def __init__(self, reason: str, retry_after: float | None = None):
+        super().__init__(reason)
+        self.reason = reason
+        self.retry_after = retry_after
+
+
+def _retry_after_seconds(header: str | None) -> float | None:
+    try:
+        return max(0.0, float(header)) if header else None
+    except ValueError:
+        return None  # An HTTP-date Retry-After is rare for this API; backoff covers it.
+
+
+def _error_text(body: bytes) -> str:
+    try:
+        error = json.loads(body).get("error")
+    except (ValueError, AttributeError):
+        return ""
+    return f": {error!r}" if error else ""

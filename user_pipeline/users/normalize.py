@@ -1,0 +1,178 @@
+"""Raw API users -> one flat, typed row per user, with duplicate emails resolved.
+
+Plain pandas, no Dagster. Pages are processed one chunk at a time so memory stays flat however
+many users a partition holds.
+
+Duplicate rule: within a partition the first occurrence of an email (compared case-insensitively)
+in API order, page 1 first, is kept; later rows with that email are dropped and counted.
+
+The plaintext `login.password` is never read: only the API's salt and salted SHA-256 are kept.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from user_pipeline.users.atomic_files import atomic_write
+
+# Column -> pandas dtype, in file order. Postcode is text: the API mixes 48687 and "V0V 4U7".
+USER_COLUMNS: dict[str, str] = {
+    "partition_date": "string",
+    "user_id": "string",
+    "email": "string",
+    "username": "string",
+    "title": "string",
+    "first_name": "string",
+    "last_name": "string",
+    "gender": "string",
+    "date_of_birth": "string",
+    "age": "Int64",
+    "registered_at": "string",
+    "phone": "string",
+    "cell": "string",
+    "street_number": "Int64",
+    "street_name": "string",
+    "city": "string",
+    "state": "string",
+    "country": "string",
+    "postcode": "string",
+    "latitude": "float64",
+    "longitude": "float64",
+    "timezone_offset": "string",
+    "nationality": "string",
+    "id_name": "string",
+    "id_value": "string",
+    "password_salt": "string",
+    "password_sha256": "string",
+    "picture_url": "string",
+}
+
+# Flattened API field -> column.
+_SOURCE_FIELDS: dict[str, str] = {
+    "login.uuid": "user_id",
+    "email": "email",
+    "login.username": "username",
+    "name.title": "title",
+    "name.first": "first_name",
+    "name.last": "last_name",
+    "gender": "gender",
+    "dob.date": "date_of_birth",
+    "dob.age": "age",
+    "registered.date": "registered_at",
+    "phone": "phone",
+    "cell": "cell",
+    "location.street.number": "street_number",
+    "location.street.name": "street_name",
+    "location.city": "city",
+    "location.state": "state",
+    "location.country": "country",
+    "location.postcode": "postcode",
+    "location.coordinates.latitude": "latitude",
+    "location.coordinates.longitude": "longitude",
+    "location.timezone.offset": "timezone_offset",
+    "nat": "nationality",
+    "id.name": "id_name",
+    "id.value": "id_value",
+    "login.salt": "password_salt",
+    "login.sha256": "password_sha256",
+    "picture.large": "picture_url",
+}
+
+PLAINTEXT_PASSWORD_COLUMNS = frozenset({"password", "login.password", "login_password"})
+
+
+@dataclass(frozen=True)
+class NormalizeSummary:
+    users_read: int
+    rows_written: int
+    duplicates_dropped: int
+    preview: pd.DataFrame
+
+
+def normalize_users(users: list[dict], partition_date: str) -> pd.DataFrame:
+    """Flattens API user objects into USER_COLUMNS, typed; order is the API's."""
+    flat = pd.json_normalize(users)
+    missing = sorted(set(_SOURCE_FIELDS) - set(flat.columns))
+    if missing:
+        raise ValueError(f"users for {partition_date} lack fields {missing}")
+    frame = flat[list(_SOURCE_FIELDS)].rename(columns=_SOURCE_FIELDS)
+    frame["partition_date"] = partition_date
+    # Mixed int/str postcodes become text without a float detour (48687 must not turn into "48687.0").
+    frame["postcode"] = frame["postcode"].map(str, na_action="ignore")
+    frame["id_value"] = frame["id_value"].map(str, na_action="ignore")
+    frame["latitude"] = pd.to_numeric(frame["latitude"], errors="raise")
+    frame["longitude"] = pd.to_numeric(frame["longitude"], errors="raise")
+    return frame[list(USER_COLUMNS)].astype(USER_COLUMNS)
+
+
+def drop_duplicate_emails(frame: pd.DataFrame, seen_emails: set[str]) -> pd.DataFrame:
+    """Keeps the first occurrence of each email across calls; updates `seen_emails`."""
+    keys = frame["email"].str.strip().str.lower()
+    keep = ~keys.duplicated() & ~keys.isin(seen_emails)
+    seen_emails.update(keys[keep])
+    return frame[keep]
+
+
+def write_normalized_csv(
+    raw_chunks: Iterable[list[dict]], csv_path: Path, partition_date: str, preview_rows: int = 10
+) -> NormalizeSummary:
+    """Normalizes chunk by chunk into one CSV, replaced atomically."""
+    seen_emails: set[str] = set()
+    users_read = rows_written = 0
+    preview = empty_users_frame()
+    with atomic_write(csv_path, encoding="utf-8") as handle:
+        preview.to_csv(handle, index=False, lineterminator="\n")
+        for users in raw_chunks:
+            users_read += len(users)
+            frame = drop_duplicate_emails(normalize_users(users, partition_date), seen_emails)
+            frame.to_csv(handle, index=False, header=False, lineterminator="\n")
+            if rows_written == 0:
+                preview = frame.head(preview_rows)
+            rows_written += len(frame)
+    return NormalizeSummary(
+        users_read=users_read,
+        rows_written=rows_written,
+        duplicates_dropped=users_read - rows_written,
+        preview=preview,
+    )
+
+
+def empty_users_frame() -> pd.DataFrame:
+    return pd.DataFrame(columns=list(USER_COLUMNS)).astype(USER_COLUMNS)
+
+
+def read_normalized_csv(csv_path: Path, chunk_rows: int | None = None) -> pd.DataFrame | Iterator[pd.DataFrame]:
+    """Reads a normalized CSV with USER_COLUMNS types: postcode stays text, empty fields are null."""
+    return pd.read_csv(
+        csv_path,
+        dtype=USER_COLUMNS,
+        keep_default_na=False,
+        na_values=[""],
+        encoding="utf-8",
+        chunksize=chunk_rows,
+    )
+
+
+@dataclass(frozen=True)
+class CsvAudit:
+    rows: int
+    missing_emails: int
+    duplicate_emails: int
+    plaintext_password_columns: list[str]
+
+
+def audit_normalized_csv(csv_path: Path) -> CsvAudit:
+    """Reads a written CSV back and counts what the asset checks guard against."""
+    header = pd.read_csv(csv_path, nrows=0, encoding="utf-8").columns
+    emails = pd.read_csv(csv_path, usecols=["email"], dtype="string", keep_default_na=False, na_values=[""])["email"]
+    keys = emails.str.strip().str.lower()
+    return CsvAudit(
+        rows=len(emails),
+        missing_emails=int(keys.isna().sum()),
+        duplicate_emails=int(keys.dropna().duplicated().sum()),
+        plaintext_password_columns=[column for column in header if column.lower() in PLAINTEXT_PASSWORD_COLUMNS],
+    )

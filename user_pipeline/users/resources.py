@@ -1,0 +1,94 @@
+"""Resources of the users pipeline: where users come from, where files go, which warehouse."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import dagster as dg
+
+from user_pipeline.users.api_client import (
+    RetrySettings,
+    UsersApiClient,
+    UsersPage,
+    validate_users_per_partition,
+)
+from user_pipeline.users.warehouse import Warehouse, open_warehouse
+
+
+class UsersApi(dg.ConfigurableResource, ABC):
+    """A source of one day's users, keyed by the day (the seed)."""
+
+    users_per_partition: int = 100
+
+    @abstractmethod
+    def iter_pages(self, seed: str, on_retry: Callable[[str], None] | None = None) -> Iterator[UsersPage]:
+        """Yields the pages holding `users_per_partition` users of `seed`."""
+
+    @property
+    @abstractmethod
+    def source(self) -> str:
+        """Where the users come from, for metadata."""
+
+    def expected_users(self) -> int:
+        return validate_users_per_partition(self.users_per_partition)
+
+
+class RandomUserApi(UsersApi):
+    """The Random User Generator HTTP API (randomuser.me or a compatible server)."""
+
+    base_url: str = "https://randomuser.me/api/"
+    page_size: int = 5000
+    nationalities: str = ""
+    timeout_seconds: int = 30
+    max_attempts: int = 5
+    backoff_seconds: float = 1.0
+    max_backoff_seconds: float = 60.0
+
+    @property
+    def source(self) -> str:
+        return self.base_url
+
+    def client(self, on_retry: Callable[[str], None] | None = None) -> UsersApiClient:
+        return UsersApiClient(
+            base_url=self.base_url,
+            page_size=self.page_size,
+            nationalities=self.nationalities,
+            timeout_seconds=self.timeout_seconds,
+            retry=RetrySettings(
+                max_attempts=self.max_attempts,
+                backoff_seconds=self.backoff_seconds,
+                max_backoff_seconds=self.max_backoff_seconds,
+            ),
+            on_retry=on_retry,
+        )
+
+    def iter_pages(self, seed: str, on_retry: Callable[[str], None] | None = None) -> Iterator[UsersPage]:
+        users = self.expected_users()
+        with self.client(on_retry) as client:
+            yield from client.iter_pages(seed=seed, users=users)
+
+
+class PartitionFiles(dg.ConfigurableResource):
+    """The local folder holding one file per partition and asset."""
+
+    data_dir: str = "data"
+
+    def raw_users(self, partition_key: str) -> Path:
+        return Path(self.data_dir) / "raw_users" / f"{partition_key}.jsonl"
+
+    def normalized_users(self, partition_key: str) -> Path:
+        return Path(self.data_dir) / "normalized_users" / f"{partition_key}.csv"
+
+
+class WarehouseResource(dg.ConfigurableResource):
+    """The SQL warehouse: sqlite:///path or postgresql://user@host:port/database.
+
+    Keep a PostgreSQL password out of the URL: PGPASSWORD or ~/.pgpass supply it.
+    """
+
+    url: str
+
+    def open(self) -> Warehouse:
+        return open_warehouse(self.url)

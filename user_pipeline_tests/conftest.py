@@ -1,0 +1,62 @@
+"""Shared fixtures: the bundled API server, a throwaway PostgreSQL, the recorded API answers."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from user_pipeline.randomuser_server.launcher import RandomUserServer
+from user_pipeline_tests.postgres_cluster import ThrowawayPostgres, find_postgres_bin
+
+FIXTURES_DIR = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "randomuser"
+IN_CI = os.environ.get("CI") == "true"
+
+
+def skip_or_fail(reason: str) -> None:
+    """Skips on a developer machine without the service; under CI=true the test must run."""
+    if IN_CI:
+        pytest.fail(f"CI=true but {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def api_server() -> Iterator[RandomUserServer]:
+    """One real randomuser-compatible server process on loopback for the whole session."""
+    with RandomUserServer() as server:
+        yield server
+
+
+@pytest.fixture
+def users_api_server(api_server: RandomUserServer) -> Iterator[RandomUserServer]:
+    """The session's server, started and fault-free for this test, and so left afterwards."""
+    api_server.start()
+    api_server.clear_faults()
+    api_server.reset_stats()
+    yield api_server
+    api_server.start()
+    api_server.clear_faults()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[ThrowawayPostgres]:
+    """A real PostgreSQL server on loopback, or a skip saying why there is none."""
+    bin_dir = find_postgres_bin()
+    if bin_dir is None:
+        skip_or_fail("PostgreSQL server binaries (initdb, pg_ctl) are not installed: apt-get install postgresql")
+    cluster = ThrowawayPostgres(bin_dir).init()
+    cluster.start()
+    yield cluster
+    cluster.destroy()
+
+
+@pytest.fixture
+def postgres_url(postgres: ThrowawayPostgres, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A fresh database for this test; its password is in PGPASSWORD only."""
+    for name, value in postgres.env.items():
+        monkeypatch.setenv(name, value)
+    database = f"test_{uuid.uuid4().hex[:12]}"
+    return postgres.create_database(database)

@@ -1,0 +1,161 @@
+"""The API client against a real server on loopback: paging, retries, and every error it names."""
+
+import pytest
+
+from user_pipeline.randomuser_server.launcher import free_port
+from user_pipeline.users.api_client import (
+    InvalidSettingError,
+    RetrySettings,
+    TransientUsersApiError,
+    UsersApiClient,
+    UsersApiError,
+)
+
+SEED = "2026-11-20"
+
+
+def make_client(base_url: str, *, sleeps: list[float] | None = None, **overrides) -> UsersApiClient:
+    settings = {"timeout_seconds": 5.0, "retry": RetrySettings(max_attempts=3, backoff_seconds=0.01)}
+    settings.update(overrides)
+    return UsersApiClient(base_url=base_url, sleep=(sleeps.append if sleeps is not None else lambda _: None), **settings)
+
+
+def fetch_all(client: UsersApiClient, users: int) -> list[dict]:
+    return [user for page in client.iter_pages(seed=SEED, users=users) for user in page.users]
+
+
+def test_a_partition_is_the_users_of_its_seed_in_pages(users_api_server):
+    with make_client(users_api_server.base_url, page_size=40) as client:
+        paged = fetch_all(client, 100)
+    with make_client(users_api_server.base_url, page_size=100) as client:
+        one_page = fetch_all(client, 100)
+    assert len(paged) == 100
+    assert len({user["login"]["uuid"] for user in paged}) == 100
+    assert users_api_server.stats()["api_requests"] == 4  # 3 pages of 40, then 1 page of 100
+    with make_client(users_api_server.base_url, page_size=100) as client:
+        assert fetch_all(client, 100) == one_page
+
+
+def test_an_error_body_with_http_200_fails_at_once_naming_the_api_error(users_api_server):
+    users_api_server.add_fault("error_body", times=1)
+    with make_client(users_api_server.base_url) as client, pytest.raises(UsersApiError) as raised:
+        fetch_all(client, 10)
+    assert "HTTP 200 with an error" in str(raised.value)
+    assert "Uh oh, something has gone wrong" in str(raised.value)
+    assert not isinstance(raised.value, TransientUsersApiError)
+    assert users_api_server.stats()["api_requests"] == 1
+
+
+def test_rate_limiting_is_retried_after_the_servers_retry_after(users_api_server):
+    users_api_server.add_fault("rate_limit", times=1, retry_after=2)
+    sleeps: list[float] = []
+    with make_client(users_api_server.base_url, sleeps=sleeps) as client:
+        assert len(fetch_all(client, 10)) == 10
+    assert sleeps == [2.0]
+
+
+@pytest.mark.parametrize("status", [500, 502, 503])
+def test_server_errors_are_retried_with_capped_backoff(users_api_server, status):
+    users_api_server.add_fault("server_error", times=2, status=status)
+    sleeps: list[float] = []
+    with make_client(users_api_server.base_url, sleeps=sleeps) as client:
+        assert len(fetch_all(client, 10)) == 10
+    assert len(sleeps) == 2
+    assert all(0 <= delay <= 0.02 for delay in sleeps)
+
+
+def test_transient_errors_on_every_attempt_name_the_status_and_attempts(users_api_server):
+    users_api_server.add_fault("server_error", status=503)
+    with make_client(users_api_server.base_url) as client, pytest.raises(TransientUsersApiError) as raised:
+        fetch_all(client, 10)
+    assert "after 3 attempts" in str(raised.value)
+    assert "HTTP 503" in str(raised.value)
+
+
+def test_a_refused_connection_is_transient():
+    with make_client(f"http://127.0.0.1:{free_port()}/api/") as client, pytest.raises(TransientUsersApiError) as raised:
+        fetch_all(client, 10)
+    assert "connection failed" in str(raised.value)
+
+
+def test_a_slow_answer_past_the_timeout_is_retried(users_api_server):
+    users_api_server.add_fault("slow", times=1, delay_seconds=2)
+    sleeps: list[float] = []
+    with make_client(users_api_server.base_url, sleeps=sleeps, timeout_seconds=0.5) as client:
+        assert len(fetch_all(client, 5)) == 5
+    assert len(sleeps) == 1
+
+
+def test_a_truncated_body_is_retried(users_api_server):
+    users_api_server.add_fault("truncated", times=1)
+    sleeps: list[float] = []
+    with make_client(users_api_server.base_url, sleeps=sleeps) as client:
+        assert len(fetch_all(client, 5)) == 5
+    assert len(sleeps) == 1
+
+
+@pytest.mark.parametrize(
+    ("kind", "options", "message"),
+    [
+        ("missing_results", {}, "has no 'results' field"),
+        ("missing_field", {"field": "email"}, "results[0] has no 'email' field"),
+        ("missing_field", {"field": "login"}, "results[0] has no 'login' field"),
+        ("empty_results", {}, "returned 0 users for seed='2026-11-20' page=1, asked for 5"),
+        ("short_results", {"count": 3}, "returned 3 users for seed='2026-11-20' page=1, asked for 5"),
+        ("invalid_utf8", {}, "is not UTF-8"),
+    ],
+)
+def test_answers_of_the_wrong_shape_fail_at_once_naming_what_is_wrong(users_api_server, kind, options, message):
+    users_api_server.add_fault(kind, times=1, **options)
+    with make_client(users_api_server.base_url) as client, pytest.raises(UsersApiError) as raised:
+        fetch_all(client, 5)
+    assert message in str(raised.value)
+    assert not isinstance(raised.value, TransientUsersApiError)
+
+
+def test_an_extra_field_is_tolerated(users_api_server):
+    users_api_server.add_fault("extra_field", times=1)
+    with make_client(users_api_server.base_url) as client:
+        users = fetch_all(client, 5)
+    assert [user["extra"] for user in users] == ["x"] * 5
+
+
+def test_nationalities_are_passed_to_the_api(users_api_server):
+    with make_client(users_api_server.base_url, nationalities="ir, ua") as client:
+        assert {user["nat"] for user in fetch_all(client, 50)} == {"IR", "UA"}
+
+
+@pytest.mark.parametrize(
+    ("settings", "named"),
+    [
+        ({"base_url": "not a url"}, "base_url"),
+        ({"base_url": "ftp://example.com/api/"}, "base_url"),
+        ({"page_size": 0}, "page_size"),
+        ({"page_size": 5001}, "page_size"),
+        ({"page_size": -1}, "page_size"),
+        ({"page_size": "abc"}, "page_size"),
+        ({"nationalities": "US,XX"}, "nationalities"),
+        ({"timeout_seconds": 0}, "timeout_seconds"),
+    ],
+)
+def test_bad_settings_are_refused_naming_the_setting(settings, named):
+    arguments = {"base_url": "http://127.0.0.1:1/api/", **settings}
+    with pytest.raises(InvalidSettingError) as raised:
+        UsersApiClient(**arguments)
+    assert raised.value.setting == named
+    assert f"invalid {named}=" in str(raised.value)
+
+
+@pytest.mark.parametrize("users", [0, -1, "abc", 1_000_001])
+def test_a_bad_user_count_is_refused_before_any_request(users_api_server, users):
+    with make_client(users_api_server.base_url) as client, pytest.raises(InvalidSettingError, match="users_per_partition"):
+        fetch_all(client, users)
+    assert users_api_server.stats()["api_requests"] == 0
+
+
+def test_backoff_honours_retry_after_up_to_the_cap():
+    retry = RetrySettings(max_attempts=5, backoff_seconds=1.0, max_backoff_seconds=10.0)
+    assert retry.delay(1, retry_after=4.0) == 4.0
+    assert retry.delay(1, retry_after=120.0) == 10.0
+    assert all(0 <= retry.delay(attempt, None) <= min(10.0, 2 ** (attempt - 1)) for attempt in range(1, 8))
+
