@@ -20,4 +20,4 @@ class RecordedUsersApi(UsersApi):
     def iter_pages(self, seed: str, on_retry: Callable[[str], None] | None = None) -> Iterator[UsersPage]:
         path = Path(self.fixtures_dir) / f"seed-{seed}_results-{self.expected_users()}.json"
         users = json.loads(path.read_text(encoding="utf-8"))["results"]
-        yield UsersPage(seed=seed, page=1, users=check_users_shape(users, seed=seed, page=1))
+        return iter([UsersPage(seed=seed, page=1, users=check_users_shape(users, seed=seed, page=1))])

@@ -165,8 +165,11 @@ class UsersApiClient:
         self.close()
 
     def iter_pages(self, *, seed: str, users: int) -> Iterator[UsersPage]:
-        """Yields the pages that together hold exactly `users` users of `seed`."""
+        """The pages that together hold exactly `users` users of `seed`; a bad count raises at once."""
         validate_users_per_partition(users)
+        return self._pages(seed, users)
+
+    def _pages(self, seed: str, users: int) -> Iterator[UsersPage]:
         # Every page is asked at the same size: the API numbers a seed's users by (page, size).
         page_size = min(users, self.page_size)
         pages = -(-users // page_size)

@@ -3,7 +3,7 @@
 import dagster as dg
 
 from user_pipeline.partitions import daily_partitions
-from user_pipeline.users.api_client import UsersApiError, TransientUsersApiError
+from user_pipeline.users.api_client import InvalidSettingError, TransientUsersApiError, UsersApiError
 from user_pipeline.users.normalize import USER_COLUMNS, audit_normalized_csv, read_normalized_csv, write_normalized_csv
 from user_pipeline.users.raw_files import count_raw_users, read_raw_users, write_raw_users
 from user_pipeline.users.resources import PartitionFiles, UsersApi, WarehouseResource
@@ -37,7 +37,7 @@ def raw_users(context: dg.AssetExecutionContext, users_api: UsersApi, files: Par
         )
     except TransientUsersApiError:
         raise  # Worth another try of the whole step (the asset's retry policy).
-    except UsersApiError as error:
+    except (UsersApiError, InvalidSettingError) as error:
         raise dg.Failure(description=str(error), allow_retries=False) from error
     return dg.MaterializeResult(
         metadata={

@@ -24,7 +24,7 @@ class UsersApi(dg.ConfigurableResource, ABC):
 
     @abstractmethod
     def iter_pages(self, seed: str, on_retry: Callable[[str], None] | None = None) -> Iterator[UsersPage]:
-        """Yields the pages holding `users_per_partition` users of `seed`."""
+        """The pages holding `users_per_partition` users of `seed`; bad settings raise at once."""
 
     @property
     @abstractmethod
@@ -65,9 +65,15 @@ class RandomUserApi(UsersApi):
         )
 
     def iter_pages(self, seed: str, on_retry: Callable[[str], None] | None = None) -> Iterator[UsersPage]:
+        # Settings are checked here, not on first iteration, so a bad one fails before any file is opened.
         users = self.expected_users()
-        with self.client(on_retry) as client:
-            yield from client.iter_pages(seed=seed, users=users)
+        client = self.client(on_retry)
+        return _close_after(client, client.iter_pages(seed=seed, users=users))
+
+
+def _close_after(client: UsersApiClient, pages: Iterator[UsersPage]) -> Iterator[UsersPage]:
+    with client:
+        yield from pages
 
 
 class PartitionFiles(dg.ConfigurableResource):

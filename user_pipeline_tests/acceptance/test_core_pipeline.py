@@ -112,6 +112,41 @@ def test_duplicates_non_latin_names_and_postcodes_reach_the_table_intact(users_a
     assert {type(user["location"]["postcode"]) for user in raw} == {int, str}
 
 
+@pytest.mark.parametrize(
+    ("setting", "value"),
+    [
+        ("users_per_partition", 0),
+        ("users_per_partition", -1),
+        ("page_size", 5001),
+        ("base_url", "not a url"),
+        ("nationalities", "US,XX"),
+    ],
+)
+def test_a_bad_setting_fails_before_any_data_is_touched(users_api_server, tmp_path, setting, value):
+    data_dir = tmp_path / "data"
+    settings = {"base_url": users_api_server.base_url, setting: value}
+    result = dg.materialize(
+        [raw_users, normalized_users, users_table],
+        partition_key=DAY,
+        resources={
+            "users_api": RandomUserApi(**settings),
+            "files": PartitionFiles(data_dir=str(data_dir)),
+            "warehouse": WarehouseResource(url=f"sqlite:///{data_dir}/warehouse.sqlite"),
+        },
+        raise_on_error=False,
+    )
+    assert not result.success
+    assert f"invalid {setting}=" in failure_messages(result)
+    assert users_api_server.stats()["api_requests"] == 0
+    assert not data_dir.exists()
+
+
+def test_an_unknown_partition_key_is_refused(users_api_server, tmp_path):
+    with pytest.raises(dg.DagsterUnknownPartitionError, match="2026-13-01"):
+        materialize(users_api_server.base_url, tmp_path / "data", f"sqlite:///{tmp_path}/w.sqlite", day="2026-13-01")
+    assert not (tmp_path / "data").exists()
+
+
 def test_the_cli_materializes_a_partition_identically_to_an_in_process_run(users_api_server, tmp_path, warehouse_url):
     in_process_dir = tmp_path / "in_process"
     assert materialize(users_api_server.base_url, in_process_dir, f"sqlite:///{tmp_path}/in_process.sqlite").success
