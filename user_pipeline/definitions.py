@@ -7,6 +7,9 @@ from pathlib import Path
 
 import dagster as dg
 
+from user_pipeline.automation.resources import AlertChannel
+from user_pipeline.automation.schedules import daily_users_schedule
+from user_pipeline.automation.sensors import run_failure_alerts, users_api_sensor
 from user_pipeline.jobs import daily_users_job
 from user_pipeline.users import assets as users_assets
 from user_pipeline.users.resources import PartitionFiles, RandomUserApi, WarehouseResource
@@ -23,6 +26,8 @@ defs = dg.Definitions(
     assets=dg.load_assets_from_modules([users_assets]),
     asset_checks=dg.load_asset_checks_from_modules([users_assets]),
     jobs=[daily_users_job],
+    schedules=[daily_users_schedule],
+    sensors=[users_api_sensor, run_failure_alerts],
     resources={
         "users_api": RandomUserApi(
             base_url=env_or_default("USER_PIPELINE_API_URL", "https://randomuser.me/api/"),
@@ -35,6 +40,10 @@ defs = dg.Definitions(
         "files": PartitionFiles(data_dir=DATA_DIR),
         "warehouse": WarehouseResource(
             url=env_or_default("USER_PIPELINE_WAREHOUSE_URL", f"sqlite:///{DATA_DIR}/warehouse.sqlite")
+        ),
+        "alerts": AlertChannel(
+            webhook_url=env_or_default("USER_PIPELINE_ALERT_WEBHOOK_URL", ""),
+            ui_base_url=env_or_default("USER_PIPELINE_UI_URL", "http://127.0.0.1:3000"),
         ),
     },
 )

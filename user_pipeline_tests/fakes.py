@@ -17,6 +17,9 @@ class RecordedUsersApi(UsersApi):
     def source(self) -> str:
         return f"recorded:{self.fixtures_dir}"
 
+    def unavailable_reason(self) -> str | None:
+        return None if Path(self.fixtures_dir).is_dir() else f"no recordings at {self.fixtures_dir}"
+
     def iter_pages(self, seed: str, on_retry: Callable[[str], None] | None = None) -> Iterator[UsersPage]:
         path = Path(self.fixtures_dir) / f"seed-{seed}_results-{self.expected_users()}.json"
         users = json.loads(path.read_text(encoding="utf-8"))["results"]

@@ -178,6 +178,16 @@ class UsersApiClient:
             keep = min(page_size, users - (page - 1) * page_size)
             yield UsersPage(seed=seed, page=page, users=fetched.users[:keep])
 
+    def probe(self) -> str | None:
+        """None when the API serves a user right now; otherwise why not. One attempt, no retry."""
+        try:
+            self._request_page({"results": 1, "seed": "health", "format": "json"}, seed="health", page=1, results=1)
+        except _Retryable as unavailable:
+            return unavailable.reason
+        except UsersApiError as error:
+            return str(error)
+        return None
+
     def fetch_page(self, *, seed: str, page: int, results: int) -> UsersPage:
         params: dict[str, str | int] = {"results": results, "seed": seed, "page": page, "format": "json"}
         if self.nationalities:

@@ -1,4 +1,6 @@
-"""The daily users assets: fetched JSON -> normalized CSV -> warehouse table."""
+"""The daily users assets: fetched JSON -> normalized CSV -> warehouse table, and the registry."""
+
+from datetime import date, timedelta
 
 import dagster as dg
 
@@ -6,6 +8,7 @@ from user_pipeline.partitions import daily_partitions
 from user_pipeline.users.api_client import InvalidSettingError, TransientUsersApiError, UsersApiError
 from user_pipeline.users.normalize import USER_COLUMNS, audit_normalized_csv, read_normalized_csv, write_normalized_csv
 from user_pipeline.users.raw_files import count_raw_users, read_raw_users, write_raw_users
+from user_pipeline.users.registry import empty_registry, read_registry, update_registry, write_registry
 from user_pipeline.users.resources import PartitionFiles, UsersApi, WarehouseResource
 from user_pipeline.users.warehouse import LATEST_VIEW, TABLE
 
@@ -23,6 +26,8 @@ _COLUMN_SCHEMA = dg.TableSchema(
     group_name=GROUP,
     kinds={"python", "json"},
     pool="users_api",
+    # The client already retries each request; this retries the step when the API stays down.
+    retry_policy=dg.RetryPolicy(max_retries=2, delay=30, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS),
 )
 def raw_users(context: dg.AssetExecutionContext, users_api: UsersApi, files: PartitionFiles) -> dg.MaterializeResult:
     """The day's users as the Random User API sent them, one JSON object per line.
@@ -143,4 +148,46 @@ def users_table(
                 metadata={"table_rows": stored, "csv_rows": csv_rows},
             )
         ],
+    )
+
+
+@dg.asset(
+    partitions_def=daily_partitions,
+    group_name=GROUP,
+    kinds={"pandas", "csv"},
+    deps=[
+        normalized_users,
+        dg.AssetDep("user_registry", partition_mapping=dg.TimeWindowPartitionMapping(start_offset=-1, end_offset=-1)),
+    ],
+)
+def user_registry(context: dg.AssetExecutionContext, files: PartitionFiles) -> dg.MaterializeResult:
+    """Every email seen up to and including the day, with first_seen, last_seen and days_seen.
+
+    Day D is built from day D-1's registry and day D's normalized users (depends_on_past), so
+    days are materialized in date order and D is refused while D-1 is missing.
+    """
+    day = context.partition_key
+    previous_day = (date.fromisoformat(day) - timedelta(days=1)).isoformat()
+    if day == daily_partitions.get_first_partition_key():
+        previous = empty_registry()
+    elif files.user_registry(previous_day).exists():
+        previous = read_registry(files.user_registry(previous_day))
+    else:
+        raise dg.Failure(
+            description=(
+                f"user_registry {day} needs user_registry {previous_day}, which is not materialized: "
+                f"materialize {previous_day} first, or backfill the range up to {day}"
+            ),
+            allow_retries=False,
+        )
+    registry = update_registry(previous, read_normalized_csv(files.normalized_users(day)), day)
+    path = files.user_registry(day)
+    write_registry(registry, path)
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": len(registry),
+            "new_emails": int((registry["first_seen"] == day).sum()),
+            "seen_today": int((registry["last_seen"] == day).sum()),
+            "path": dg.MetadataValue.path(str(path.resolve())),
+        }
     )

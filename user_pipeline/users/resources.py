@@ -31,6 +31,10 @@ class UsersApi(dg.ConfigurableResource, ABC):
     def source(self) -> str:
         """Where the users come from, for metadata."""
 
+    @abstractmethod
+    def unavailable_reason(self) -> str | None:
+        """None when the source can serve users now, otherwise why it cannot."""
+
     def expected_users(self) -> int:
         return validate_users_per_partition(self.users_per_partition)
 
@@ -49,6 +53,10 @@ class RandomUserApi(UsersApi):
     @property
     def source(self) -> str:
         return self.base_url
+
+    def unavailable_reason(self) -> str | None:
+        with self.client() as client:
+            return client.probe()
 
     def client(self, on_retry: Callable[[str], None] | None = None) -> UsersApiClient:
         return UsersApiClient(
@@ -86,6 +94,9 @@ class PartitionFiles(dg.ConfigurableResource):
 
     def normalized_users(self, partition_key: str) -> Path:
         return Path(self.data_dir) / "normalized_users" / f"{partition_key}.csv"
+
+    def user_registry(self, partition_key: str) -> Path:
+        return Path(self.data_dir) / "user_registry" / f"{partition_key}.csv"
 
 
 class WarehouseResource(dg.ConfigurableResource):

@@ -1,0 +1,18 @@
+import dagster as dg
+
+from user_pipeline.automation.alerts import RunFailureAlert, post_alert
+
+
+class AlertChannel(dg.ConfigurableResource):
+    """Where run failure alerts go: always the sensor's log, and a webhook when one is set."""
+
+    webhook_url: str = ""
+    ui_base_url: str = "http://127.0.0.1:3000"
+
+    def run_url(self, run_id: str) -> str:
+        return f"{self.ui_base_url.rstrip('/')}/runs/{run_id}"
+
+    def send(self, alert: RunFailureAlert, log) -> None:
+        log.error(alert.as_text())
+        if self.webhook_url:
+            post_alert(alert, self.webhook_url)

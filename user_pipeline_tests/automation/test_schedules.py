@@ -1,0 +1,28 @@
+"""The daily schedule: which day a tick materializes, in whatever timezone it runs."""
+
+from datetime import datetime, timezone
+
+import dagster as dg
+
+from user_pipeline.automation.schedules import daily_users_schedule
+from user_pipeline.definitions import defs
+
+
+def tick(at: datetime) -> dg.RunRequest:
+    context = dg.build_schedule_context(scheduled_execution_time=at, repository_def=defs.get_repository_def())
+    [request] = daily_users_schedule.evaluate_tick(context).run_requests
+    return request
+
+
+def test_a_tick_after_midnight_utc_materializes_the_day_that_just_closed():
+    request = tick(datetime(2026, 11, 25, 1, 0, tzinfo=timezone.utc))
+    assert (request.partition_key, request.run_key) == ("2026-11-24", "2026-11-24")
+
+
+def test_a_tick_late_in_the_day_still_materializes_the_last_closed_utc_day():
+    assert tick(datetime(2026, 11, 25, 23, 30, tzinfo=timezone.utc)).partition_key == "2026-11-24"
+
+
+def test_the_schedule_starts_stopped_at_one_in_the_morning_utc():
+    assert daily_users_schedule.default_status == dg.DefaultScheduleStatus.STOPPED
+    assert (daily_users_schedule.cron_schedule, daily_users_schedule.execution_timezone) == ("0 1 * * *", "UTC")

@@ -1,0 +1,100 @@
+"""The users API sensor and the run failure alerts, on a real API server and a real webhook receiver."""
+
+import dagster as dg
+import pytest
+
+from user_pipeline.automation.resources import AlertChannel
+from user_pipeline.automation.sensors import run_failure_alerts, users_api_sensor
+from user_pipeline.definitions import defs
+from user_pipeline.partitions import daily_partitions
+from user_pipeline.users.assets import normalized_users, raw_users, users_table
+from user_pipeline.users.resources import PartitionFiles, RandomUserApi, WarehouseResource
+from user_pipeline_tests.webhook_receiver import WebhookReceiver
+
+LATEST_DAY = daily_partitions.get_last_partition_key()
+
+
+@pytest.fixture
+def instance():
+    with dg.instance_for_test() as test_instance:
+        yield test_instance
+
+
+def evaluate(instance, base_url: str, cursor: str | None = None):
+    context = dg.build_sensor_context(
+        instance=instance,
+        cursor=cursor,
+        definitions=defs,
+        resources={"users_api": RandomUserApi(base_url=base_url, timeout_seconds=2)},
+    )
+    return users_api_sensor.evaluate_tick(context), context
+
+
+def test_the_sensor_skips_with_the_reason_while_the_api_is_down(users_api_server, instance):
+    users_api_server.stop()
+    result, context = evaluate(instance, users_api_server.base_url)
+    assert result.run_requests == []
+    assert f"users API {users_api_server.base_url} is unavailable: connection failed" in result.skip_message
+    assert context.cursor is None
+
+
+def test_the_sensor_skips_while_the_api_answers_errors(users_api_server, instance):
+    users_api_server.add_fault("server_error", status=503)
+    result, _ = evaluate(instance, users_api_server.base_url)
+    assert "is unavailable: HTTP 503" in result.skip_message
+
+
+def test_once_the_api_is_up_it_requests_the_latest_day_once(users_api_server, instance):
+    result, context = evaluate(instance, users_api_server.base_url)
+    [request] = result.run_requests
+    assert (request.partition_key, request.run_key) == (LATEST_DAY, LATEST_DAY)
+    assert context.cursor == LATEST_DAY
+    again, _ = evaluate(instance, users_api_server.base_url, cursor=context.cursor)
+    assert again.run_requests == []
+    assert again.skip_message == f"the run for {LATEST_DAY} was already requested"
+
+
+def test_a_materialized_latest_day_is_not_requested(users_api_server, instance, tmp_path):
+    assert dg.materialize(
+        [raw_users, normalized_users, users_table],
+        partition_key=LATEST_DAY,
+        instance=instance,
+        resources={
+            "users_api": RandomUserApi(base_url=users_api_server.base_url, users_per_partition=5),
+            "files": PartitionFiles(data_dir=str(tmp_path)),
+            "warehouse": WarehouseResource(url=f"sqlite:///{tmp_path}/w.sqlite"),
+        },
+    ).success
+    result, _ = evaluate(instance, users_api_server.base_url)
+    assert result.skip_message == f"{LATEST_DAY} is already materialized"
+
+
+def test_a_failed_run_sends_one_alert_naming_job_partition_step_and_error(users_api_server, instance, tmp_path):
+    users_api_server.add_fault("error_body", seeds=["2026-11-20"])
+    result = dg.materialize(
+        [raw_users, normalized_users, users_table],
+        partition_key="2026-11-20",
+        instance=instance,
+        resources={
+            "users_api": RandomUserApi(base_url=users_api_server.base_url),
+            "files": PartitionFiles(data_dir=str(tmp_path)),
+            "warehouse": WarehouseResource(url=f"sqlite:///{tmp_path}/w.sqlite"),
+        },
+        raise_on_error=False,
+    )
+    assert not result.success
+    context = dg.build_run_status_sensor_context(
+        sensor_name="run_failure_alerts",
+        dagster_event=result.get_run_failure_event(),
+        dagster_instance=instance,
+        dagster_run=result.dagster_run,
+    ).for_run_failure()
+    with WebhookReceiver() as receiver:
+        run_failure_alerts(context, alerts=AlertChannel(webhook_url=receiver.url, ui_base_url="http://ui.test"))
+    [alert] = receiver.payloads
+    assert alert["partition"] == "2026-11-20"
+    assert alert["failed_steps"] == ["raw_users"]
+    assert "HTTP 200 with an error" in alert["error"] and "Uh oh" in alert["error"]
+    assert alert["run_url"] == f"http://ui.test/runs/{result.run_id}"
+    assert alert["job"] == result.dagster_run.job_name
+    assert "partition 2026-11-20" in alert["text"]

@@ -1,0 +1,53 @@
+"""The user registry (depends_on_past): day D is day D-1's registry plus day D's users, never out of order."""
+
+import dagster as dg
+import pandas as pd
+
+from user_pipeline.users.assets import normalized_users, raw_users, user_registry
+from user_pipeline.users.registry import empty_registry, read_registry, update_registry
+from user_pipeline.users.resources import PartitionFiles, RandomUserApi
+
+
+def day_users(*pairs: tuple[str, str]) -> pd.DataFrame:
+    return pd.DataFrame({"email": [email for email, _ in pairs], "user_id": [uid for _, uid in pairs]})
+
+
+def test_the_registry_tracks_first_last_and_days_seen_per_email():
+    day1 = update_registry(empty_registry(), day_users(("b@x.com", "b1"), ("a@x.com", "a1")), "2026-11-01")
+    day2 = update_registry(day1, day_users(("B@X.com", "b2"), ("c@x.com", "c2")), "2026-11-02")
+    assert day2.to_dict("records") == [
+        {"email": "a@x.com", "user_id": "a1", "first_seen": "2026-11-01", "last_seen": "2026-11-01", "days_seen": 1},
+        {"email": "b@x.com", "user_id": "b2", "first_seen": "2026-11-01", "last_seen": "2026-11-02", "days_seen": 2},
+        {"email": "c@x.com", "user_id": "c2", "first_seen": "2026-11-02", "last_seen": "2026-11-02", "days_seen": 1},
+    ]
+
+
+def materialize_registry(base_url: str, data_dir, day: str) -> dg.ExecuteInProcessResult:
+    return dg.materialize(
+        [raw_users, normalized_users, user_registry],
+        partition_key=day,
+        resources={
+            "users_api": RandomUserApi(base_url=base_url, users_per_partition=50),
+            "files": PartitionFiles(data_dir=str(data_dir)),
+        },
+        raise_on_error=False,
+    )
+
+
+def test_days_in_order_accumulate_and_a_gap_is_refused_naming_the_missing_day(users_api_server, tmp_path):
+    assert materialize_registry(users_api_server.base_url, tmp_path, "2026-01-01").success  # the first partition
+    assert materialize_registry(users_api_server.base_url, tmp_path, "2026-01-02").success
+    registry = read_registry(tmp_path / "user_registry" / "2026-01-02.csv")
+    assert len(registry) == registry["email"].nunique()
+    assert set(registry["last_seen"]) <= {"2026-01-01", "2026-01-02"}
+    assert (registry["last_seen"] == "2026-01-02").sum() == len(pd.read_csv(tmp_path / "normalized_users" / "2026-01-02.csv"))
+
+    refused = materialize_registry(users_api_server.base_url, tmp_path, "2026-01-04")
+    assert not refused.success
+    [failure] = refused.get_step_failure_events()
+    assert failure.step_key == "user_registry"
+    assert (
+        "user_registry 2026-01-04 needs user_registry 2026-01-03, which is not materialized"
+        in failure.step_failure_data.error.message
+    )
+    assert not (tmp_path / "user_registry" / "2026-01-04.csv").exists()
