@@ -8,11 +8,12 @@ from pathlib import Path
 import dagster as dg
 
 from user_pipeline.automation.resources import AlertChannel
-from user_pipeline.automation.schedules import daily_users_schedule
+from user_pipeline.automation.schedules import daily_users_schedule, user_registry_schedule
 from user_pipeline.automation.sensors import run_failure_alerts, users_api_sensor
-from user_pipeline.jobs import daily_users_job
+from user_pipeline.jobs import daily_users_job, user_registry_job
+from user_pipeline.partitions import daily_partitions
 from user_pipeline.users import assets as users_assets
-from user_pipeline.users.resources import PartitionFiles, RandomUserApi, WarehouseResource
+from user_pipeline.users.resources import PartitionFiles, RandomUserApi, UserRegistrySettings, WarehouseResource
 
 
 def env_or_default(name: str, default, parse=dg.EnvVar):
@@ -25,8 +26,8 @@ DATA_DIR = str(Path(os.environ.get("USER_PIPELINE_DATA_DIR", "data")).resolve())
 defs = dg.Definitions(
     assets=dg.load_assets_from_modules([users_assets]),
     asset_checks=dg.load_asset_checks_from_modules([users_assets]),
-    jobs=[daily_users_job],
-    schedules=[daily_users_schedule],
+    jobs=[daily_users_job, user_registry_job],
+    schedules=[daily_users_schedule, user_registry_schedule],
     sensors=[users_api_sensor, run_failure_alerts],
     resources={
         "users_api": RandomUserApi(
@@ -40,6 +41,9 @@ defs = dg.Definitions(
         "files": PartitionFiles(data_dir=DATA_DIR),
         "warehouse": WarehouseResource(
             url=env_or_default("USER_PIPELINE_WAREHOUSE_URL", f"sqlite:///{DATA_DIR}/warehouse.sqlite")
+        ),
+        "registry_settings": UserRegistrySettings(
+            first_day=env_or_default("USER_PIPELINE_REGISTRY_START_DATE", daily_partitions.get_first_partition_key())
         ),
         "alerts": AlertChannel(
             webhook_url=env_or_default("USER_PIPELINE_ALERT_WEBHOOK_URL", ""),

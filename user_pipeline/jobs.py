@@ -1,4 +1,9 @@
 import dagster as dg
 
-# The daily job: every users asset for one partition (its partitions come from the assets).
-daily_users_job = dg.define_asset_job("daily_users_job", selection=dg.AssetSelection.groups("users"))
+# The daily ingestion: fetched users -> normalized CSV -> warehouse table, for one day.
+daily_users_job = dg.define_asset_job(
+    "daily_users_job", selection=dg.AssetSelection.assets("raw_users", "normalized_users", "users_table")
+)
+
+# The cumulative registry: each day needs the day before, so it runs after the ingestion, in date order.
+user_registry_job = dg.define_asset_job("user_registry_job", selection=dg.AssetSelection.assets("user_registry"))

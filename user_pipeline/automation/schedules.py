@@ -2,22 +2,42 @@ import os
 
 import dagster as dg
 
-from user_pipeline.jobs import daily_users_job
+from user_pipeline.jobs import daily_users_job, user_registry_job
 from user_pipeline.partitions import daily_partitions
 
+_TIMEZONE = os.getenv("USER_PIPELINE_SCHEDULE_TIMEZONE", "UTC")
 
-@dg.schedule(
-    job=daily_users_job,
-    cron_schedule=os.getenv("USER_PIPELINE_SCHEDULE_CRON", "0 1 * * *"),
-    execution_timezone=os.getenv("USER_PIPELINE_SCHEDULE_TIMEZONE", "UTC"),
-    default_status=dg.DefaultScheduleStatus.STOPPED,
-)
-def daily_users_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
-    """Materializes the UTC day that closed most recently before the tick (default 01:00 UTC).
+
+def _latest_closed_day_schedule(job, cron: str, description: str) -> dg.ScheduleDefinition:
+    """A schedule running `job` for the UTC day that closed most recently before each tick.
 
     Stopped until switched on (UI or `dagster schedule start`), like an Airflow DAG paused at
     creation. Partitions stay UTC days whatever timezone the schedule runs in.
     """
-    with dg.partition_loading_context(effective_dt=context.scheduled_execution_time):
-        day = daily_partitions.get_last_partition_key()
-    return dg.RunRequest(run_key=day, partition_key=day)
+
+    @dg.schedule(
+        name=job.name.removesuffix("_job") + "_schedule",
+        job=job,
+        cron_schedule=cron,
+        execution_timezone=_TIMEZONE,
+        default_status=dg.DefaultScheduleStatus.STOPPED,
+        description=description,
+    )
+    def _schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
+        with dg.partition_loading_context(effective_dt=context.scheduled_execution_time):
+            day = daily_partitions.get_last_partition_key()
+        return dg.RunRequest(run_key=day, partition_key=day)
+
+    return _schedule
+
+
+daily_users_schedule = _latest_closed_day_schedule(
+    daily_users_job,
+    os.getenv("USER_PIPELINE_SCHEDULE_CRON", "0 1 * * *"),
+    "Ingests the day that just closed (default 01:00 UTC). Stopped until switched on.",
+)
+user_registry_schedule = _latest_closed_day_schedule(
+    user_registry_job,
+    os.getenv("USER_PIPELINE_REGISTRY_SCHEDULE_CRON", "0 2 * * *"),
+    "Adds the day that just closed to the user registry, after the ingestion (default 02:00 UTC). Stopped until switched on.",
+)

@@ -9,7 +9,7 @@ from user_pipeline.users.api_client import InvalidSettingError, TransientUsersAp
 from user_pipeline.users.normalize import USER_COLUMNS, audit_normalized_csv, read_normalized_csv, write_normalized_csv
 from user_pipeline.users.raw_files import count_raw_users, read_raw_users, write_raw_users
 from user_pipeline.users.registry import empty_registry, read_registry, update_registry, write_registry
-from user_pipeline.users.resources import PartitionFiles, UsersApi, WarehouseResource
+from user_pipeline.users.resources import PartitionFiles, UserRegistrySettings, UsersApi, WarehouseResource
 from user_pipeline.users.warehouse import LATEST_VIEW, TABLE
 
 GROUP = "users"
@@ -160,15 +160,24 @@ def users_table(
         dg.AssetDep("user_registry", partition_mapping=dg.TimeWindowPartitionMapping(start_offset=-1, end_offset=-1)),
     ],
 )
-def user_registry(context: dg.AssetExecutionContext, files: PartitionFiles) -> dg.MaterializeResult:
+def user_registry(
+    context: dg.AssetExecutionContext, files: PartitionFiles, registry_settings: UserRegistrySettings
+) -> dg.MaterializeResult:
     """Every email seen up to and including the day, with first_seen, last_seen and days_seen.
 
     Day D is built from day D-1's registry and day D's normalized users (depends_on_past), so
-    days are materialized in date order and D is refused while D-1 is missing.
+    days are materialized in date order and D is refused while D-1 is missing. The registry
+    starts empty on its first day (USER_PIPELINE_REGISTRY_START_DATE).
     """
     day = context.partition_key
+    first_day = registry_settings.validated_first_day()
     previous_day = (date.fromisoformat(day) - timedelta(days=1)).isoformat()
-    if day == daily_partitions.get_first_partition_key():
+    if day < first_day:
+        raise dg.Failure(
+            description=f"user_registry starts on {first_day} (USER_PIPELINE_REGISTRY_START_DATE); {day} is before it",
+            allow_retries=False,
+        )
+    if day == first_day:
         previous = empty_registry()
     elif files.user_registry(previous_day).exists():
         previous = read_registry(files.user_registry(previous_day))

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
+from datetime import date
 from pathlib import Path
 
 import dagster as dg
 
 from user_pipeline.users.api_client import (
+    InvalidSettingError,
     RetrySettings,
     UsersApiClient,
     UsersPage,
@@ -109,3 +111,16 @@ class WarehouseResource(dg.ConfigurableResource):
 
     def open(self) -> Warehouse:
         return open_warehouse(self.url)
+
+
+class UserRegistrySettings(dg.ConfigurableResource):
+    """The user registry's first day (YYYY-MM-DD): it starts empty there, and every later day
+    needs the day before."""
+
+    first_day: str
+
+    def validated_first_day(self) -> str:
+        try:
+            return date.fromisoformat(self.first_day).isoformat()
+        except ValueError:
+            raise InvalidSettingError("registry first_day", self.first_day, "a date YYYY-MM-DD") from None

@@ -4,7 +4,7 @@ from datetime import datetime, timezone
 
 import dagster as dg
 
-from user_pipeline.automation.schedules import daily_users_schedule
+from user_pipeline.automation.schedules import daily_users_schedule, user_registry_schedule
 from user_pipeline.definitions import defs
 
 
@@ -23,6 +23,7 @@ def test_a_tick_late_in_the_day_still_materializes_the_last_closed_utc_day():
     assert tick(datetime(2026, 11, 25, 23, 30, tzinfo=timezone.utc)).partition_key == "2026-11-24"
 
 
-def test_the_schedule_starts_stopped_at_one_in_the_morning_utc():
-    assert daily_users_schedule.default_status == dg.DefaultScheduleStatus.STOPPED
+def test_the_schedules_start_stopped_the_registry_an_hour_after_the_ingestion():
+    assert daily_users_schedule.default_status == user_registry_schedule.default_status == dg.DefaultScheduleStatus.STOPPED
     assert (daily_users_schedule.cron_schedule, daily_users_schedule.execution_timezone) == ("0 1 * * *", "UTC")
+    assert (user_registry_schedule.cron_schedule, user_registry_schedule.job_name) == ("0 2 * * *", "user_registry_job")

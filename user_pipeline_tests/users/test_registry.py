@@ -5,7 +5,7 @@ import pandas as pd
 
 from user_pipeline.users.assets import normalized_users, raw_users, user_registry
 from user_pipeline.users.registry import empty_registry, read_registry, update_registry
-from user_pipeline.users.resources import PartitionFiles, RandomUserApi
+from user_pipeline.users.resources import PartitionFiles, RandomUserApi, UserRegistrySettings
 
 
 def day_users(*pairs: tuple[str, str]) -> pd.DataFrame:
@@ -22,13 +22,14 @@ def test_the_registry_tracks_first_last_and_days_seen_per_email():
     ]
 
 
-def materialize_registry(base_url: str, data_dir, day: str) -> dg.ExecuteInProcessResult:
+def materialize_registry(base_url: str, data_dir, day: str, first_day: str = "2026-01-01") -> dg.ExecuteInProcessResult:
     return dg.materialize(
         [raw_users, normalized_users, user_registry],
         partition_key=day,
         resources={
             "users_api": RandomUserApi(base_url=base_url, users_per_partition=50),
             "files": PartitionFiles(data_dir=str(data_dir)),
+            "registry_settings": UserRegistrySettings(first_day=first_day),
         },
         raise_on_error=False,
     )
@@ -51,3 +52,10 @@ def test_days_in_order_accumulate_and_a_gap_is_refused_naming_the_missing_day(us
         in failure.step_failure_data.error.message
     )
     assert not (tmp_path / "user_registry" / "2026-01-04.csv").exists()
+
+
+def test_the_registry_starts_empty_on_its_configured_first_day_and_refuses_earlier_days(users_api_server, tmp_path):
+    assert materialize_registry(users_api_server.base_url, tmp_path, "2026-11-10", first_day="2026-11-10").success
+    earlier = materialize_registry(users_api_server.base_url, tmp_path, "2026-11-09", first_day="2026-11-10")
+    assert not earlier.success
+    assert "user_registry starts on 2026-11-10" in earlier.get_step_failure_events()[0].step_failure_data.error.message

@@ -1,0 +1,34 @@
+"""End-to-end fixtures: a real daemon and webserver on the bundled API server and a real warehouse."""
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from user_pipeline_tests.dagster_services import DagsterServices
+from user_pipeline_tests.webhook_receiver import WebhookReceiver
+
+USERS_PER_PARTITION = 20
+
+
+@pytest.fixture(scope="module")
+def webhook() -> Iterator[WebhookReceiver]:
+    with WebhookReceiver() as receiver:
+        yield receiver
+
+
+@pytest.fixture(scope="module")
+def dagster_services(api_server, webhook, tmp_path_factory) -> Iterator[DagsterServices]:
+    """Daemon + webserver for a module, on SQLite instance storage and a SQLite warehouse."""
+    root: Path = tmp_path_factory.mktemp("e2e")
+    env = {
+        "USER_PIPELINE_API_URL": api_server.base_url,
+        "USER_PIPELINE_USERS_PER_PARTITION": str(USERS_PER_PARTITION),
+        "USER_PIPELINE_DATA_DIR": str(root / "data"),
+        "USER_PIPELINE_WAREHOUSE_URL": f"sqlite:///{root}/data/warehouse.sqlite",
+        "USER_PIPELINE_ALERT_WEBHOOK_URL": webhook.url,
+        "USER_PIPELINE_API_SENSOR_INTERVAL_SECONDS": "5",
+    }
+    with DagsterServices(root / "dagster_home", env) as services:
+        services.data_dir = root / "data"
+        yield services
