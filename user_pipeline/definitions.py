@@ -6,12 +6,15 @@ import os
 from pathlib import Path
 
 import dagster as dg
+from dagster_pyspark import LazyPySparkResource
 
 from user_pipeline.automation.resources import AlertChannel
-from user_pipeline.automation.schedules import daily_users_schedule, user_registry_schedule
+from user_pipeline.automation.schedules import daily_users_schedule, spark_ingestion_schedule, user_registry_schedule
 from user_pipeline.automation.sensors import run_failure_alerts, users_api_sensor
-from user_pipeline.jobs import daily_users_job, user_registry_job
+from user_pipeline.jobs import daily_users_job, spark_ingestion_job, user_registry_job
 from user_pipeline.partitions import daily_partitions
+from user_pipeline.spark import assets as spark_assets
+from user_pipeline.spark.resources import SparkSettings
 from user_pipeline.users import assets as users_assets
 from user_pipeline.users.resources import PartitionFiles, RandomUserApi, UserRegistrySettings, WarehouseResource
 
@@ -23,11 +26,21 @@ def env_or_default(name: str, default, parse=dg.EnvVar):
 
 DATA_DIR = str(Path(os.environ.get("USER_PIPELINE_DATA_DIR", "data")).resolve())
 
+# Read here rather than as EnvVars: the in-process Spark session is configured from them too.
+SPARK = SparkSettings(
+    master=os.environ.get("SPARK_MASTER", "local[*]"),
+    driver_memory=os.environ.get("SPARK_DRIVER_MEMORY", "1g"),
+    executor_memory=os.environ.get("SPARK_EXECUTOR_MEMORY", "1g"),
+    total_executor_cores=int(os.environ.get("SPARK_TOTAL_EXECUTOR_CORES", "1")),
+    shuffle_partitions=int(os.environ.get("SPARK_SHUFFLE_PARTITIONS", "4")),
+    master_web_ui_url=os.environ.get("SPARK_MASTER_WEB_UI_URL", ""),
+)
+
 defs = dg.Definitions(
-    assets=dg.load_assets_from_modules([users_assets]),
+    assets=dg.load_assets_from_modules([users_assets, spark_assets]),
     asset_checks=dg.load_asset_checks_from_modules([users_assets]),
-    jobs=[daily_users_job, user_registry_job],
-    schedules=[daily_users_schedule, user_registry_schedule],
+    jobs=[daily_users_job, user_registry_job, spark_ingestion_job],
+    schedules=[daily_users_schedule, user_registry_schedule, spark_ingestion_schedule],
     sensors=[users_api_sensor, run_failure_alerts],
     resources={
         "users_api": RandomUserApi(
@@ -45,6 +58,8 @@ defs = dg.Definitions(
         "registry_settings": UserRegistrySettings(
             first_day=env_or_default("USER_PIPELINE_REGISTRY_START_DATE", daily_partitions.get_first_partition_key())
         ),
+        "spark": SPARK,
+        "pyspark": LazyPySparkResource(spark_config=SPARK.session_config()),
         "alerts": AlertChannel(
             webhook_url=env_or_default("USER_PIPELINE_ALERT_WEBHOOK_URL", ""),
             ui_base_url=env_or_default("USER_PIPELINE_UI_URL", "http://127.0.0.1:3000"),

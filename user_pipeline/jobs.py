@@ -7,3 +7,6 @@ daily_users_job = dg.define_asset_job(
 
 # The cumulative registry: each day needs the day before, so it runs after the ingestion, in date order.
 user_registry_job = dg.define_asset_job("user_registry_job", selection=dg.AssetSelection.assets("user_registry"))
+
+# Spark ingestion of the normalized users; a backfill over many days is one Spark application.
+spark_ingestion_job = dg.define_asset_job("spark_ingestion_job", selection=dg.AssetSelection.assets("users_parquet"))

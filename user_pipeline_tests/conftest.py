@@ -42,6 +42,29 @@ def users_api_server(api_server: RandomUserServer) -> Iterator[RandomUserServer]
 
 
 @pytest.fixture(scope="session")
+def local_spark():
+    """One local[2] SparkSession (one JVM) for every test that needs Spark in process."""
+    try:
+        from pyspark.sql import SparkSession
+
+        spark = (
+            SparkSession.builder.master("local[2]")
+            .appName("user_pipeline_tests")
+            .config("spark.sql.shuffle.partitions", "2")
+            .config("spark.default.parallelism", "2")
+            .config("spark.ui.enabled", "false")
+            .config("spark.ui.showConsoleProgress", "false")
+            .config("spark.sql.session.timeZone", "UTC")
+            .getOrCreate()
+        )
+    except Exception as error:  # no Java, or the JVM cannot start
+        skip_or_fail(f"cannot start a local SparkSession: {error}")
+    spark.sparkContext.setLogLevel("ERROR")
+    yield spark
+    spark.stop()
+
+
+@pytest.fixture(scope="session")
 def postgres() -> Iterator[ThrowawayPostgres]:
     """A real PostgreSQL server on loopback, or a skip saying why there is none."""
     bin_dir = find_postgres_bin()

@@ -2,7 +2,7 @@ import os
 
 import dagster as dg
 
-from user_pipeline.jobs import daily_users_job, user_registry_job
+from user_pipeline.jobs import daily_users_job, spark_ingestion_job, user_registry_job
 from user_pipeline.partitions import daily_partitions
 
 _TIMEZONE = os.getenv("USER_PIPELINE_SCHEDULE_TIMEZONE", "UTC")
@@ -40,4 +40,9 @@ user_registry_schedule = _latest_closed_day_schedule(
     user_registry_job,
     os.getenv("USER_PIPELINE_REGISTRY_SCHEDULE_CRON", "0 2 * * *"),
     "Adds the day that just closed to the user registry, after the ingestion (default 02:00 UTC). Stopped until switched on.",
+)
+spark_ingestion_schedule = _latest_closed_day_schedule(
+    spark_ingestion_job,
+    os.getenv("USER_PIPELINE_SPARK_SCHEDULE_CRON", "0 3 * * *"),
+    "Ingests the day that just closed into Parquet with Spark (default 03:00 UTC). Stopped until switched on.",
 )

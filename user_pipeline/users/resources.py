@@ -95,7 +95,14 @@ class PartitionFiles(dg.ConfigurableResource):
         return Path(self.data_dir) / "raw_users" / f"{partition_key}.jsonl"
 
     def normalized_users(self, partition_key: str) -> Path:
-        return Path(self.data_dir) / "normalized_users" / f"{partition_key}.csv"
+        return self.normalized_users_dir() / f"{partition_key}.csv"
+
+    def normalized_users_dir(self) -> Path:
+        return Path(self.data_dir) / "normalized_users"
+
+    def spark_output_dir(self) -> Path:
+        """Root of the Parquet datasets `users` and `users_by_country_age_band`."""
+        return Path(self.data_dir) / "parquet"
 
     def user_registry(self, partition_key: str) -> Path:
         return Path(self.data_dir) / "user_registry" / f"{partition_key}.csv"
