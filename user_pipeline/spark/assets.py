@@ -1,7 +1,5 @@
 """Spark ingestion: the normalized users of a day range into partitioned Parquet."""
 
-import warnings
-
 import dagster as dg
 from dagster_pyspark import LazyPySparkResource
 
@@ -11,9 +9,6 @@ from user_pipeline.spark.resources import SparkSettings
 from user_pipeline.spark.submit import SparkSubmitError, spark_submit
 from user_pipeline.users.assets import normalized_users
 from user_pipeline.users.resources import PartitionFiles
-
-# BackfillPolicy is beta in Dagster 1.13; silence exactly that notice so other warnings stay visible.
-warnings.filterwarnings("ignore", message="Parameter `backfill_policy`", category=dg.BetaWarning)
 
 
 @dg.asset(

@@ -1,10 +1,14 @@
-"""The daily users assets: fetched JSON -> normalized CSV -> warehouse table, and the registry."""
+"""The daily users assets: fetched JSON -> normalized CSV -> warehouse table, and the registry.
+
+A run covers one day, or several days of a backfill; every day is written and checked on its
+own, atomically, so a failure on day N leaves days before it done and day N as it was.
+"""
 
 from datetime import date, timedelta
 
 import dagster as dg
 
-from user_pipeline.partitions import daily_partitions
+from user_pipeline.partitions import daily_backfill_policy, daily_partitions
 from user_pipeline.users.api_client import InvalidSettingError, TransientUsersApiError, UsersApiError
 from user_pipeline.users.normalize import USER_COLUMNS, audit_normalized_csv, read_normalized_csv, write_normalized_csv
 from user_pipeline.users.raw_files import count_raw_users, read_raw_users, write_raw_users
@@ -14,6 +18,7 @@ from user_pipeline.users.warehouse import LATEST_VIEW, TABLE
 
 GROUP = "users"
 LOAD_CHUNK_ROWS = 5000
+PREVIEW_COLUMNS = ["email", "first_name", "last_name", "country", "postcode", "age"]
 
 _COLUMN_SCHEMA = dg.TableSchema(
     columns=[dg.TableColumn(name, {"string": "text", "Int64": "integer", "float64": "double"}[dtype])
@@ -21,11 +26,34 @@ _COLUMN_SCHEMA = dg.TableSchema(
 )
 
 
+def run_metadata(per_day: dict[str, dict], **shared) -> dict:
+    """A one-day run's metadata as is; a multi-day run's total row count and each day's figures."""
+    if len(per_day) == 1:
+        return {**next(iter(per_day.values())), **shared}
+    by_day = {
+        day: {key: value.value if isinstance(value, dg.MetadataValue) else value for key, value in metadata.items()}
+        for day, metadata in per_day.items()
+    }
+    return {
+        "dagster/row_count": sum(metadata["dagster/row_count"] for metadata in per_day.values()),
+        "days": dg.MetadataValue.json(by_day),
+        **shared,
+    }
+
+
+def check_over_days(check_name: str, results: dict[str, tuple[bool, dict]]) -> dg.AssetCheckResult:
+    """One check result for the run: passed if every day passed; failing days named."""
+    failing = [day for day, (passed, _) in results.items() if not passed]
+    metadata = next(iter(results.values()))[1] if len(results) == 1 else {"failing_days": ", ".join(failing) or "none"}
+    return dg.AssetCheckResult(check_name=check_name, passed=not failing, metadata=metadata)
+
+
 @dg.asset(
     partitions_def=daily_partitions,
     group_name=GROUP,
     kinds={"python", "json"},
     pool="users_api",
+    backfill_policy=daily_backfill_policy,
     # The client already retries each request; this retries the step when the API stays down.
     retry_policy=dg.RetryPolicy(max_retries=2, delay=30, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS),
 )
@@ -35,31 +63,30 @@ def raw_users(context: dg.AssetExecutionContext, users_api: UsersApi, files: Par
     The partition key (YYYY-MM-DD) is the API seed, so a re-run fetches the same users.
     `login.password`, the plaintext password, is dropped before anything is written.
     """
-    path = files.raw_users(context.partition_key)
-    try:
-        summary = write_raw_users(
-            users_api.iter_pages(context.partition_key, on_retry=context.log.warning), path
-        )
-    except TransientUsersApiError:
-        raise  # Worth another try of the whole step (the asset's retry policy).
-    except (UsersApiError, InvalidSettingError) as error:
-        raise dg.Failure(description=str(error), allow_retries=False) from error
-    return dg.MaterializeResult(
-        metadata={
+    per_day = {}
+    for day in context.partition_keys:
+        path = files.raw_users(day)
+        try:
+            summary = write_raw_users(users_api.iter_pages(day, on_retry=context.log.warning), path)
+        except TransientUsersApiError:
+            raise  # Worth another try of the whole step (the asset's retry policy).
+        except (UsersApiError, InvalidSettingError) as error:
+            raise dg.Failure(description=str(error), allow_retries=False) from error
+        per_day[day] = {
             "dagster/row_count": summary.users,
+            "seed": day,
             "pages": summary.pages,
-            "source": users_api.source,
-            "seed": context.partition_key,
             "path": dg.MetadataValue.path(str(path.resolve())),
             "bytes": summary.bytes,
         }
-    )
+    return dg.MaterializeResult(metadata=run_metadata(per_day, source=users_api.source))
 
 
 @dg.asset(
     partitions_def=daily_partitions,
     group_name=GROUP,
     kinds={"pandas", "csv"},
+    backfill_policy=daily_backfill_policy,
     deps=[raw_users],
     check_specs=[
         dg.AssetCheckSpec("emails_unique_and_present", asset="normalized_users", blocking=True),
@@ -73,40 +100,40 @@ def normalized_users(context: dg.AssetExecutionContext, files: PartitionFiles) -
     Duplicate emails: the first occurrence in API order is kept, later ones are dropped and
     counted. Passwords appear only as the API's salt and salted SHA-256, never in plaintext.
     """
-    raw_path = files.raw_users(context.partition_key)
-    csv_path = files.normalized_users(context.partition_key)
-    summary = write_normalized_csv(read_raw_users(raw_path), csv_path, context.partition_key)
-    audit = audit_normalized_csv(csv_path)
-    raw_count = count_raw_users(raw_path)
-    return dg.MaterializeResult(
-        metadata={
+    per_day, checks = {}, {"emails_unique_and_present": {}, "no_plaintext_password": {}, "rows_match_raw_users": {}}
+    for day in context.partition_keys:
+        raw_path, csv_path = files.raw_users(day), files.normalized_users(day)
+        summary = write_normalized_csv(read_raw_users(raw_path), csv_path, day)
+        audit = audit_normalized_csv(csv_path)
+        raw_count = count_raw_users(raw_path)
+        per_day[day] = {
             "dagster/row_count": summary.rows_written,
-            "dagster/column_schema": _COLUMN_SCHEMA,
             "users_read": summary.users_read,
             "duplicates_dropped": summary.duplicates_dropped,
             "path": dg.MetadataValue.path(str(csv_path.resolve())),
             "bytes": csv_path.stat().st_size,
-            "preview": dg.MetadataValue.md(
-                summary.preview[["email", "first_name", "last_name", "country", "postcode", "age"]].to_markdown(index=False)
-            ),
-        },
-        check_results=[
-            dg.AssetCheckResult(
-                check_name="emails_unique_and_present",
-                passed=audit.missing_emails == 0 and audit.duplicate_emails == 0,
-                metadata={"missing_emails": audit.missing_emails, "duplicate_emails": audit.duplicate_emails},
-            ),
-            dg.AssetCheckResult(
-                check_name="no_plaintext_password",
-                passed=not audit.plaintext_password_columns,
-                metadata={"password_columns": ", ".join(audit.plaintext_password_columns) or "none"},
-            ),
-            dg.AssetCheckResult(
-                check_name="rows_match_raw_users",
-                passed=audit.rows + summary.duplicates_dropped == raw_count,
-                metadata={"csv_rows": audit.rows, "duplicates_dropped": summary.duplicates_dropped, "raw_users": raw_count},
-            ),
-        ],
+        }
+        checks["emails_unique_and_present"][day] = (
+            audit.missing_emails == 0 and audit.duplicate_emails == 0,
+            {"missing_emails": audit.missing_emails, "duplicate_emails": audit.duplicate_emails},
+        )
+        checks["no_plaintext_password"][day] = (
+            not audit.plaintext_password_columns,
+            {"password_columns": ", ".join(audit.plaintext_password_columns) or "none"},
+        )
+        checks["rows_match_raw_users"][day] = (
+            audit.rows + summary.duplicates_dropped == raw_count,
+            {"csv_rows": audit.rows, "duplicates_dropped": summary.duplicates_dropped, "raw_users": raw_count},
+        )
+    return dg.MaterializeResult(
+        metadata=run_metadata(
+            per_day,
+            **{
+                "dagster/column_schema": _COLUMN_SCHEMA,
+                "preview": dg.MetadataValue.md(summary.preview[PREVIEW_COLUMNS].to_markdown(index=False)),
+            },
+        ),
+        check_results=[check_over_days(name, results) for name, results in checks.items()],
     )
 
 
@@ -114,6 +141,7 @@ def normalized_users(context: dg.AssetExecutionContext, files: PartitionFiles) -
     partitions_def=daily_partitions,
     group_name=GROUP,
     kinds={"sql", "table"},
+    backfill_policy=daily_backfill_policy,
     deps=[normalized_users],
     check_specs=[dg.AssetCheckSpec("rows_match_normalized_users", asset="users_table", blocking=True)],
 )
@@ -125,29 +153,25 @@ def users_table(
     Loading a day replaces that day's rows in one transaction. The `users_latest` view
     answers "one row per email": the row from the latest day that has the email.
     """
-    csv_path = files.normalized_users(context.partition_key)
     store = warehouse.open()
-    inserted = store.replace_partition(
-        context.partition_key, read_normalized_csv(csv_path, chunk_rows=LOAD_CHUNK_ROWS)
-    )
-    stored = store.count_rows(context.partition_key)
-    csv_rows = audit_normalized_csv(csv_path).rows
+    per_day, row_checks = {}, {}
+    for day in context.partition_keys:
+        csv_path = files.normalized_users(day)
+        inserted = store.replace_partition(day, read_normalized_csv(csv_path, chunk_rows=LOAD_CHUNK_ROWS))
+        stored, csv_rows = store.count_rows(day), audit_normalized_csv(csv_path).rows
+        per_day[day] = {"dagster/row_count": stored, "rows_inserted": inserted}
+        row_checks[day] = (stored == csv_rows, {"table_rows": stored, "csv_rows": csv_rows})
     return dg.MaterializeResult(
-        metadata={
-            "dagster/row_count": stored,
-            "dagster/table_name": TABLE,
-            "rows_inserted": inserted,
-            "table_rows_all_days": store.count_rows(),
-            "latest_view": LATEST_VIEW,
-            "warehouse": store.display_url,
-        },
-        check_results=[
-            dg.AssetCheckResult(
-                check_name="rows_match_normalized_users",
-                passed=stored == csv_rows,
-                metadata={"table_rows": stored, "csv_rows": csv_rows},
-            )
-        ],
+        metadata=run_metadata(
+            per_day,
+            **{
+                "dagster/table_name": TABLE,
+                "table_rows_all_days": store.count_rows(),
+                "latest_view": LATEST_VIEW,
+                "warehouse": store.display_url,
+            },
+        ),
+        check_results=[check_over_days("rows_match_normalized_users", row_checks)],
     )
 
 
@@ -155,6 +179,7 @@ def users_table(
     partitions_def=daily_partitions,
     group_name=GROUP,
     kinds={"pandas", "csv"},
+    backfill_policy=daily_backfill_policy,
     deps=[
         normalized_users,
         dg.AssetDep("user_registry", partition_mapping=dg.TimeWindowPartitionMapping(start_offset=-1, end_offset=-1)),
@@ -169,19 +194,33 @@ def user_registry(
     days are materialized in date order and D is refused while D-1 is missing. The registry
     starts empty on its first day (USER_PIPELINE_REGISTRY_START_DATE).
     """
-    day = context.partition_key
     first_day = registry_settings.validated_first_day()
-    previous_day = (date.fromisoformat(day) - timedelta(days=1)).isoformat()
+    per_day = {}
+    for day in sorted(context.partition_keys):
+        previous = previous_registry(files, day, first_day)
+        registry = update_registry(previous, read_normalized_csv(files.normalized_users(day)), day)
+        path = files.user_registry(day)
+        write_registry(registry, path)
+        per_day[day] = {
+            "dagster/row_count": len(registry),
+            "new_emails": int((registry["first_seen"] == day).sum()),
+            "seen_today": int((registry["last_seen"] == day).sum()),
+            "path": dg.MetadataValue.path(str(path.resolve())),
+        }
+    return dg.MaterializeResult(metadata=run_metadata(per_day))
+
+
+def previous_registry(files: PartitionFiles, day: str, first_day: str):
+    """Day D-1's registry, empty on the first day; refuses a day before it or after a gap."""
     if day < first_day:
         raise dg.Failure(
             description=f"user_registry starts on {first_day} (USER_PIPELINE_REGISTRY_START_DATE); {day} is before it",
             allow_retries=False,
         )
     if day == first_day:
-        previous = empty_registry()
-    elif files.user_registry(previous_day).exists():
-        previous = read_registry(files.user_registry(previous_day))
-    else:
+        return empty_registry()
+    previous_day = (date.fromisoformat(day) - timedelta(days=1)).isoformat()
+    if not files.user_registry(previous_day).exists():
         raise dg.Failure(
             description=(
                 f"user_registry {day} needs user_registry {previous_day}, which is not materialized: "
@@ -189,14 +228,4 @@ def user_registry(
             ),
             allow_retries=False,
         )
-    registry = update_registry(previous, read_normalized_csv(files.normalized_users(day)), day)
-    path = files.user_registry(day)
-    write_registry(registry, path)
-    return dg.MaterializeResult(
-        metadata={
-            "dagster/row_count": len(registry),
-            "new_emails": int((registry["first_seen"] == day).sum()),
-            "seen_today": int((registry["last_seen"] == day).sum()),
-            "path": dg.MetadataValue.path(str(path.resolve())),
-        }
-    )
+    return read_registry(files.user_registry(previous_day))

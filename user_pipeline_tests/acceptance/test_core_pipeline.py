@@ -173,3 +173,32 @@ def test_the_cli_materializes_a_partition_identically_to_an_in_process_run(users
         open_warehouse(f"sqlite:///{tmp_path}/in_process.sqlite").read_partition(DAY),
     )
     assert os.environ.get("PGPASSWORD", "never-set") not in completed.stdout + completed.stderr
+
+
+def test_a_multi_day_run_writes_each_day_exactly_as_single_day_runs_do(users_api_server, tmp_path):
+    days = ["2026-11-10", "2026-11-11", "2026-11-12"]
+    singles_dir = tmp_path / "singles"
+    for day in days:
+        assert materialize(users_api_server.base_url, singles_dir, f"sqlite:///{tmp_path}/singles.sqlite", day=day).success
+
+    range_dir = tmp_path / "range"
+    result = dg.materialize(
+        [raw_users, normalized_users, users_table],
+        resources={
+            "users_api": RandomUserApi(base_url=users_api_server.base_url),
+            "files": PartitionFiles(data_dir=str(range_dir)),
+            "warehouse": WarehouseResource(url=f"sqlite:///{tmp_path}/range.sqlite"),
+        },
+        tags={"dagster/asset_partition_range_start": days[0], "dagster/asset_partition_range_end": days[-1]},
+    )
+    assert result.success
+    assert sorted(event.partition for event in result.asset_materializations_for_node("users_table")) == days
+    [event, *_] = result.asset_materializations_for_node("normalized_users")
+    assert sorted(event.metadata["days"].value) == days
+    assert all(evaluation.passed for evaluation in result.get_asset_check_evaluations())
+    for day in days:
+        assert partition_files(range_dir, day) == partition_files(singles_dir, day)
+        pd.testing.assert_frame_equal(
+            open_warehouse(f"sqlite:///{tmp_path}/range.sqlite").read_partition(day),
+            open_warehouse(f"sqlite:///{tmp_path}/singles.sqlite").read_partition(day),
+        )
