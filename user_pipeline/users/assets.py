@@ -5,6 +5,7 @@ own, atomically, so a failure on day N leaves days before it done and day N as i
 """
 
 from datetime import date, timedelta
+from typing import NoReturn
 
 import dagster as dg
 
@@ -14,7 +15,7 @@ from user_pipeline.users.normalize import USER_COLUMNS, audit_normalized_csv, re
 from user_pipeline.users.raw_files import count_raw_users, read_raw_users, write_raw_users
 from user_pipeline.users.registry import empty_registry, read_registry, update_registry, write_registry
 from user_pipeline.users.resources import PartitionFiles, UserRegistrySettings, UsersApi, WarehouseResource
-from user_pipeline.users.warehouse import LATEST_VIEW, TABLE
+from user_pipeline.users.warehouse import LATEST_VIEW, TABLE, WarehouseUnavailableError
 
 GROUP = "users"
 LOAD_CHUNK_ROWS = 5000
@@ -24,6 +25,22 @@ _COLUMN_SCHEMA = dg.TableSchema(
     columns=[dg.TableColumn(name, {"string": "text", "Int64": "integer", "float64": "double"}[dtype])
              for name, dtype in USER_COLUMNS.items()]
 )
+
+
+# The API client already retries each request; these retry the step when the API stays down.
+API_RETRY_POLICY = dg.RetryPolicy(max_retries=2, delay=30, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS)
+# A locked or restarting warehouse is usually back within seconds.
+WAREHOUSE_RETRY_POLICY = dg.RetryPolicy(max_retries=3, delay=5, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS)
+
+
+def retry_or_fail(context: dg.AssetExecutionContext, error: Exception, policy: dg.RetryPolicy) -> NoReturn:
+    """Leaves a transient error to the retry policy; on the last attempt fails with the error's own
+    message, which Dagster would otherwise replace with "Exceeded max_retries"."""
+    if context.retry_number < policy.max_retries:
+        raise error
+    raise dg.Failure(
+        description=f"{error} (attempt {context.retry_number + 1} of {policy.max_retries + 1})", allow_retries=False
+    ) from error
 
 
 def run_metadata(per_day: dict[str, dict], **shared) -> dict:
@@ -54,8 +71,7 @@ def check_over_days(check_name: str, results: dict[str, tuple[bool, dict]]) -> d
     kinds={"python", "json"},
     pool="users_api",
     backfill_policy=daily_backfill_policy,
-    # The client already retries each request; this retries the step when the API stays down.
-    retry_policy=dg.RetryPolicy(max_retries=2, delay=30, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS),
+    retry_policy=API_RETRY_POLICY,
 )
 def raw_users(context: dg.AssetExecutionContext, users_api: UsersApi, files: PartitionFiles) -> dg.MaterializeResult:
     """The day's users as the Random User API sent them, one JSON object per line.
@@ -68,8 +84,8 @@ def raw_users(context: dg.AssetExecutionContext, users_api: UsersApi, files: Par
         path = files.raw_users(day)
         try:
             summary = write_raw_users(users_api.iter_pages(day, on_retry=context.log.warning), path)
-        except TransientUsersApiError:
-            raise  # Worth another try of the whole step (the asset's retry policy).
+        except TransientUsersApiError as error:
+            retry_or_fail(context, error, API_RETRY_POLICY)
         except (UsersApiError, InvalidSettingError) as error:
             raise dg.Failure(description=str(error), allow_retries=False) from error
         per_day[day] = {
@@ -142,6 +158,7 @@ def normalized_users(context: dg.AssetExecutionContext, files: PartitionFiles) -
     group_name=GROUP,
     kinds={"sql", "table"},
     backfill_policy=daily_backfill_policy,
+    retry_policy=WAREHOUSE_RETRY_POLICY,
     deps=[normalized_users],
     check_specs=[dg.AssetCheckSpec("rows_match_normalized_users", asset="users_table", blocking=True)],
 )
@@ -157,7 +174,12 @@ def users_table(
     per_day, row_checks = {}, {}
     for day in context.partition_keys:
         csv_path = files.normalized_users(day)
-        inserted = store.replace_partition(day, read_normalized_csv(csv_path, chunk_rows=LOAD_CHUNK_ROWS))
+        try:
+            inserted = store.replace_partition(day, read_normalized_csv(csv_path, chunk_rows=LOAD_CHUNK_ROWS))
+        except WarehouseUnavailableError as error:
+            retry_or_fail(context, error, WAREHOUSE_RETRY_POLICY)
+        except (OSError, ValueError) as error:
+            raise dg.Failure(description=f"loading {csv_path} failed: {error}", allow_retries=False) from error
         stored, csv_rows = store.count_rows(day), audit_normalized_csv(csv_path).rows
         per_day[day] = {"dagster/row_count": stored, "rows_inserted": inserted}
         row_checks[day] = (stored == csv_rows, {"table_rows": stored, "csv_rows": csv_rows})

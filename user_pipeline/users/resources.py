@@ -115,9 +115,14 @@ class WarehouseResource(dg.ConfigurableResource):
     """
 
     url: str
+    lock_timeout_seconds: int = 30
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        # Parsing the URL here fails a run with a bad one before any step fetches or writes.
+        self.open()
 
     def open(self) -> Warehouse:
-        return open_warehouse(self.url)
+        return open_warehouse(self.url, self.lock_timeout_seconds)
 
 
 class UserRegistrySettings(dg.ConfigurableResource):

@@ -46,6 +46,10 @@ SELECT u.* FROM {TABLE} u
 WHERE u.partition_date = (SELECT MAX(l.partition_date) FROM {TABLE} l WHERE l.email = u.email)"""
 
 
+class WarehouseUnavailableError(RuntimeError):
+    """The warehouse cannot be reached or written right now (down, locked): worth a retry."""
+
+
 def redact_url(url: str) -> str:
     """The URL with any password removed, for logs and metadata."""
     parts = urlsplit(url)
@@ -130,17 +134,30 @@ class Warehouse(ABC):
 class SqliteWarehouse(Warehouse):
     _param = "?"
 
-    def __init__(self, url: str):
+    def __init__(self, url: str, lock_timeout_seconds: float = 30.0):
         self.url = url
         self.path = Path(url.removeprefix("sqlite:///").removeprefix("sqlite://"))
         if not str(self.path) or str(self.path) == ".":
             raise InvalidSettingError("warehouse_url", url, "sqlite:///path/to/file.sqlite")
+        self.lock_timeout_seconds = lock_timeout_seconds
         self._schema_ready = False
 
     @contextmanager
     def _transaction(self, *, write: bool) -> Iterator[sqlite3.Cursor]:
+        try:
+            with self._sqlite_transaction(write=write) as cursor:
+                yield cursor
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) and "unable to open" not in str(error):
+                raise
+            raise WarehouseUnavailableError(
+                f"warehouse {self.display_url} unavailable: {error} (waited {self.lock_timeout_seconds:g}s for the lock)"
+            ) from error
+
+    @contextmanager
+    def _sqlite_transaction(self, *, write: bool) -> Iterator[sqlite3.Cursor]:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        connection = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        connection = sqlite3.connect(self.path, timeout=self.lock_timeout_seconds, isolation_level=None)
         try:
             cursor = connection.cursor()
             if not self._schema_ready:
@@ -181,22 +198,30 @@ class PostgresWarehouse(Warehouse):
 
     _param = "%s"
 
-    def __init__(self, url: str):
+    def __init__(self, url: str, lock_timeout_seconds: float = 30.0):
         import psycopg  # Imported here so that SQLite users need no PostgreSQL client library.
 
         self._psycopg = psycopg
         self.url = url
+        self.lock_timeout_seconds = lock_timeout_seconds
         self._schema_ready = False
 
     @contextmanager
     def _transaction(self, *, write: bool) -> Iterator[Any]:
-        with self._psycopg.connect(self.url, connect_timeout=10) as connection:
-            with connection.cursor() as cursor:
-                if not self._schema_ready:
+        try:
+            with self._psycopg.connect(
+                self.url, connect_timeout=10, options=f"-c lock_timeout={int(self.lock_timeout_seconds * 1000)}"
+            ) as connection:
+                with connection.cursor() as cursor:
+                    if not self._schema_ready:
+                        with connection.transaction():
+                            self._create_schema(cursor)
                     with connection.transaction():
-                        self._create_schema(cursor)
-                with connection.transaction():
-                    yield cursor
+                        yield cursor
+        except self._psycopg.OperationalError as error:
+            # Down, restarting or locked: libpq's first line says which, and never holds the password.
+            reason = str(error).strip().splitlines()[0]
+            raise WarehouseUnavailableError(f"warehouse {self.display_url} unavailable: {reason}") from None
 
     def _create_schema(self, cursor: Any) -> None:
         # Concurrent first runs would race on CREATE ... IF NOT EXISTS; one lock orders them.
@@ -215,13 +240,13 @@ class PostgresWarehouse(Warehouse):
                 copy.write_row(row)
 
 
-def open_warehouse(url: str) -> Warehouse:
+def open_warehouse(url: str, lock_timeout_seconds: float = 30.0) -> Warehouse:
     """The warehouse for a URL: sqlite:///path or postgresql://user@host:port/database."""
     scheme = urlsplit(url).scheme
     if scheme == "sqlite":
-        return SqliteWarehouse(url)
+        return SqliteWarehouse(url, lock_timeout_seconds)
     if scheme in ("postgresql", "postgres"):
-        return PostgresWarehouse(url)
+        return PostgresWarehouse(url, lock_timeout_seconds)
     raise InvalidSettingError(
         "warehouse_url", redact_url(url), "a sqlite:///path or postgresql://user@host:port/database URL"
     )

@@ -1,0 +1,82 @@
+"""The fault catalogue behind docs/reliability.md: each fault, its outcome, what the operator sees,
+and the test that proves it. `python -m user_pipeline_tests.reliability.catalogue --write` rewrites
+the table in the doc; test_reliability_doc.py fails when the doc and this list disagree."""
+
+import argparse
+from pathlib import Path
+from typing import NamedTuple
+
+DOC = Path(__file__).resolve().parents[2] / "docs" / "reliability.md"
+BEGIN, END = "<!-- fault-table:begin -->", "<!-- fault-table:end -->"
+
+
+class Fault(NamedTuple):
+    fault: str
+    outcome: str
+    operator_sees: str
+    evidence: str  # path::test (parametrized tests by function name)
+
+
+API = "user_pipeline_tests/reliability/test_api_faults.py"
+CRASH = "user_pipeline_tests/reliability/test_crashes.py"
+STORAGE = "user_pipeline_tests/reliability/test_storage.py"
+CONCURRENCY = "user_pipeline_tests/reliability/test_config_and_concurrency.py"
+SECURITY = "user_pipeline_tests/reliability/test_security.py"
+CORE = "user_pipeline_tests/acceptance/test_core_pipeline.py"
+SPARK = "user_pipeline_tests/spark/test_assets.py"
+
+FAULTS = [
+    Fault("API: HTTP 200 with `{\"error\": ...}`", "fails at once, no retry, previous day intact", "step `raw_users` failed: `users API answered HTTP 200 with an error for seed=... : 'Uh oh...'`", f"{API}::test_permanent_faults_fail_at_once_naming_what_is_wrong_and_keep_the_good_day"),
+    Fault("API: 429 with `Retry-After`", "retried after the server's delay, then the same data as a clean run", "a warning per retry: `HTTP 429 ...; attempt 1 of 5, retrying in 1.00s`", f"{API}::test_transient_faults_recover_by_retry_to_exactly_the_good_data"),
+    Fault("API: 429 without `Retry-After`", "retried with exponential backoff and jitter", "retry warnings, then success", f"{API}::test_transient_faults_recover_by_retry_to_exactly_the_good_data"),
+    Fault("API: 500 / 502 / 503", "retried with backoff; the step retries too if the API stays down", "retry warnings naming the status; on the last attempt the failure names it", f"{API}::test_transient_faults_recover_by_retry_to_exactly_the_good_data"),
+    Fault("API: connection refused", "retried until the API is back", "`connection failed: ...` retry warnings", f"{API}::test_a_refused_connection_recovers_once_the_api_is_back"),
+    Fault("API: answer slower than the timeout", "retried", "`no answer within Ns` retry warnings", f"{API}::test_transient_faults_recover_by_retry_to_exactly_the_good_data"),
+    Fault("API: truncated JSON body", "retried (a cut body is a network fault)", "`invalid JSON (N bytes, ... at offset M)` retry warnings", f"{API}::test_transient_faults_recover_by_retry_to_exactly_the_good_data"),
+    Fault("API: no `results` field", "fails at once, previous day intact", "`users API answer for seed=... has no 'results' field`", f"{API}::test_permanent_faults_fail_at_once_naming_what_is_wrong_and_keep_the_good_day"),
+    Fault("API: a user without `email` / `login`", "fails at once, previous day intact", "`results[0] has no 'email' field`", f"{API}::test_permanent_faults_fail_at_once_naming_what_is_wrong_and_keep_the_good_day"),
+    Fault("API: an extra field", "accepted: kept in raw_users, ignored downstream", "a successful run", f"{API}::test_an_extra_field_is_kept_in_raw_and_ignored_downstream"),
+    Fault("API: empty `results`", "fails at once, previous day intact", "`users API returned 0 users for seed=... page=1, asked for N`", f"{API}::test_permanent_faults_fail_at_once_naming_what_is_wrong_and_keep_the_good_day"),
+    Fault("API: fewer users than asked", "fails at once, previous day intact", "`returned 7 users ..., asked for 100`", f"{API}::test_permanent_faults_fail_at_once_naming_what_is_wrong_and_keep_the_good_day"),
+    Fault("API: a non-UTF-8 byte", "fails at once, previous day intact", "`users API answer for seed=... is not UTF-8: bad byte at offset N`", f"{API}::test_permanent_faults_fail_at_once_naming_what_is_wrong_and_keep_the_good_day"),
+    Fault("SIGKILL while writing raw JSON", "previous file intact; the dead writer's hidden temp file is ignored, then removed by the re-run", "a run that ended abruptly (run retries relaunch it once)", f"{CRASH}::test_killed_while_writing_raw_json"),
+    Fault("SIGKILL while writing the CSV", "previous CSV intact, re-run byte-identical", "as above", f"{CRASH}::test_killed_while_writing_the_csv"),
+    Fault("SIGKILL while loading the table", "the transaction never commits: the previous rows, all of them", "as above", f"{CRASH}::test_killed_while_loading_the_table"),
+    Fault("SIGKILL while writing Parquet", "previous Parquet partition intact; Spark's hidden staging folder is not read as data", "as above", f"{CRASH}::test_killed_while_writing_parquet"),
+    Fault("A corrupt CSV for one day of a Spark range", "the Spark run fails, no Parquet partition changes", "the error names the CSV file and the reason", f"{SPARK}::test_a_corrupt_day_fails_the_run_naming_the_file_and_keeps_the_parquet"),
+    Fault("SQLite warehouse locked by another writer", "waits `lock_timeout_seconds`, then the step retries (backoff) and succeeds", "`warehouse sqlite:///... unavailable: database is locked (waited 1s for the lock)`", f"{STORAGE}::test_a_locked_sqlite_warehouse_is_a_clear_error_then_a_successful_retry"),
+    Fault("PostgreSQL stopped", "step retried 3 times, then fails; nothing lost", "`warehouse postgresql://user@host:port/db unavailable: connection failed: ... Connection refused (attempt 4 of 4)`", f"{STORAGE}::test_a_postgres_down_during_a_run_fails_it_after_retries_and_loses_nothing"),
+    Fault("PostgreSQL restarted between two runs", "the next run just works", "nothing", f"{STORAGE}::test_a_stopped_postgres_is_a_clear_error_and_a_restarted_one_works"),
+    Fault("Two runs of the same day at once", "exactly one run's data: files renamed whole, table loads serialized (the daemon's queue also holds the second run)", "two successful runs", f"{CONCURRENCY}::test_two_runs_of_one_day_at_once_leave_exactly_one_runs_data"),
+    Fault("Ten days at once", "all land", "ten successful runs", f"{CONCURRENCY}::test_ten_days_at_once_all_land"),
+    Fault("`results` 0, -1 / page size 5001 / a base URL that is not a URL / an unknown nationality", "the run fails before any request or file", "`invalid users_per_partition=0: expected an integer from 1 to 1000000`", f"{CORE}::test_a_bad_setting_fails_before_any_data_is_touched"),
+    Fault("`USER_PIPELINE_USERS_PER_PARTITION=abc`", "the run fails before any request or file", "`Value stored in env variable \"USER_PIPELINE_USERS_PER_PARTITION\" cannot be coerced into an int`", f"{CONCURRENCY}::test_bad_configuration_from_the_cli_fails_before_any_data_is_touched"),
+    Fault("A warehouse URL with an unknown scheme", "resource set-up fails before any step", "`invalid warehouse_url='mysql://...': expected a sqlite:///path or postgresql://... URL` (password redacted)", f"{CONCURRENCY}::test_bad_configuration_from_the_cli_fails_before_any_data_is_touched"),
+    Fault("An invalid partition key", "refused before the run starts", "`Could not find a partition with key 2026-02-30`", f"{CONCURRENCY}::test_bad_configuration_from_the_cli_fails_before_any_data_is_touched"),
+    Fault("Plaintext passwords from the API", "dropped at fetch: in no file, table, log or metadata", "only `password_salt`, `password_sha256`", f"{SECURITY}::test_no_plaintext_password_in_any_file_table_or_log"),
+    Fault("Names like `O'Brien`, `Robert'); DROP TABLE users;--`", "stored verbatim (bound parameters only)", "nothing", f"{SECURITY}::test_names_that_look_like_sql_are_stored_verbatim_by_the_table_asset"),
+    Fault("The PostgreSQL password (even if put in the URL)", "never in the event log or metadata", "`postgresql://user:***@host/db`", f"{SECURITY}::test_the_postgres_password_never_reaches_logs_or_metadata"),
+]
+
+
+def render_table() -> str:
+    lines = ["| fault | outcome | what the operator sees | evidence |", "| --- | --- | --- | --- |"]
+    for fault in FAULTS:
+        path, test = fault.evidence.split("::")
+        lines.append(f"| {fault.fault} | {fault.outcome} | {fault.operator_sees} | `{Path(path).name}::{test}` |")
+    return "\n".join(lines)
+
+
+def doc_with_table(doc: str) -> str:
+    before, rest = doc.split(BEGIN, 1)
+    _, after = rest.split(END, 1)
+    return f"{before}{BEGIN}\n{render_table()}\n{END}{after}"
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--write", action="store_true", help=f"rewrite the table in {DOC}")
+    if parser.parse_args().write:
+        DOC.write_text(doc_with_table(DOC.read_text(encoding="utf-8")), encoding="utf-8")
+    else:
+        print(render_table())

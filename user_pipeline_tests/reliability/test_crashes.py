@@ -1,0 +1,158 @@
+"""SIGKILL in the middle of writing each kind of partition: the previous good partition stays intact
+and readable, no temporary file passes for data, and a re-run gives exactly an uninterrupted run's result."""
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import dagster as dg
+import pandas as pd
+import pytest
+from dagster_pyspark import LazyPySparkResource
+
+from user_pipeline.spark.assets import users_parquet
+from user_pipeline.spark.resources import SparkSettings
+from user_pipeline.users.assets import normalized_users, raw_users, users_table
+from user_pipeline.users.normalize import read_normalized_csv
+from user_pipeline.users.resources import PartitionFiles, RandomUserApi, WarehouseResource
+from user_pipeline.users.warehouse import open_warehouse
+from user_pipeline_tests.spark_jobs.support import read_users
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DAY = "2026-09-10"
+USERS = 40_000  # large enough that each write takes a moment to catch
+
+
+def materialize_in_process(base_url: str, data_dir: Path) -> None:
+    assert dg.materialize(
+        [raw_users, normalized_users, users_table],
+        partition_key=DAY,
+        resources={
+            "users_api": RandomUserApi(base_url=base_url, users_per_partition=USERS),
+            "files": PartitionFiles(data_dir=str(data_dir)),
+            "warehouse": WarehouseResource(url=f"sqlite:///{data_dir}/warehouse.sqlite"),
+        },
+    ).success
+
+
+@pytest.fixture(scope="module")
+def good_day(api_server, tmp_path_factory) -> Path:
+    api_server.start()
+    api_server.clear_faults()
+    data_dir = tmp_path_factory.mktemp("crash_good")
+    materialize_in_process(api_server.base_url, data_dir)
+    return data_dir
+
+
+@pytest.fixture
+def data_dir(good_day, tmp_path) -> Path:
+    copy = tmp_path / "data"
+    shutil.copytree(good_day, copy)
+    return copy
+
+
+def kill_when(select: str, data_dir: Path, base_url: str, tmp_path: Path, window_open: Callable[[], bool]) -> None:
+    """Runs `dagster asset materialize` for DAY and SIGKILLs its whole process group once
+    `window_open()` says a write is under way; fails if the run ends before that."""
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(tmp_path / "dagster_home"),
+        "USER_PIPELINE_API_URL": base_url,
+        "USER_PIPELINE_USERS_PER_PARTITION": str(USERS),
+        "USER_PIPELINE_DATA_DIR": str(data_dir),
+        "USER_PIPELINE_WAREHOUSE_URL": f"sqlite:///{data_dir}/warehouse.sqlite",
+    }
+    (tmp_path / "dagster_home").mkdir(exist_ok=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "dagster", "asset", "materialize", "-m", "user_pipeline.definitions",
+         "--select", select, "--partition", DAY],
+        cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )
+    deadline = time.monotonic() + 180
+    try:
+        while not window_open():
+            assert process.poll() is None, f"the run of {select} ended (exit {process.returncode}) before the write began"
+            assert time.monotonic() < deadline, f"the write of {select} never began"
+            time.sleep(0.005)
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+def hidden_temp_files(directory: Path) -> list[Path]:
+    return sorted(directory.glob(".*.tmp"))
+
+
+def test_killed_while_writing_raw_json(users_api_server, good_day, data_dir, tmp_path):
+    users_api_server.add_fault("slow", times=1, seeds=[DAY], delay_seconds=30)
+    raw_dir = data_dir / "raw_users"
+    kill_when("raw_users", data_dir, users_api_server.base_url, tmp_path, lambda: bool(hidden_temp_files(raw_dir)))
+    assert (raw_dir / f"{DAY}.jsonl").read_bytes() == (good_day / "raw_users" / f"{DAY}.jsonl").read_bytes()
+    assert [path.name for path in raw_dir.iterdir() if not path.name.startswith(".")] == [f"{DAY}.jsonl"]
+    users_api_server.clear_faults()
+    materialize_in_process(users_api_server.base_url, data_dir)
+    assert (raw_dir / f"{DAY}.jsonl").read_bytes() == (good_day / "raw_users" / f"{DAY}.jsonl").read_bytes()
+    assert hidden_temp_files(raw_dir) == [], "the next write of the day removes a dead writer's temp file"
+
+
+def test_killed_while_writing_the_csv(users_api_server, good_day, data_dir, tmp_path):
+    csv_dir = data_dir / "normalized_users"
+    kill_when("normalized_users", data_dir, users_api_server.base_url, tmp_path, lambda: bool(hidden_temp_files(csv_dir)))
+    good_csv = (good_day / "normalized_users" / f"{DAY}.csv").read_bytes()
+    assert (csv_dir / f"{DAY}.csv").read_bytes() == good_csv
+    pd.testing.assert_frame_equal(read_normalized_csv(csv_dir / f"{DAY}.csv"), read_normalized_csv(good_day / "normalized_users" / f"{DAY}.csv"))
+    materialize_in_process(users_api_server.base_url, data_dir)
+    assert (csv_dir / f"{DAY}.csv").read_bytes() == good_csv
+    assert hidden_temp_files(csv_dir) == []
+
+
+def test_killed_while_loading_the_table(users_api_server, good_day, data_dir, tmp_path):
+    warehouse_url = f"sqlite:///{data_dir}/warehouse.sqlite"
+    good_rows = open_warehouse(warehouse_url).read_partition(DAY)
+    # The interrupted load would replace the day with half the rows: a partial load would show.
+    csv_path = data_dir / "normalized_users" / f"{DAY}.csv"
+    full_csv = csv_path.read_bytes()
+    lines = full_csv.splitlines(keepends=True)
+    csv_path.write_bytes(b"".join(lines[: len(lines) // 2]))
+    wal = data_dir / "warehouse.sqlite-wal"
+    kill_when("users_table", data_dir, users_api_server.base_url, tmp_path, lambda: wal.exists() and wal.stat().st_size > 2_000_000)
+    pd.testing.assert_frame_equal(open_warehouse(warehouse_url).read_partition(DAY), good_rows)
+    csv_path.write_bytes(full_csv)
+    materialize_in_process(users_api_server.base_url, data_dir)
+    pd.testing.assert_frame_equal(open_warehouse(warehouse_url).read_partition(DAY), good_rows)
+
+
+def test_killed_while_writing_parquet(users_api_server, local_spark, good_day, data_dir, tmp_path):
+    settings = SparkSettings(shuffle_partitions=2)
+
+    def spark_run() -> None:
+        assert dg.materialize(
+            [users_parquet],
+            partition_key=DAY,
+            resources={
+                "files": PartitionFiles(data_dir=str(data_dir)),
+                "spark": settings,
+                "pyspark": LazyPySparkResource(spark_config=settings.session_config()),
+            },
+        ).success
+
+    spark_run()
+    users_dir = data_dir / "parquet" / "users"
+    partition_dir = users_dir / f"partition_date={DAY}"
+    good_files = {path.name: path.read_bytes() for path in partition_dir.iterdir()}
+    good_rows = read_users(local_spark, data_dir / "parquet")
+
+    kill_when("users_parquet", data_dir, users_api_server.base_url, tmp_path, lambda: any(users_dir.glob(".spark-staging-*")))
+    assert {path.name: path.read_bytes() for path in partition_dir.iterdir()} == good_files
+    assert read_users(local_spark, data_dir / "parquet") == good_rows, "Spark's hidden staging folder is not read as data"
+
+    spark_run()
+    assert read_users(local_spark, data_dir / "parquet") == good_rows
+    [data_file] = [path for path in partition_dir.iterdir() if not path.name.startswith((".", "_"))]
+    [good_data] = [content for name, content in good_files.items() if not name.startswith((".", "_"))]
+    assert data_file.read_bytes() == good_data
