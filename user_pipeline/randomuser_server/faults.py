@@ -24,6 +24,7 @@ KINDS: dict[str, dict[str, tuple[tuple[type, ...], Any]]] = {
     "missing_results": {},
     "missing_field": {"field": ((str,), "email")},
     "extra_field": {"field": ((str,), "extra"), "value": ((str, int, float, bool, type(None)), "x")},
+    "changed_users": {"every": ((int,), 10)},  # every Nth user of a page gets another city
     "empty_results": {},
     "short_results": {"count": ((int, type(None)), None)},  # None: half of the asked results
     "invalid_utf8": {},

@@ -104,6 +104,11 @@ def build_api_response(req: dict[str, Any], fault: dict[str, Any] | None) -> tup
     elif kind == "extra_field":
         for u in users:
             u[fault["field"]] = fault["value"]
+    elif kind == "changed_users":
+        # The same users (same uuids), every Nth living elsewhere: "the API's answer changed".
+        for u in users[:: fault["every"]]:
+            if "location" in u:
+                u["location"]["city"] = "Changed " + u["location"]["city"]
     body = dumps({"results": users, "info": info})
     if kind == "truncated":
         body = body[: len(body) // 2]

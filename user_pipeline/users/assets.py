@@ -4,17 +4,49 @@ A run covers one day, or several days of a backfill; every day is written and ch
 own, atomically, so a failure on day N leaves days before it done and day N as it was.
 """
 
+import os
+from collections.abc import Iterator
 from datetime import date, timedelta
+from pathlib import Path
 from typing import NoReturn
 
 import dagster as dg
+from pydantic import Field
 
 from user_pipeline.partitions import daily_backfill_policy, daily_partitions
-from user_pipeline.users.api_client import InvalidSettingError, TransientUsersApiError, UsersApiError
-from user_pipeline.users.normalize import USER_COLUMNS, audit_normalized_csv, read_normalized_csv, write_normalized_csv
-from user_pipeline.users.raw_files import count_raw_users, read_raw_users, write_raw_users
-from user_pipeline.users.registry import empty_registry, read_registry, update_registry, write_registry
-from user_pipeline.users.resources import PartitionFiles, UserRegistrySettings, UsersApi, WarehouseResource
+from user_pipeline.users.api_client import (
+    InvalidSettingError,
+    TransientUsersApiError,
+    UsersApiError,
+)
+from user_pipeline.users.normalize import (
+    USER_COLUMNS,
+    audit_normalized_csv,
+    read_normalized_csv,
+    write_normalized_csv,
+)
+from user_pipeline.users.raw_files import (
+    count_raw_users,
+    read_raw_users,
+    write_raw_users,
+)
+from user_pipeline.users.receipts import (
+    PartitionReceipt,
+    make_receipt,
+    row_fingerprints,
+)
+from user_pipeline.users.registry import (
+    empty_registry,
+    read_registry,
+    update_registry,
+    write_registry,
+)
+from user_pipeline.users.resources import (
+    PartitionFiles,
+    UserRegistrySettings,
+    UsersApi,
+    WarehouseResource,
+)
 from user_pipeline.users.warehouse import LATEST_VIEW, TABLE, WarehouseUnavailableError
 
 GROUP = "users"
@@ -98,36 +130,86 @@ def raw_users(context: dg.AssetExecutionContext, users_api: UsersApi, files: Par
     return dg.MaterializeResult(metadata=run_metadata(per_day, source=users_api.source))
 
 
+class NormalizedUsersConfig(dg.Config):
+    max_row_drop_fraction: float = Field(
+        default=float(os.environ.get("USER_PIPELINE_MAX_ROW_DROP_FRACTION", "0.2")),
+        ge=0.0,
+        le=1.0,
+        description="A re-run that would shrink a day by more than this fraction keeps the previous day instead.",
+    )
+
+
+class RowDropRefused(Exception):
+    def __init__(self, receipt: PartitionReceipt):
+        super().__init__(f"{receipt.row_drop_fraction:.0%} fewer rows")
+        self.receipt = receipt
+
+
 @dg.asset(
     partitions_def=daily_partitions,
     group_name=GROUP,
     kinds={"pandas", "csv"},
     backfill_policy=daily_backfill_policy,
     deps=[raw_users],
+    # Without output: a day refused by row_drop_within_limit records no materialization.
+    output_required=False,
     check_specs=[
         dg.AssetCheckSpec("emails_unique_and_present", asset="normalized_users", blocking=True),
         dg.AssetCheckSpec("no_plaintext_password", asset="normalized_users", blocking=True),
         dg.AssetCheckSpec("rows_match_raw_users", asset="normalized_users"),
+        dg.AssetCheckSpec("row_drop_within_limit", asset="normalized_users", blocking=True),
     ],
 )
-def normalized_users(context: dg.AssetExecutionContext, files: PartitionFiles) -> dg.MaterializeResult:
+def normalized_users(
+    context: dg.AssetExecutionContext, config: NormalizedUsersConfig, files: PartitionFiles
+) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
     """One row per user for the day, as a UTF-8 CSV with a header; postcode is always text.
 
     Duplicate emails: the first occurrence in API order is kept, later ones are dropped and
     counted. Passwords appear only as the API's salt and salted SHA-256, never in plaintext.
+    Every materialization carries a receipt: rows, a content hash, and rows added, removed and
+    changed (by user_id) since the day's previous CSV. A re-run that would drop more than
+    `max_row_drop_fraction` of the day's rows keeps the previous CSV and fails row_drop_within_limit.
     """
-    per_day, checks = {}, {"emails_unique_and_present": {}, "no_plaintext_password": {}, "rows_match_raw_users": {}}
+    checks: dict[str, dict[str, tuple[bool, dict]]] = {
+        "emails_unique_and_present": {}, "no_plaintext_password": {}, "rows_match_raw_users": {}, "row_drop_within_limit": {}
+    }
+    per_day = {}
     for day in context.partition_keys:
         raw_path, csv_path = files.raw_users(day), files.normalized_users(day)
-        summary = write_normalized_csv(read_raw_users(raw_path), csv_path, day)
+        previous = row_fingerprints(read_normalized_csv(csv_path, chunk_rows=LOAD_CHUNK_ROWS)) if csv_path.exists() else None
+        receipts: list[PartitionReceipt] = []
+
+        def check_row_drop(written: Path) -> None:
+            receipts.append(make_receipt(previous, row_fingerprints(read_normalized_csv(written, chunk_rows=LOAD_CHUNK_ROWS))))
+            if receipts[0].row_drop_fraction > config.max_row_drop_fraction:
+                raise RowDropRefused(receipts[0])
+
+        try:
+            summary = write_normalized_csv(read_raw_users(raw_path), csv_path, day, before_commit=check_row_drop)
+        except RowDropRefused as refused:
+            yield dg.AssetCheckResult(
+                check_name="row_drop_within_limit",
+                passed=False,
+                description=f"{day}: the new data has {refused} than the previous CSV; the previous CSV was kept",
+                metadata={"day": day, "max_row_drop_fraction": config.max_row_drop_fraction, **refused.receipt.as_metadata()},
+            )
+            return
+        [receipt] = receipts
         audit = audit_normalized_csv(csv_path)
         raw_count = count_raw_users(raw_path)
+        if receipt.changed_since_previous:
+            context.log.warning(
+                f"normalized_users {day} changed since its previous materialization: +{receipt.added} "
+                f"-{receipt.removed} ~{receipt.changed} rows (the API's answer for the seed changed)"
+            )
         per_day[day] = {
             "dagster/row_count": summary.rows_written,
             "users_read": summary.users_read,
             "duplicates_dropped": summary.duplicates_dropped,
             "path": dg.MetadataValue.path(str(csv_path.resolve())),
             "bytes": csv_path.stat().st_size,
+            **receipt.as_metadata(),
         }
         checks["emails_unique_and_present"][day] = (
             audit.missing_emails == 0 and audit.duplicate_emails == 0,
@@ -141,7 +223,11 @@ def normalized_users(context: dg.AssetExecutionContext, files: PartitionFiles) -
             audit.rows + summary.duplicates_dropped == raw_count,
             {"csv_rows": audit.rows, "duplicates_dropped": summary.duplicates_dropped, "raw_users": raw_count},
         )
-    return dg.MaterializeResult(
+        checks["row_drop_within_limit"][day] = (
+            True,
+            {"row_drop_fraction": receipt.row_drop_fraction, "max_row_drop_fraction": config.max_row_drop_fraction},
+        )
+    yield dg.MaterializeResult(
         metadata=run_metadata(
             per_day,
             **{
@@ -175,13 +261,15 @@ def users_table(
     for day in context.partition_keys:
         csv_path = files.normalized_users(day)
         try:
+            previous = row_fingerprints(store.iter_partition(day, LOAD_CHUNK_ROWS))
             inserted = store.replace_partition(day, read_normalized_csv(csv_path, chunk_rows=LOAD_CHUNK_ROWS))
+            receipt = make_receipt(previous if len(previous) else None, row_fingerprints(store.iter_partition(day, LOAD_CHUNK_ROWS)))
         except WarehouseUnavailableError as error:
             retry_or_fail(context, error, WAREHOUSE_RETRY_POLICY)
         except (OSError, ValueError) as error:
             raise dg.Failure(description=f"loading {csv_path} failed: {error}", allow_retries=False) from error
         stored, csv_rows = store.count_rows(day), audit_normalized_csv(csv_path).rows
-        per_day[day] = {"dagster/row_count": stored, "rows_inserted": inserted}
+        per_day[day] = {"dagster/row_count": stored, "rows_inserted": inserted, **receipt.as_metadata()}
         row_checks[day] = (stored == csv_rows, {"table_rows": stored, "csv_rows": csv_rows})
     return dg.MaterializeResult(
         metadata=run_metadata(

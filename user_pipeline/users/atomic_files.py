@@ -30,8 +30,10 @@ def atomic_write(path: Path, *, encoding: str | None = None) -> Iterator[IO]:
     fd, temp_name = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
     temp_path = Path(temp_name)
     try:
+        os.close(fd)
         mode = "w" if encoding else "wb"
-        with os.fdopen(fd, mode, encoding=encoding, newline="" if encoding else None) as handle:
+        # Opened by path, so that handle.name is the temporary file's path.
+        with open(temp_path, mode, encoding=encoding, newline="" if encoding else None) as handle:
             yield handle
             handle.flush()
             os.fsync(handle.fileno())

@@ -11,7 +11,7 @@ The plaintext `login.password` is never read: only the API's salt and salted SHA
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -118,9 +118,16 @@ def drop_duplicate_emails(frame: pd.DataFrame, seen_emails: set[str]) -> pd.Data
 
 
 def write_normalized_csv(
-    raw_chunks: Iterable[list[dict]], csv_path: Path, partition_date: str, preview_rows: int = 10
+    raw_chunks: Iterable[list[dict]],
+    csv_path: Path,
+    partition_date: str,
+    preview_rows: int = 10,
+    before_commit: Callable[[Path], None] = lambda written: None,
 ) -> NormalizeSummary:
-    """Normalizes chunk by chunk into one CSV, replaced atomically."""
+    """Normalizes chunk by chunk into one CSV, replaced atomically.
+
+    `before_commit` sees the complete new file before it replaces the old one; raising there
+    keeps the old file."""
     seen_emails: set[str] = set()
     users_read = rows_written = 0
     preview = empty_users_frame()
@@ -133,6 +140,8 @@ def write_normalized_csv(
             if rows_written == 0:
                 preview = frame.head(preview_rows)
             rows_written += len(frame)
+        handle.flush()
+        before_commit(Path(handle.name))
     return NormalizeSummary(
         users_read=users_read,
         rows_written=rows_written,

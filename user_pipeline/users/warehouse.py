@@ -91,6 +91,14 @@ class Warehouse(ABC):
         sql = f"SELECT {', '.join(USER_COLUMNS)} FROM {TABLE} WHERE partition_date = {self._param} ORDER BY email"
         return self._read_users(sql, (self._date_param(date.fromisoformat(partition_date)),))
 
+    def iter_partition(self, partition_date: str, chunk_rows: int) -> Iterator[pd.DataFrame]:
+        """The stored rows of one partition, `chunk_rows` at a time, as USER_COLUMNS types."""
+        sql = f"SELECT {', '.join(USER_COLUMNS)} FROM {TABLE} WHERE partition_date = {self._param}"
+        with self._transaction(write=False) as cursor:
+            cursor.execute(sql, (self._date_param(date.fromisoformat(partition_date)),))
+            while records := cursor.fetchmany(chunk_rows):
+                yield _users_frame(records)
+
     def read_latest(self) -> pd.DataFrame:
         sql = f"SELECT {', '.join(USER_COLUMNS)} FROM {LATEST_VIEW} ORDER BY email"
         return self._read_users(sql, ())
@@ -109,10 +117,7 @@ class Warehouse(ABC):
     def _read_users(self, sql: str, params: tuple) -> pd.DataFrame:
         with self._transaction(write=False) as cursor:
             cursor.execute(sql, params)
-            records = cursor.fetchall()
-        frame = pd.DataFrame.from_records(records, columns=list(USER_COLUMNS))
-        frame["partition_date"] = frame["partition_date"].map(str)
-        return frame.astype(USER_COLUMNS)
+            return _users_frame(cursor.fetchall())
 
     _param: str
 
@@ -250,6 +255,12 @@ def open_warehouse(url: str, lock_timeout_seconds: float = 30.0) -> Warehouse:
     raise InvalidSettingError(
         "warehouse_url", redact_url(url), "a sqlite:///path or postgresql://user@host:port/database URL"
     )
+
+
+def _users_frame(records: list[tuple]) -> pd.DataFrame:
+    frame = pd.DataFrame.from_records(records, columns=list(USER_COLUMNS))
+    frame["partition_date"] = frame["partition_date"].map(str)
+    return frame.astype(USER_COLUMNS)
 
 
 def _rows_for_sql(chunk: pd.DataFrame, partition_date: Any) -> list[tuple]:

@@ -62,6 +62,7 @@ def test_every_check_passes_on_good_data(tmp_path):
         "emails_unique_and_present",
         "no_plaintext_password",
         "rows_match_raw_users",
+        "row_drop_within_limit",
         "rows_match_normalized_users",
     }
     assert all(evaluation.passed for evaluation in evaluations)
