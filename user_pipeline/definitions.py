@@ -8,9 +8,9 @@ from pathlib import Path
 import dagster as dg
 from dagster_pyspark import LazyPySparkResource
 
-from user_pipeline.automation.resources import AlertChannel
+from user_pipeline.automation.resources import AlertChannel, PartitionDeadlines
 from user_pipeline.automation.schedules import daily_users_schedule, spark_ingestion_schedule, user_registry_schedule
-from user_pipeline.automation.sensors import run_failure_alerts, users_api_sensor
+from user_pipeline.automation.sensors import partition_freshness_sensor, run_failure_alerts, users_api_sensor
 from user_pipeline.jobs import daily_users_job, spark_ingestion_job, user_registry_job
 from user_pipeline.partitions import daily_partitions
 from user_pipeline.spark import assets as spark_assets
@@ -41,7 +41,7 @@ defs = dg.Definitions(
     asset_checks=dg.load_asset_checks_from_modules([users_assets]),
     jobs=[daily_users_job, user_registry_job, spark_ingestion_job],
     schedules=[daily_users_schedule, user_registry_schedule, spark_ingestion_schedule],
-    sensors=[users_api_sensor, run_failure_alerts],
+    sensors=[users_api_sensor, run_failure_alerts, partition_freshness_sensor],
     # One process per run: the steps are short and sequential, so a process per step would
     # cost more in start-up than it buys in isolation.
     executor=dg.in_process_executor,
@@ -53,6 +53,9 @@ defs = dg.Definitions(
             nationalities=env_or_default("USER_PIPELINE_NATIONALITIES", ""),
             timeout_seconds=env_or_default("USER_PIPELINE_API_TIMEOUT_SECONDS", 30, dg.EnvVar.int),
             max_attempts=env_or_default("USER_PIPELINE_API_MAX_ATTEMPTS", 5, dg.EnvVar.int),
+            circuit_state_path=f"{DATA_DIR}/state/users_api_circuit.json",
+            circuit_failure_threshold=env_or_default("USER_PIPELINE_CIRCUIT_FAILURES", 5, dg.EnvVar.int),
+            circuit_cooldown_seconds=env_or_default("USER_PIPELINE_CIRCUIT_COOLDOWN_SECONDS", 300, dg.EnvVar.int),
         ),
         "files": PartitionFiles(data_dir=DATA_DIR),
         "warehouse": WarehouseResource(
@@ -63,6 +66,10 @@ defs = dg.Definitions(
         ),
         "spark": SPARK,
         "pyspark": LazyPySparkResource(spark_config=SPARK.session_config()),
+        "deadlines": PartitionDeadlines(
+            deadline_hours=env_or_default("USER_PIPELINE_FRESHNESS_DEADLINE_HOURS", 6, dg.EnvVar.int),
+            lookback_days=env_or_default("USER_PIPELINE_FRESHNESS_LOOKBACK_DAYS", 7, dg.EnvVar.int),
+        ),
         "alerts": AlertChannel(
             webhook_url=env_or_default("USER_PIPELINE_ALERT_WEBHOOK_URL", ""),
             ui_base_url=env_or_default("USER_PIPELINE_UI_URL", "http://127.0.0.1:3000"),

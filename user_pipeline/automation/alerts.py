@@ -1,9 +1,10 @@
-"""Run failure alerts: what failed, where, why, and a link; delivered to a log and a webhook.
+"""Alerts: a failed run, or a day not ready by its deadline; delivered to a log and a webhook.
 
-Plain Python, no Dagster: the run_failure_alerts sensor builds the alert and sends it.
+Plain Python, no Dagster: the sensors build the alerts and send them.
 """
 
 from dataclasses import asdict, dataclass
+from typing import Protocol
 
 import requests
 
@@ -26,9 +27,31 @@ class RunFailureAlert:
 
     def as_payload(self) -> dict:
         """JSON for the webhook: the fields, plus `text` for Slack-style incoming webhooks."""
-        return {**asdict(self), "text": self.as_text()}
+        return {**asdict(self), "kind": "run_failure", "text": self.as_text()}
 
 
-def post_alert(alert: RunFailureAlert, webhook_url: str, timeout_seconds: float = 10.0) -> None:
+@dataclass(frozen=True)
+class FreshnessAlert:
+    """A day that is not materialized by its deadline: late (queued or running), failed, or missing."""
+
+    partition: str
+    status: str
+    reason: str
+    deadline: str
+
+    def as_text(self) -> str:
+        return f"Partition {self.partition} is {self.status} (due {self.deadline}): {self.reason}"
+
+    def as_payload(self) -> dict:
+        return {**asdict(self), "kind": "freshness", "text": self.as_text()}
+
+
+class Alert(Protocol):
+    def as_text(self) -> str: ...
+
+    def as_payload(self) -> dict: ...
+
+
+def post_alert(alert: Alert, webhook_url: str, timeout_seconds: float = 10.0) -> None:
     response = requests.post(webhook_url, json=alert.as_payload(), timeout=timeout_seconds)
     response.raise_for_status()

@@ -1,6 +1,6 @@
 import dagster as dg
 
-from user_pipeline.automation.alerts import RunFailureAlert, post_alert
+from user_pipeline.automation.alerts import Alert, post_alert
 
 
 class AlertChannel(dg.ConfigurableResource):
@@ -12,7 +12,15 @@ class AlertChannel(dg.ConfigurableResource):
     def run_url(self, run_id: str) -> str:
         return f"{self.ui_base_url.rstrip('/')}/runs/{run_id}"
 
-    def send(self, alert: RunFailureAlert, log) -> None:
+    def send(self, alert: Alert, log) -> None:
         log.error(alert.as_text())
         if self.webhook_url:
             post_alert(alert, self.webhook_url)
+
+
+class PartitionDeadlines(dg.ConfigurableResource):
+    """When each day is due: `deadline_hours` after the UTC day ends (6 = 06:00 UTC the next day),
+    checked over the last `lookback_days` days."""
+
+    deadline_hours: int = 6
+    lookback_days: int = 7

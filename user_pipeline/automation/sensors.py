@@ -1,9 +1,12 @@
+import json
 import os
+import time
+from datetime import date, datetime, timedelta, timezone
 
 import dagster as dg
 
-from user_pipeline.automation.alerts import RunFailureAlert
-from user_pipeline.automation.resources import AlertChannel
+from user_pipeline.automation.alerts import FreshnessAlert, RunFailureAlert
+from user_pipeline.automation.resources import AlertChannel, PartitionDeadlines
 from user_pipeline.jobs import daily_users_job
 from user_pipeline.partitions import daily_partitions
 from user_pipeline.users.resources import UsersApi
@@ -16,25 +19,43 @@ COMPLETION_ASSET = dg.AssetKey("users_table")
     minimum_interval_seconds=int(os.getenv("USER_PIPELINE_API_SENSOR_INTERVAL_SECONDS", "60")),
     default_status=dg.DefaultSensorStatus.STOPPED,
 )
-def users_api_sensor(context: dg.SensorEvaluationContext, users_api: UsersApi) -> dg.RunRequest | dg.SkipReason:
+def users_api_sensor(context: dg.SensorEvaluationContext, users_api: UsersApi) -> dg.SensorResult | dg.SkipReason:
     """Airflow's HttpSensor, the Dagster way: once the users API answers, run the latest closed day.
 
-    Skips, with the reason shown in the UI, while the API is down. Requests one run per day
-    (the run key is the day, and the cursor remembers the last day requested).
+    Skips, with the reason shown in the UI, while the API is down or its circuit breaker is
+    open (then no call is made). Requests one run per day (the run key is the day, and the
+    cursor remembers the last day requested); once the API is back, it also requests the days
+    whose runs were refused while the circuit was open.
     """
-    day = daily_partitions.get_last_partition_key()
-    if context.cursor == day:
-        return dg.SkipReason(f"the run for {day} was already requested")
+    latest = daily_partitions.get_last_partition_key()
+    breaker = users_api.breaker()
     unavailable = users_api.unavailable_reason()
     if unavailable:
         return dg.SkipReason(f"users API {users_api.source} is unavailable: {unavailable}")
-    context.update_cursor(day)
-    done = context.instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=COMPLETION_ASSET, asset_partitions=[day]), limit=1
+    requests = [
+        # A fresh run key: the day's run refused while the circuit was open used the plain one.
+        dg.RunRequest(run_key=f"{day}/after-outage-{int(time.time())}", partition_key=day)
+        for day in (breaker.take_skipped_days() if breaker else [])
+        if not _materialized(context.instance, day)
+    ]
+    if context.cursor == latest:
+        skip_reason = f"the run for {latest} was already requested"
+    elif _materialized(context.instance, latest):
+        skip_reason = f"{latest} is already materialized"
+    else:
+        requests.append(dg.RunRequest(run_key=latest, partition_key=latest))
+    context.update_cursor(latest)
+    if not requests:
+        return dg.SkipReason(skip_reason)
+    return dg.SensorResult(run_requests=requests)
+
+
+def _materialized(instance: dg.DagsterInstance, day: str) -> bool:
+    return bool(
+        instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=COMPLETION_ASSET, asset_partitions=[day]), limit=1
+        ).records
     )
-    if done.records:
-        return dg.SkipReason(f"{day} is already materialized")
-    return dg.RunRequest(run_key=day, partition_key=day)
 
 
 @dg.run_failure_sensor(default_status=dg.DefaultSensorStatus.RUNNING)
@@ -53,3 +74,52 @@ def run_failure_alerts(context: dg.RunFailureSensorContext, alerts: AlertChannel
         ),
         context.log,
     )
+
+
+IN_FLIGHT_STATUSES = {"QUEUED", "NOT_STARTED", "STARTING", "STARTED"}
+
+
+@dg.sensor(minimum_interval_seconds=300, default_status=dg.DefaultSensorStatus.STOPPED)
+def partition_freshness_sensor(
+    context: dg.SensorEvaluationContext, alerts: AlertChannel, deadlines: PartitionDeadlines, users_api: UsersApi
+) -> dg.SkipReason:
+    """Per-day freshness: every day must be in the users table by its deadline (default 06:00 UTC
+    the next day). A day past due gets one alert, through the run failure alerts' channel, saying
+    whether it is late (queued or running), failed (which step, why) or missing (and why).
+    """
+    now = datetime.now(timezone.utc)
+    alerted = set(json.loads(context.cursor or "[]"))
+    overdue = []
+    for day in daily_partitions.get_partition_keys()[-deadlines.lookback_days :]:
+        due = datetime.combine(date.fromisoformat(day) + timedelta(days=1), datetime.min.time(), timezone.utc)
+        due += timedelta(hours=deadlines.deadline_hours)
+        if due > now or _materialized(context.instance, day):
+            continue
+        status, reason = _why_not_ready(context.instance, day, users_api)
+        overdue.append(f"{day} {status}")
+        if f"{day}:{status}" not in alerted:
+            alerts.send(FreshnessAlert(day, status, reason, due.strftime("%Y-%m-%d %H:%M UTC")), context.log)
+            alerted.add(f"{day}:{status}")
+    # Only days still in the window are remembered.
+    window = set(daily_partitions.get_partition_keys()[-deadlines.lookback_days :])
+    context.update_cursor(json.dumps(sorted(key for key in alerted if key.split(":")[0] in window)))
+    return dg.SkipReason(f"overdue: {', '.join(overdue)}" if overdue else "every day is on time")
+
+
+def _why_not_ready(instance: dg.DagsterInstance, day: str, users_api: UsersApi) -> tuple[str, str]:
+    records = instance.get_run_records(dg.RunsFilter(tags={"dagster/partition": day}), limit=1)
+    if records:
+        run = records[0].dagster_run
+        if run.status.value in IN_FLIGHT_STATUSES:
+            return "late", f"run {run.run_id} is {run.status.value.lower()}"
+        if run.status.value == "FAILURE":
+            failures = [
+                entry.dagster_event
+                for entry in instance.all_logs(run.run_id, of_type=dg.DagsterEventType.STEP_FAILURE)
+            ]
+            steps = ", ".join(f"{event.step_key}: {event.event_specific_data.error.message.strip()}" for event in failures)
+            return "failed", f"run {run.run_id} failed ({steps or 'outside its steps'})"
+    unavailable = users_api.unavailable_reason()
+    if unavailable:
+        return "missing", f"no successful run; the users API is unavailable: {unavailable}"
+    return "missing", "no run was launched for it (is daily_users_schedule or users_api_sensor running?)"

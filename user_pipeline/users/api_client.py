@@ -10,9 +10,13 @@ import random
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import requests
+
+if TYPE_CHECKING:
+    from user_pipeline.users.circuit_breaker import CircuitBreaker
 
 MAX_PAGE_SIZE = 5000
 MAX_USERS_PER_PARTITION = 1_000_000
@@ -52,6 +56,10 @@ class UsersApiError(RuntimeError):
 
 class TransientUsersApiError(UsersApiError):
     """The API was unavailable (429, 5xx, timeout, refused connection) on every attempt."""
+
+
+class CircuitOpenError(TransientUsersApiError):
+    """The users API failed repeatedly; no call is made until the circuit's cool-down has passed."""
 
 
 @dataclass(frozen=True)
@@ -141,6 +149,7 @@ class UsersApiClient:
         retry: RetrySettings = RetrySettings(),
         sleep: Callable[[float], None] = time.sleep,
         on_retry: Callable[[str], None] | None = None,
+        breaker: CircuitBreaker | None = None,
     ):
         self.base_url = validate_base_url(base_url)
         self.page_size = validate_page_size(page_size)
@@ -153,6 +162,7 @@ class UsersApiClient:
         self.retry = retry
         self._sleep = sleep
         self._on_retry = on_retry
+        self._breaker = breaker
         self._session = requests.Session()
 
     def close(self) -> None:
@@ -181,10 +191,10 @@ class UsersApiClient:
     def probe(self) -> str | None:
         """None when the API serves a user right now; otherwise why not. One attempt, no retry."""
         try:
-            self._request_page({"results": 1, "seed": "health", "format": "json"}, seed="health", page=1, results=1)
+            self._attempt({"results": 1, "seed": "health", "format": "json"}, seed="health", page=1, results=1)
         except _Retryable as unavailable:
             return unavailable.reason
-        except UsersApiError as error:
+        except UsersApiError as error:  # CircuitOpenError included: then no call was made
             return str(error)
         return None
 
@@ -195,7 +205,7 @@ class UsersApiClient:
         where = f"seed={seed!r} page={page}"
         for attempt in range(1, self.retry.max_attempts + 1):
             try:
-                return self._request_page(params, seed=seed, page=page, results=results)
+                return self._attempt(params, seed=seed, page=page, results=results)
             except _Retryable as retryable:
                 if attempt == self.retry.max_attempts:
                     raise TransientUsersApiError(
@@ -206,6 +216,20 @@ class UsersApiClient:
                     self._on_retry(f"{retryable.reason}; attempt {attempt} of {self.retry.max_attempts}, retrying in {delay:.2f}s")
                 self._sleep(delay)
         raise AssertionError("unreachable")
+
+    def _attempt(self, params: dict, *, seed: str, page: int, results: int) -> UsersPage:
+        """One request, through the circuit breaker when there is one: an open circuit raises
+        CircuitOpenError without calling, and transient failures and successes are recorded."""
+        if self._breaker is None:
+            return self._request_page(params, seed=seed, page=page, results=results)
+        self._breaker.before_call()
+        try:
+            page_of_users = self._request_page(params, seed=seed, page=page, results=results)
+        except _Retryable as retryable:
+            self._breaker.record_failure(retryable.reason)
+            raise
+        self._breaker.record_success()
+        return page_of_users
 
     def _request_page(self, params: dict, *, seed: str, page: int, results: int) -> UsersPage:
         where = f"seed={seed!r} page={page}"

@@ -15,6 +15,7 @@ from pydantic import Field
 
 from user_pipeline.partitions import daily_backfill_policy, daily_partitions
 from user_pipeline.users.api_client import (
+    CircuitOpenError,
     InvalidSettingError,
     TransientUsersApiError,
     UsersApiError,
@@ -116,6 +117,10 @@ def raw_users(context: dg.AssetExecutionContext, users_api: UsersApi, files: Par
         path = files.raw_users(day)
         try:
             summary = write_raw_users(users_api.iter_pages(day, on_retry=context.log.warning), path)
+        except CircuitOpenError as error:
+            # No call was made; the users API sensor backfills the day once the circuit closes.
+            users_api.breaker().record_skipped_day(day)
+            raise dg.Failure(description=f"{day} skipped: {error}", allow_retries=False) from error
         except TransientUsersApiError as error:
             retry_or_fail(context, error, API_RETRY_POLICY)
         except (UsersApiError, InvalidSettingError) as error:
@@ -127,7 +132,10 @@ def raw_users(context: dg.AssetExecutionContext, users_api: UsersApi, files: Par
             "path": dg.MetadataValue.path(str(path.resolve())),
             "bytes": summary.bytes,
         }
-    return dg.MaterializeResult(metadata=run_metadata(per_day, source=users_api.source))
+    breaker = users_api.breaker()
+    return dg.MaterializeResult(
+        metadata=run_metadata(per_day, source=users_api.source, users_api_circuit=breaker.describe() if breaker else "none")
+    )
 
 
 class NormalizedUsersConfig(dg.Config):

@@ -16,6 +16,7 @@ from user_pipeline.users.api_client import (
     UsersPage,
     validate_users_per_partition,
 )
+from user_pipeline.users.circuit_breaker import CircuitBreaker
 from user_pipeline.users.warehouse import Warehouse, open_warehouse
 
 
@@ -40,6 +41,10 @@ class UsersApi(dg.ConfigurableResource, ABC):
     def expected_users(self) -> int:
         return validate_users_per_partition(self.users_per_partition)
 
+    def breaker(self) -> CircuitBreaker | None:
+        """The circuit breaker guarding the source, if it has one."""
+        return None
+
 
 class RandomUserApi(UsersApi):
     """The Random User Generator HTTP API (randomuser.me or a compatible server)."""
@@ -51,10 +56,22 @@ class RandomUserApi(UsersApi):
     max_attempts: int = 5
     backoff_seconds: float = 1.0
     max_backoff_seconds: float = 60.0
+    circuit_state_path: str = ""
+    circuit_failure_threshold: int = 5
+    circuit_cooldown_seconds: int = 300
 
     @property
     def source(self) -> str:
         return self.base_url
+
+    def breaker(self) -> CircuitBreaker | None:
+        if not self.circuit_state_path:
+            return None
+        return CircuitBreaker(
+            Path(self.circuit_state_path),
+            failure_threshold=self.circuit_failure_threshold,
+            cooldown_seconds=self.circuit_cooldown_seconds,
+        )
 
     def unavailable_reason(self) -> str | None:
         with self.client() as client:
@@ -72,6 +89,7 @@ class RandomUserApi(UsersApi):
                 max_backoff_seconds=self.max_backoff_seconds,
             ),
             on_retry=on_retry,
+            breaker=self.breaker(),
         )
 
     def iter_pages(self, seed: str, on_retry: Callable[[str], None] | None = None) -> Iterator[UsersPage]:

@@ -1,0 +1,102 @@
+"""One health state of the users API, shared by the sensor, the fetches and backfills.
+
+Closed: calls go through; `failure_threshold` transient failures in a row open it. Open: no
+call is made until `cooldown_seconds` have passed; then one trial call is let through
+(half-open): success closes the circuit, failure opens it again. Days whose runs were refused
+while open are remembered, so the sensor can backfill them once the API is back.
+
+The state is a small JSON file under a lock, so every process (daemon, run workers) shares it.
+Plain Python, no Dagster.
+"""
+
+import fcntl
+import json
+import os
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from user_pipeline.users.api_client import CircuitOpenError
+
+
+@dataclass
+class CircuitState:
+    state: str = "closed"  # closed | open | half_open
+    consecutive_failures: int = 0
+    opened_at: float | None = None
+    trial_started_at: float | None = None
+    last_error: str = ""
+    skipped_days: list[str] = field(default_factory=list)
+
+
+class CircuitBreaker:
+    def __init__(
+        self, path: Path, *, failure_threshold: int = 5, cooldown_seconds: float = 300.0, clock: Callable[[], float] = time.time
+    ):
+        self.path = path
+        self.failure_threshold = failure_threshold
+        self.cooldown_seconds = cooldown_seconds
+        self._clock = clock
+
+    @contextmanager
+    def _state(self) -> Iterator[CircuitState]:
+        """The state under an exclusive lock, written back when the block ends."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path.with_suffix(".lock"), "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            state = CircuitState(**json.loads(self.path.read_text())) if self.path.exists() else CircuitState()
+            yield state
+            temp = self.path.with_suffix(".tmp")
+            temp.write_text(json.dumps(asdict(state)))
+            os.replace(temp, self.path)
+
+    def before_call(self) -> None:
+        """Raises CircuitOpenError unless a call may go out now."""
+        now = self._clock()
+        with self._state() as state:
+            if state.state == "closed":
+                return
+            # One trial at a time; a trial whose process died frees its slot after a cool-down.
+            last = state.trial_started_at if state.state == "half_open" else state.opened_at
+            if now - (last or 0) < self.cooldown_seconds:
+                raise CircuitOpenError(self._describe(state))
+            state.state, state.trial_started_at = "half_open", now
+
+    def record_success(self) -> None:
+        with self._state() as state:
+            state.state, state.consecutive_failures, state.opened_at, state.trial_started_at = "closed", 0, None, None
+
+    def record_failure(self, reason: str) -> None:
+        now = self._clock()
+        with self._state() as state:
+            state.consecutive_failures += 1
+            state.last_error = reason
+            if state.state == "half_open" or state.consecutive_failures >= self.failure_threshold:
+                state.state, state.opened_at, state.trial_started_at = "open", now, None
+
+    def record_skipped_day(self, day: str) -> None:
+        with self._state() as state:
+            state.skipped_days = sorted(set(state.skipped_days) | {day})
+
+    def take_skipped_days(self) -> list[str]:
+        """The days refused while open, forgotten once taken (the caller backfills them)."""
+        with self._state() as state:
+            days, state.skipped_days = state.skipped_days, []
+        return days
+
+    def describe(self) -> str:
+        with self._state() as state:
+            return self._describe(state)
+
+    def _describe(self, state: CircuitState) -> str:
+        if state.state == "closed":
+            return "circuit closed"
+        since = datetime.fromtimestamp(state.opened_at or state.trial_started_at or 0, timezone.utc).strftime("%H:%M:%S UTC")
+        retry_at = datetime.fromtimestamp((state.opened_at or state.trial_started_at or 0) + self.cooldown_seconds, timezone.utc)
+        return (
+            f"circuit {state.state.replace('_', '-')} since {since} after {state.consecutive_failures} failures "
+            f"(last: {state.last_error}); next trial call after {retry_at.strftime('%H:%M:%S UTC')}"
+        )
