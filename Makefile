@@ -6,7 +6,7 @@ API_PORT ?= 8765
 UI_PORT ?= 3000
 export DAGSTER_HOME := $(CURDIR)/dagster_home
 
-.PHONY: install system-deps demo test ui clean
+.PHONY: install system-deps demo test ui spark-cluster spark-cluster-stop clean
 
 $(BIN)/.installed: setup.py pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,13 +16,19 @@ $(BIN)/.installed: setup.py pyproject.toml
 
 install: $(BIN)/.installed
 
-# Servers the tests start themselves but cannot install: PostgreSQL. Installed with apt-get
-# when running as root; elsewhere their tests skip and say why (under CI=true they fail).
+# Servers the tests start themselves but cannot install: PostgreSQL, and Debian's Chromium for
+# the browser test (Playwright drives /usr/bin/chromium; never `playwright install`). Installed
+# with apt-get when running as root; elsewhere their tests skip and say why (under CI=true they fail).
 system-deps:
 	@if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; \
 	  else echo "note: PostgreSQL server not installed (apt-get install postgresql): its tests will skip"; fi; \
+	fi
+	@if [ ! -x /usr/bin/chromium ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else echo "note: Chromium not installed (apt-get install chromium): the browser tests will skip"; fi; \
 	fi
 
 demo: install
@@ -36,6 +42,14 @@ ui: install
 	@$(BIN)/python -m user_pipeline.randomuser_server --port $(API_PORT) & api=$$!; \
 	trap "kill $$api" EXIT INT TERM; \
 	USER_PIPELINE_API_URL=http://127.0.0.1:$(API_PORT)/api/ $(BIN)/dagster dev -h 127.0.0.1 -p $(UI_PORT)
+
+# A standalone Spark master + worker on loopback (from the installed PySpark); then
+# SPARK_MASTER=spark://127.0.0.1:7077 runs the Spark ingestion on it.
+spark-cluster: install
+	$(BIN)/python -m user_pipeline.spark.cluster start
+
+spark-cluster-stop:
+	$(BIN)/python -m user_pipeline.spark.cluster stop
 
 clean:
 	rm -rf data .spark-cluster dagster_home/storage dagster_home/history dagster_home/logs dagster_home/schedules

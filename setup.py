@@ -18,6 +18,7 @@ setup(
         "pandas>=2.2,<3",
         "requests>=2.31",
         "psycopg[binary]>=3.1",
+        "matplotlib>=3.6",
     ],
     extras_require={
         "test": ["pytest>=8", "playwright>=1.45"],

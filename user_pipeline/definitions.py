@@ -9,10 +9,16 @@ import dagster as dg
 from dagster_pyspark import LazyPySparkResource
 
 from user_pipeline.automation.resources import AlertChannel, PartitionDeadlines
-from user_pipeline.automation.schedules import daily_users_schedule, spark_ingestion_schedule, user_registry_schedule
+from user_pipeline.automation.schedules import (
+    daily_users_report_schedule,
+    daily_users_schedule,
+    spark_ingestion_schedule,
+    user_registry_schedule,
+)
 from user_pipeline.automation.sensors import partition_freshness_sensor, run_failure_alerts, users_api_sensor
-from user_pipeline.jobs import daily_users_job, spark_ingestion_job, user_registry_job
+from user_pipeline.jobs import daily_users_job, daily_users_report_job, spark_ingestion_job, user_registry_job
 from user_pipeline.partitions import daily_partitions
+from user_pipeline.report import assets as report_assets
 from user_pipeline.spark import assets as spark_assets
 from user_pipeline.spark.resources import SparkSettings
 from user_pipeline.users import assets as users_assets
@@ -37,10 +43,10 @@ SPARK = SparkSettings(
 )
 
 defs = dg.Definitions(
-    assets=dg.load_assets_from_modules([users_assets, spark_assets]),
+    assets=dg.load_assets_from_modules([users_assets, spark_assets, report_assets]),
     asset_checks=dg.load_asset_checks_from_modules([users_assets]),
-    jobs=[daily_users_job, user_registry_job, spark_ingestion_job],
-    schedules=[daily_users_schedule, user_registry_schedule, spark_ingestion_schedule],
+    jobs=[daily_users_job, user_registry_job, spark_ingestion_job, daily_users_report_job],
+    schedules=[daily_users_schedule, user_registry_schedule, spark_ingestion_schedule, daily_users_report_schedule],
     sensors=[users_api_sensor, run_failure_alerts, partition_freshness_sensor],
     # One process per run: the steps are short and sequential, so a process per step would
     # cost more in start-up than it buys in isolation.

@@ -15,3 +15,6 @@ user_registry_job = dg.define_asset_job(
 
 # Spark ingestion of the normalized users; a backfill over many days is one Spark application.
 spark_ingestion_job = dg.define_asset_job("spark_ingestion_job", selection=dg.AssetSelection.assets("users_parquet"))
+
+# The daily report, apart from the ingestion: a chart can be redrawn without fetching the day again.
+daily_users_report_job = dg.define_asset_job("daily_users_report_job", selection=dg.AssetSelection.assets("daily_users_report"))

@@ -2,7 +2,7 @@ import os
 
 import dagster as dg
 
-from user_pipeline.jobs import daily_users_job, spark_ingestion_job, user_registry_job
+from user_pipeline.jobs import daily_users_job, daily_users_report_job, spark_ingestion_job, user_registry_job
 from user_pipeline.partitions import daily_partitions
 
 _TIMEZONE = os.getenv("USER_PIPELINE_SCHEDULE_TIMEZONE", "UTC")
@@ -45,4 +45,9 @@ spark_ingestion_schedule = _latest_closed_day_schedule(
     spark_ingestion_job,
     os.getenv("USER_PIPELINE_SPARK_SCHEDULE_CRON", "0 3 * * *"),
     "Ingests the day that just closed into Parquet with Spark (default 03:00 UTC). Stopped until switched on.",
+)
+daily_users_report_schedule = _latest_closed_day_schedule(
+    daily_users_report_job,
+    os.getenv("USER_PIPELINE_REPORT_SCHEDULE_CRON", "30 1 * * *"),
+    "Draws the report of the day that just closed (default 01:30 UTC). Stopped until switched on.",
 )
