@@ -6,7 +6,7 @@ API_PORT ?= 8765
 UI_PORT ?= 3000
 export DAGSTER_HOME := $(CURDIR)/dagster_home
 
-.PHONY: install system-deps demo test ui spark-cluster spark-cluster-stop clean
+.PHONY: install system-deps demo test ui spark-cluster spark-cluster-stop benchmark benchmark-smoke clean
 
 $(BIN)/.installed: setup.py pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -50,6 +50,14 @@ spark-cluster: install
 
 spark-cluster-stop:
 	$(BIN)/python -m user_pipeline.spark.cluster stop
+
+# Orchestration overhead and scaling against the same work without an orchestrator
+# (a table on stdout; docs/benchmarks.md holds one run). The smoke mode also runs in `make test`.
+benchmark: install
+	$(BIN)/python -m benchmarks.run
+
+benchmark-smoke: install
+	$(BIN)/python -m benchmarks.run --smoke
 
 clean:
 	rm -rf data .spark-cluster dagster_home/storage dagster_home/history dagster_home/logs dagster_home/schedules

@@ -4,7 +4,7 @@ setup(
     name="user_pipeline",
     version="0.1.0",
     description="Daily-partitioned Dagster pipeline for Random User Generator records",
-    packages=find_packages(exclude=["user_pipeline_tests*"]),
+    packages=find_packages(exclude=["user_pipeline_tests*", "benchmarks*"]),
     package_data={"user_pipeline.randomuser_server": ["*.json"]},
     python_requires=">=3.10",
     install_requires=[

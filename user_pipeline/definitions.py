@@ -15,7 +15,12 @@ from user_pipeline.automation.schedules import (
     spark_ingestion_schedule,
     user_registry_schedule,
 )
-from user_pipeline.automation.sensors import partition_freshness_sensor, run_failure_alerts, users_api_sensor
+from user_pipeline.automation.sensors import (
+    partition_freshness_sensor,
+    repair_sensor,
+    run_failure_alerts,
+    users_api_sensor,
+)
 from user_pipeline.jobs import daily_users_job, daily_users_report_job, spark_ingestion_job, user_registry_job
 from user_pipeline.partitions import daily_partitions
 from user_pipeline.report import assets as report_assets
@@ -47,7 +52,7 @@ defs = dg.Definitions(
     asset_checks=dg.load_asset_checks_from_modules([users_assets]),
     jobs=[daily_users_job, user_registry_job, spark_ingestion_job, daily_users_report_job],
     schedules=[daily_users_schedule, user_registry_schedule, spark_ingestion_schedule, daily_users_report_schedule],
-    sensors=[users_api_sensor, run_failure_alerts, partition_freshness_sensor],
+    sensors=[users_api_sensor, run_failure_alerts, partition_freshness_sensor, repair_sensor],
     # One process per run: the steps are short and sequential, so a process per step would
     # cost more in start-up than it buys in isolation.
     executor=dg.in_process_executor,

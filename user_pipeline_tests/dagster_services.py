@@ -50,8 +50,29 @@ class DagsterServices:
     def start(self) -> DagsterServices:
         self.home.mkdir(parents=True, exist_ok=True)
         shutil.copy(self.instance_config, self.home / "dagster.yaml")
-        self._spawn("webserver", [str(BIN_DIR / "dagster-webserver"), "-h", "127.0.0.1", "-p", str(self.port), "-w", "workspace.yaml"])
-        self._spawn("daemon", [str(BIN_DIR / "dagster-daemon"), "run", "-w", "workspace.yaml"])
+        self._create_instance_storage()
+        try:
+            self._spawn("webserver", [str(BIN_DIR / "dagster-webserver"), "-h", "127.0.0.1", "-p", str(self.port), "-w", "workspace.yaml"])
+            self._spawn("daemon", [str(BIN_DIR / "dagster-daemon"), "run", "-w", "workspace.yaml"])
+            return self._wait_until_up()
+        except BaseException:
+            self.stop()  # A process that did come up must not outlive a failed start.
+            raise
+
+    def _create_instance_storage(self) -> None:
+        """Creates the instance's storage (tables, schema version) once, before the processes start.
+
+        Started together on a fresh DAGSTER_HOME, the webserver and the daemon both create the
+        SQLite schedule/run storage and one of them can die on "table ... already exists".
+        """
+        created = subprocess.run(
+            [sys.executable, "-c", "import dagster; dagster.DagsterInstance.get().dispose()"],
+            check=False, cwd=REPO_ROOT, env=self.env, capture_output=True, text=True, timeout=120,
+        )
+        if created.returncode != 0:
+            raise RuntimeError(f"creating the instance storage in {self.home} failed:\n{created.stderr[-3000:]}")
+
+    def _wait_until_up(self) -> DagsterServices:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             for name, process in self._processes.items():

@@ -6,6 +6,7 @@ from datetime import date, datetime, timedelta, timezone
 import dagster as dg
 
 from user_pipeline.automation.alerts import FreshnessAlert, RunFailureAlert
+from user_pipeline.automation.repair import plan_repair
 from user_pipeline.automation.resources import AlertChannel, PartitionDeadlines
 from user_pipeline.jobs import daily_users_job
 from user_pipeline.partitions import daily_partitions
@@ -123,3 +124,30 @@ def _why_not_ready(instance: dg.DagsterInstance, day: str, users_api: UsersApi) 
     if unavailable:
         return "missing", f"no successful run; the users API is unavailable: {unavailable}"
     return "missing", "no run was launched for it (is daily_users_schedule or users_api_sensor running?)"
+
+
+@dg.sensor(
+    job=daily_users_job, minimum_interval_seconds=1800, default_status=dg.DefaultSensorStatus.STOPPED
+)
+def repair_sensor(context: dg.SensorEvaluationContext, deadlines: PartitionDeadlines) -> dg.SensorResult | dg.SkipReason:
+    """Repair from the UI: while started, re-runs every failed or missing day of the last
+    `lookback_days` days, only the assets that failed on it (the CLI equivalent is
+    `python -m user_pipeline.automation.repair`). A day is retried at most once per failed run."""
+    days = daily_partitions.get_partition_keys()[-deadlines.lookback_days :]
+    plan = plan_repair(context.instance, days[0], days[-1])
+    requests = []
+    for day in plan.days:
+        assets = [asset for asset, asset_days in plan.days_by_asset.items() if day in asset_days]
+        latest = context.instance.get_run_records(dg.RunsFilter(tags={"dagster/partition": day}), limit=1)
+        attempt = latest[0].dagster_run.run_id if latest else "first"
+        requests.append(
+            dg.RunRequest(
+                run_key=f"repair/{day}/{'+'.join(assets)}/{attempt}",
+                partition_key=day,
+                asset_selection=[dg.AssetKey(asset) for asset in assets],
+                tags={"user_pipeline/repair": "true"},
+            )
+        )
+    if not requests:
+        return dg.SkipReason(plan.describe())
+    return dg.SensorResult(run_requests=requests)

@@ -13,6 +13,7 @@ import pytest
 from user_pipeline.users.assets import normalized_users, raw_users, users_table
 from user_pipeline.users.resources import PartitionFiles, RandomUserApi, WarehouseResource
 from user_pipeline.users.warehouse import open_warehouse
+from user_pipeline_tests.runs import materialize_users
 
 DAY = "2026-11-20"
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -26,15 +27,8 @@ def warehouse_url(request, tmp_path) -> str:
 
 
 def materialize(base_url: str, data_dir: Path, warehouse_url: str, day: str = DAY, users: int = 100):
-    return dg.materialize(
-        [raw_users, normalized_users, users_table],
-        partition_key=day,
-        resources={
-            "users_api": RandomUserApi(base_url=base_url, users_per_partition=users, backoff_seconds=0.01),
-            "files": PartitionFiles(data_dir=str(data_dir)),
-            "warehouse": WarehouseResource(url=warehouse_url),
-        },
-        raise_on_error=False,
+    return materialize_users(
+        base_url, data_dir, day, warehouse_url=warehouse_url, users_per_partition=users, backoff_seconds=0.01
     )
 
 

@@ -8,8 +8,8 @@ from user_pipeline.automation.resources import AlertChannel, PartitionDeadlines
 from user_pipeline.automation.sensors import partition_freshness_sensor
 from user_pipeline.definitions import defs
 from user_pipeline.partitions import daily_partitions
-from user_pipeline.users.assets import normalized_users, raw_users, users_table
-from user_pipeline.users.resources import PartitionFiles, RandomUserApi, WarehouseResource
+from user_pipeline.users.resources import RandomUserApi
+from user_pipeline_tests.runs import materialize_users
 from user_pipeline_tests.webhook_receiver import WebhookReceiver
 
 LAST_THREE = daily_partitions.get_partition_keys()[-3:]
@@ -22,17 +22,7 @@ def instance():
 
 
 def materialize(instance, base_url: str, tmp_path, day: str) -> bool:
-    return dg.materialize(
-        [raw_users, normalized_users, users_table],
-        partition_key=day,
-        instance=instance,
-        resources={
-            "users_api": RandomUserApi(base_url=base_url, users_per_partition=10),
-            "files": PartitionFiles(data_dir=str(tmp_path)),
-            "warehouse": WarehouseResource(url=f"sqlite:///{tmp_path}/w.sqlite"),
-        },
-        raise_on_error=False,
-    ).success
+    return materialize_users(base_url, tmp_path, day, instance=instance, users_per_partition=10).success
 
 
 def tick(instance, base_url: str, webhook_url: str, cursor: str | None):

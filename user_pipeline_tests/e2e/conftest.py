@@ -18,8 +18,12 @@ def webhook() -> Iterator[WebhookReceiver]:
 
 
 @pytest.fixture(scope="module")
-def dagster_services(api_server, webhook, tmp_path_factory) -> Iterator[DagsterServices]:
-    """Daemon + webserver for a module, on SQLite instance storage and a SQLite warehouse."""
+def dagster_services(request, api_server, webhook, tmp_path_factory) -> Iterator[DagsterServices]:
+    """Daemon + webserver for a module, on SQLite instance storage and a SQLite warehouse.
+
+    A test module may define `services_env(root: Path) -> dict[str, str]` to add or override
+    environment variables of its services (e.g. USER_PIPELINE_REGISTRY_START_DATE).
+    """
     root: Path = tmp_path_factory.mktemp("e2e")
     env = {
         "USER_PIPELINE_API_URL": api_server.base_url,
@@ -29,6 +33,11 @@ def dagster_services(api_server, webhook, tmp_path_factory) -> Iterator[DagsterS
         "USER_PIPELINE_ALERT_WEBHOOK_URL": webhook.url,
         "USER_PIPELINE_API_SENSOR_INTERVAL_SECONDS": "5",
     }
+    module_env = getattr(request.module, "services_env", None)
+    if module_env is not None:
+        env.update(module_env(root))
     with DagsterServices(root / "dagster_home", env) as services:
-        services.data_dir = root / "data"
+        services.root = root
+        services.data_dir = Path(env["USER_PIPELINE_DATA_DIR"])
+        services.warehouse_url = env["USER_PIPELINE_WAREHOUSE_URL"]
         yield services

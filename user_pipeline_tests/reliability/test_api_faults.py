@@ -10,26 +10,16 @@ import dagster as dg
 import pandas as pd
 import pytest
 
-from user_pipeline.users.assets import normalized_users, raw_users, users_table
-from user_pipeline.users.resources import PartitionFiles, RandomUserApi, WarehouseResource
 from user_pipeline.users.warehouse import open_warehouse
+from user_pipeline_tests.runs import materialize_users
 
 DAY = "2026-09-01"
 USERS = 300
 
 
-def run_day(base_url: str, data_dir: Path, users: int = USERS, **api_settings) -> dg.ExecuteInProcessResult:
+def run_day(base_url: str, data_dir: Path, **api_settings) -> dg.ExecuteInProcessResult:
     settings = {"backoff_seconds": 0.05, "max_attempts": 4, "timeout_seconds": 2, **api_settings}
-    return dg.materialize(
-        [raw_users, normalized_users, users_table],
-        partition_key=DAY,
-        resources={
-            "users_api": RandomUserApi(base_url=base_url, users_per_partition=users, page_size=100, **settings),
-            "files": PartitionFiles(data_dir=str(data_dir)),
-            "warehouse": WarehouseResource(url=f"sqlite:///{data_dir}/warehouse.sqlite"),
-        },
-        raise_on_error=False,
-    )
+    return materialize_users(base_url, data_dir, DAY, users_per_partition=USERS, page_size=100, **settings)
 
 
 def snapshot(data_dir: Path) -> tuple[dict[str, bytes], pd.DataFrame]:

@@ -17,10 +17,10 @@ from dagster_pyspark import LazyPySparkResource
 
 from user_pipeline.spark.assets import users_parquet
 from user_pipeline.spark.resources import SparkSettings
-from user_pipeline.users.assets import normalized_users, raw_users, users_table
 from user_pipeline.users.normalize import read_normalized_csv
-from user_pipeline.users.resources import PartitionFiles, RandomUserApi, WarehouseResource
+from user_pipeline.users.resources import PartitionFiles
 from user_pipeline.users.warehouse import open_warehouse
+from user_pipeline_tests.runs import materialize_users
 from user_pipeline_tests.spark_jobs.support import read_users
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -29,15 +29,7 @@ USERS = 40_000  # large enough that each write takes a moment to catch
 
 
 def materialize_in_process(base_url: str, data_dir: Path) -> None:
-    assert dg.materialize(
-        [raw_users, normalized_users, users_table],
-        partition_key=DAY,
-        resources={
-            "users_api": RandomUserApi(base_url=base_url, users_per_partition=USERS),
-            "files": PartitionFiles(data_dir=str(data_dir)),
-            "warehouse": WarehouseResource(url=f"sqlite:///{data_dir}/warehouse.sqlite"),
-        },
-    ).success
+    assert materialize_users(base_url, data_dir, DAY, users_per_partition=USERS).success
 
 
 @pytest.fixture(scope="module")

@@ -3,30 +3,24 @@ retried, lose nothing; a PostgreSQL restarted between two runs just works."""
 
 import sqlite3
 import threading
+import time
 
 import dagster as dg
 import pandas as pd
 import pytest
 
-from user_pipeline.users.assets import normalized_users, raw_users, users_table
-from user_pipeline.users.resources import PartitionFiles, RandomUserApi, WarehouseResource
 from user_pipeline.users.warehouse import WarehouseUnavailableError, open_warehouse
 from user_pipeline_tests.postgres_cluster import ThrowawayPostgres, find_postgres_bin
+from user_pipeline.users.assets import users_table
+from user_pipeline_tests.runs import USERS_ASSETS, materialize_users
 
 DAY = "2026-09-20"
 
 
-def run_day(base_url, data_dir, warehouse_url, lock_timeout_seconds=30, instance=None) -> dg.ExecuteInProcessResult:
-    return dg.materialize(
-        [raw_users, normalized_users, users_table],
-        partition_key=DAY,
-        instance=instance,
-        resources={
-            "users_api": RandomUserApi(base_url=base_url, users_per_partition=50),
-            "files": PartitionFiles(data_dir=str(data_dir)),
-            "warehouse": WarehouseResource(url=warehouse_url, lock_timeout_seconds=lock_timeout_seconds),
-        },
-        raise_on_error=False,
+def run_day(base_url, data_dir, warehouse_url, lock_timeout_seconds=30, instance=None, assets=USERS_ASSETS):
+    return materialize_users(
+        base_url, data_dir, DAY, warehouse_url=warehouse_url, lock_timeout_seconds=lock_timeout_seconds,
+        instance=instance, assets=assets, users_per_partition=50,
     )
 
 
@@ -42,12 +36,24 @@ def test_a_locked_sqlite_warehouse_is_a_clear_error_then_a_successful_retry(user
 
     other_writer = sqlite3.connect(tmp_path / "warehouse.sqlite", isolation_level=None, check_same_thread=False)
     other_writer.execute("BEGIN IMMEDIATE")
-    releaser = threading.Timer(4.0, other_writer.rollback)
-    releaser.start()
     with dg.instance_for_test() as instance:
-        result = run_day(users_api_server.base_url, tmp_path, warehouse_url, lock_timeout_seconds=1, instance=instance)
+
+        def release_after_the_first_retry() -> None:
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline and not any(
+                instance.all_logs(run.run_id, of_type=dg.DagsterEventType.STEP_UP_FOR_RETRY) for run in instance.get_runs()
+            ):
+                time.sleep(0.1)
+            other_writer.rollback()
+
+        releaser = threading.Thread(target=release_after_the_first_retry)
+        releaser.start()
+        # Only the table step, so that it meets the lock at once.
+        result = run_day(
+            users_api_server.base_url, tmp_path, warehouse_url, lock_timeout_seconds=1, instance=instance, assets=[users_table]
+        )
         log = logged_messages(instance, result.run_id)
-    releaser.join()
+        releaser.join()
     other_writer.close()
     assert result.success, "the asset's retry policy waits out the other writer"
     assert f"warehouse {warehouse_url} unavailable: database is locked (waited 1s for the lock)" in log

@@ -5,25 +5,15 @@ import dagster as dg
 import pandas as pd
 import requests
 
-from user_pipeline.users.assets import normalized_users, raw_users, users_table
 from user_pipeline.users.normalize import read_normalized_csv
-from user_pipeline.users.resources import PartitionFiles, RandomUserApi, WarehouseResource
 from user_pipeline.users.warehouse import open_warehouse
+from user_pipeline_tests.runs import materialize_users
 
 DAY = "2026-10-05"
 
 
 def run_day(base_url: str, data_dir, users: int) -> dg.ExecuteInProcessResult:
-    return dg.materialize(
-        [raw_users, normalized_users, users_table],
-        partition_key=DAY,
-        resources={
-            "users_api": RandomUserApi(base_url=base_url, users_per_partition=users, page_size=100),
-            "files": PartitionFiles(data_dir=str(data_dir)),
-            "warehouse": WarehouseResource(url=f"sqlite:///{data_dir}/warehouse.sqlite"),
-        },
-        raise_on_error=False,
-    )
+    return materialize_users(base_url, data_dir, DAY, users_per_partition=users, page_size=100)
 
 
 def receipt(result: dg.ExecuteInProcessResult, asset: str) -> dict:

@@ -1,0 +1,858 @@
+"""Orchestration overhead and scaling: the same daily users work done without an orchestrator,
+with Dagster in process, and through a running dagster-daemon, measured in one run.
+
+    python -m benchmarks.run                 # the full benchmark (tens of minutes on 2 cores)
+    python -m benchmarks.run --smoke         # tiny sizes, one repetition, exits 1 if any mode fails
+    python -m benchmarks.run --repeat 5 --sections main,scaling --markdown results.md
+
+Starts the bundled API server (user_pipeline.randomuser_server) and, for every case, runs every
+mode once per repetition, round-robin (repetition r starts with mode r mod len(modes)), each in
+fresh data directories or on fresh partition days so that nothing is skipped:
+
+- bare: ``python -m benchmarks.bare D...``: the assets' work with the project's plain
+  functions, no Dagster (see benchmarks/bare.py);
+- dagster CLI: ``dagster asset materialize -m user_pipeline.definitions --select
+  raw_users,normalized_users,users_table --partition D``, one process per day;
+- dagster Python API: ``python -m benchmarks.dagster_api D...``: ``dg.materialize`` per day in one process;
+- daemon, job backfill: ``dagster job backfill -w workspace.yaml -j daily_users_job --from D1
+  --to Dn --noprompt`` on a running dagster-daemon + dagster-webserver (one run per day);
+- daemon, asset backfill: GraphQL ``launchPartitionBackfill`` with ``assetSelection``
+  [raw_users, normalized_users, users_table] over the days (BackfillPolicy.multi_run(31): one run).
+
+The in-process modes use one temporary DAGSTER_HOME, the daemon modes another (one per users
+setting: the daemon's run workers read USER_PIPELINE_USERS_PER_PARTITION from the daemon's
+environment); both use the repository's dagster_home/dagster.yaml and have their storage created
+before anything is timed. Services start, warm-up and instance creation are never timed.
+
+Columns: wall seconds (daemon modes: from launch to the end time of the last run, as recorded by
+Dagster); CPU seconds (user+sys) of the whole process tree the mode started, or for the daemon
+modes of the daemon and webserver trees (code servers and run workers included) plus the CLI,
+over the timed window; peak memory, the largest sum of the RSS of all processes of that tree,
+sampled every 50 ms (for the daemon modes this includes the resident daemon and webserver).
+Medians with min-max; ratios are median over median of bare in the same case.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import date, timedelta
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from benchmarks.proctree import (
+    TreeMeter,
+    become_subreaper,
+    children_of_this_process,
+    reap_strays,
+)
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+BIN_DIR = Path(sys.executable).parent
+INSTANCE_CONFIG = REPO_ROOT / "dagster_home" / "dagster.yaml"
+DAILY_ASSETS = ("raw_users", "normalized_users", "users_table")
+FIRST_DAY = date(2026, 1, 1)  # user_pipeline.partitions.daily_partitions' start
+PAGE_SIZE = 5000
+
+BARE = "bare script"
+CLI = "dagster CLI, process per day"
+API = "dagster Python API, one process"
+JOB_BACKFILL = "daemon: job backfill, run per day"
+ASSET_BACKFILL = "daemon: asset backfill, multi-run"
+SPARK_BARE = "plain PySpark job, one app"
+SPARK_PER_DAY = "users_parquet, CLI per day"
+SPARK_RANGE = "users_parquet, CLI --partition-range"
+DAEMON_MODES = (JOB_BACKFILL, ASSET_BACKFILL)
+MAIN_MODES = (BARE, CLI, API, JOB_BACKFILL, ASSET_BACKFILL)
+SCALING_MODES = (BARE, CLI)
+SPARK_MODES = (SPARK_BARE, SPARK_PER_DAY, SPARK_RANGE)
+BASELINE = {"main": BARE, "scaling": BARE, "spark": SPARK_BARE}
+
+LAUNCH_ASSET_BACKFILL = """
+mutation Launch($backfillParams: LaunchBackfillParams!) {
+  launchPartitionBackfill(backfillParams: $backfillParams) {
+    __typename
+    ... on LaunchBackfillSuccess { backfillId }
+    ... on Error { message }
+  }
+}
+"""
+
+
+class ModeFailed(RuntimeError):
+    pass
+
+
+@dataclass
+class Result:
+    wall: float
+    cpu: float
+    rss: int
+    runs: int | None = None
+    peak_processes: dict[str, float] = field(default_factory=dict)  # process name -> MB at the peak
+
+
+def peak_by_name(meter: TreeMeter) -> dict[str, float]:
+    by_name: dict[str, float] = {}
+    for _, name, rss in meter.peak_processes:
+        by_name[name] = round(by_name.get(name, 0.0) + rss / 2**20, 1)
+    return dict(sorted(by_name.items(), key=lambda item: -item[1]))
+
+
+@dataclass
+class Case:
+    section: str  # main | scaling | spark
+    partitions: int
+    users: int
+    modes: tuple[str, ...]
+    results: dict[str, list[Result]] = field(default_factory=dict)
+    errors: dict[str, list[str]] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        return f"{self.partitions} x {self.users:,}"
+
+
+@dataclass
+class Plan:
+    repeat: int
+    main: list[tuple[int, int, tuple[str, ...]]]  # (partitions, users per partition, modes)
+    scaling: list[int]
+    spark_days: int
+    spark_users: int
+    warmup: bool
+    idle_seconds: float
+    timeout: float
+
+
+def full_plan(repeat: int) -> Plan:
+    return Plan(
+        repeat=repeat,
+        main=[(1, 5000, MAIN_MODES), (10, 5000, MAIN_MODES), (10, 1, MAIN_MODES)],
+        scaling=[1000, 10_000, 50_000, 100_000],
+        spark_days=5,
+        spark_users=1000,
+        warmup=True,
+        idle_seconds=10,
+        timeout=1800,
+    )
+
+
+def smoke_plan(repeat: int) -> Plan:
+    # One case with every mode (an asset backfill alone can wait 30 s for the backfill daemon's
+    # next pass), so the services start once.
+    return Plan(
+        repeat=repeat,
+        main=[(2, 1, MAIN_MODES)],
+        scaling=[100, 200],
+        spark_days=1,
+        spark_users=10,
+        warmup=False,
+        idle_seconds=0,
+        timeout=300,
+    )
+
+
+# ----------------------------------------------------------------------------------- helpers
+
+
+def median_range(values: Sequence[float], fmt: str) -> str:
+    if not values:
+        return "–"
+    text = format(statistics.median(values), fmt)
+    if len(values) > 1:
+        text += f" ({format(min(values), fmt)}–{format(max(values), fmt)})"
+    return text
+
+
+def tail(path: Path, chars: int = 3000) -> str:
+    try:
+        return path.read_text(errors="replace")[-chars:]
+    except OSError:
+        return ""
+
+
+class Days:
+    """Consecutive fresh partition days, from 2026-01-01 up to the last complete UTC day."""
+
+    def __init__(self) -> None:
+        self.next = FIRST_DAY
+        self.last = date.fromtimestamp(time.time() - 86400)
+
+    def take(self, count: int) -> list[str]:
+        days = [self.next + timedelta(days=offset) for offset in range(count)]
+        if days[-1] > self.last:
+            raise ModeFailed(f"out of partition days (last is {self.last}); use fewer repetitions")
+        self.next = days[-1] + timedelta(days=1)
+        return [day.isoformat() for day in days]
+
+
+def machine_info() -> dict[str, str]:
+    def version(name: str) -> str:
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            return "not installed"
+
+    cpu_model = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu_model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem_total = "unknown"
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                mem_total = f"{int(line.split()[1]) / 1024 / 1024:.1f} GiB"
+    except OSError:
+        pass
+    return {
+        "nproc": str(len(os.sched_getaffinity(0))),
+        "cpu": cpu_model,
+        "ram": mem_total,
+        "os": platform.platform(),
+        "python": platform.python_version(),
+        "dagster": version("dagster"),
+        "pandas": version("pandas"),
+        "pyspark": version("pyspark"),
+        "java": _java_version(),
+    }
+
+
+def _java_version() -> str:
+    try:
+        out = subprocess.run(["java", "-version"], capture_output=True, text=True, timeout=30, check=False).stderr
+        return out.splitlines()[0] if out else "unknown"
+    except (OSError, subprocess.TimeoutExpired):
+        return "not found"
+
+
+def load_average() -> str:
+    return " ".join(f"{value:.2f}" for value in os.getloadavg())
+
+
+# ----------------------------------------------------------------------------------- the benchmark
+
+
+class Benchmark:
+    def __init__(self, plan: Plan, workdir: Path, log: Callable[[str], None]):
+        self.plan = plan
+        self.workdir = workdir
+        self.log = log
+        self.api: Any = None
+        self.services: Any = None
+        self.services_users: int | None = None
+        self.services_days: Days | None = None
+        self.services_instance: Any = None
+        self.inproc_home = workdir / "dagster_home_in_process"
+        self.inproc_days = Days()
+        self.counter = 0
+        self.notes: list[str] = []
+        # Children the caller had before: never adopted, reaped or waited for here.
+        self.foreign = children_of_this_process()
+
+    # -- environment ----------------------------------------------------------------------------
+    def protected(self) -> set[int]:
+        pids = set(self.foreign)
+        if self.api is not None and self.api._proc is not None:
+            pids.add(self.api._proc.pid)
+        if self.services is not None:
+            pids |= {process.pid for process in self.services._processes.values()}
+        return pids
+
+    def env(self, users: int, data_dir: Path, home: Path) -> dict[str, str]:
+        return {
+            **os.environ,
+            "USER_PIPELINE_API_URL": self.api.base_url,
+            "USER_PIPELINE_USERS_PER_PARTITION": str(users),
+            "USER_PIPELINE_PAGE_SIZE": str(PAGE_SIZE),
+            "USER_PIPELINE_DATA_DIR": str(data_dir),
+            "USER_PIPELINE_WAREHOUSE_URL": f"sqlite:///{data_dir}/warehouse.sqlite",
+            "DAGSTER_HOME": str(home),
+            "PYTHONUNBUFFERED": "1",
+        }
+
+    def fresh_dir(self, name: str) -> Path:
+        self.counter += 1
+        path = self.workdir / "runs" / f"{self.counter:04d}-{re.sub(r'[^A-Za-z0-9]+', '-', name).strip('-')}"
+        path.mkdir(parents=True)
+        return path
+
+    def start(self) -> None:
+        from user_pipeline.randomuser_server.launcher import RandomUserServer
+
+        self.api = RandomUserServer(startup_timeout=60).start()
+        self.log(f"API server on {self.api.base_url}")
+        self.inproc_home.mkdir(parents=True)
+        shutil.copy(INSTANCE_CONFIG, self.inproc_home / "dagster.yaml")
+        self.create_instance_storage(self.inproc_home)
+
+    def create_instance_storage(self, home: Path) -> None:
+        created = subprocess.run(
+            [sys.executable, "-c", "import dagster; dagster.DagsterInstance.get().dispose()"],
+            cwd=REPO_ROOT, env={**os.environ, "DAGSTER_HOME": str(home)}, capture_output=True, text=True, timeout=300, check=False,
+        )
+        if created.returncode:
+            raise ModeFailed(f"creating the instance in {home} failed:\n{created.stderr[-3000:]}")
+
+    def stop(self) -> None:
+        self.stop_services()
+        if self.api is not None:
+            self.api.stop()
+
+    # -- daemon services ------------------------------------------------------------------------
+    def ensure_services(self, users: int) -> None:
+        if self.services is not None and self.services_users == users:
+            return
+        self.stop_services()
+        from dagster import DagsterInstance
+        from dagster._core.instance.ref import InstanceRef
+
+        from user_pipeline_tests.dagster_services import DagsterServices
+
+        root = self.workdir / f"daemon-{users}"
+        data_dir = root / "data"
+        self.log(f"starting dagster-daemon + dagster-webserver (users per partition {users:,}) ...")
+        started = time.monotonic()
+        env = self.env(users, data_dir, root / "dagster_home")
+        env = {key: value for key, value in env.items() if key.startswith("USER_PIPELINE_")}
+        self.services = DagsterServices(root / "dagster_home", env, instance_config=INSTANCE_CONFIG).start()
+        self.services.data_dir = data_dir
+        self.services_users = users
+        self.services_days = Days()
+        self.services_instance = DagsterInstance.from_ref(InstanceRef.from_dir(str(root / "dagster_home")))
+        self.log(f"  up in {time.monotonic() - started:.1f}s on {self.services.url}")
+        if self.plan.warmup:
+            self.log("  warm-up: a one-day job backfill (not timed) ...")
+            self.job_backfill(self.services_days.take(1))
+        if self.plan.idle_seconds:
+            with TreeMeter(roots=self.protected() - {self.api._proc.pid}, protected=self.protected()) as meter:
+                time.sleep(self.plan.idle_seconds)
+            note = (
+                f"Idle daemon + webserver ({users:,} users/partition instance): "
+                f"{meter.cpu_seconds / self.plan.idle_seconds * 100:.1f}% of one core, "
+                f"{meter.peak_rss_bytes / 2**20:.0f} MB RSS (their code servers included)."
+            )
+            self.notes.append(note)
+            self.log("  " + note)
+
+    def stop_services(self) -> None:
+        if self.services_instance is not None:
+            self.services_instance.dispose()
+            self.services_instance = None
+        if self.services is not None:
+            self.services.stop()
+            self.services = None
+            self.services_users = None
+            # Their code servers, orphaned when the daemon and webserver exit, are this
+            # subreaper's children now: let them go before anything else is measured.
+            left = reap_strays(self.protected())
+            if left:
+                self.log(f"warning: processes of the stopped services still running: {left}")
+
+    def wait_for_backfill(self, backfill_id: str, days: list[str], *, expected_runs: int | None, launched: float) -> Result:
+        """Waits until the backfill's runs all succeeded and every asset has every day."""
+        from dagster import AssetKey, DagsterRunStatus, RunsFilter
+        from dagster._core.execution.backfill import BulkActionStatus
+
+        instance = self.services_instance
+        deadline = time.monotonic() + self.plan.timeout
+        failed_statuses = {DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED, DagsterRunStatus.CANCELING}
+        while True:
+            records = instance.get_run_records(filters=RunsFilter(tags={"dagster/backfill": backfill_id}))
+            statuses = [record.dagster_run.status for record in records]
+            if any(status in failed_statuses for status in statuses):
+                raise ModeFailed(
+                    f"backfill {backfill_id}: runs {[(r.dagster_run.run_id[:8], r.dagster_run.status.value) for r in records]}"
+                    f"\n--- daemon log ---\n{self.services.logs('daemon')}"
+                )
+            backfill = instance.get_backfill(backfill_id)
+            if backfill is not None and backfill.status in (
+                BulkActionStatus.FAILED, BulkActionStatus.FAILING, BulkActionStatus.CANCELED,
+                BulkActionStatus.COMPLETED_FAILED,
+            ):
+                raise ModeFailed(f"backfill {backfill_id} is {backfill.status.value}: {backfill.error}")
+            if records and all(status == DagsterRunStatus.SUCCESS for status in statuses):
+                if expected_runs is not None:
+                    done = len(records) >= expected_runs
+                else:
+                    done = all(
+                        set(days) <= set(instance.get_materialized_partitions(AssetKey(asset))) for asset in DAILY_ASSETS
+                    )
+                if done:
+                    end = max(record.end_time for record in records)
+                    return Result(wall=end - launched, cpu=0.0, rss=0, runs=len(records))
+            if time.monotonic() > deadline:
+                raise ModeFailed(
+                    f"backfill {backfill_id} not done after {self.plan.timeout:.0f}s: {[s.value for s in statuses]}"
+                    f"\n--- daemon log ---\n{self.services.logs('daemon')}"
+                )
+            time.sleep(0.25)
+
+    def job_backfill(self, days: list[str]) -> Result:
+        log = self.fresh_dir("job-backfill") / "cli.log"
+        launched = time.time()
+        with log.open("wb") as out:
+            process = subprocess.Popen(
+                [str(BIN_DIR / "dagster"), "job", "backfill", "-w", "workspace.yaml", "-j", "daily_users_job",
+                 "--from", days[0], "--to", days[-1], "--noprompt"],
+                cwd=REPO_ROOT, env=self.services.env, stdout=out, stderr=subprocess.STDOUT,
+            )
+        self._current_meter_add(process.pid)
+        try:
+            returncode = process.wait(timeout=self.plan.timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+            raise ModeFailed(f"dagster job backfill timed out:\n{tail(log)}") from None
+        match = re.search(r"Launched backfill job `([^`]+)`", tail(log, 20000))
+        if returncode or not match:
+            raise ModeFailed(f"dagster job backfill exited {returncode}:\n{tail(log)}")
+        return self.wait_for_backfill(match.group(1), days, expected_runs=len(days), launched=launched)
+
+    def asset_backfill(self, days: list[str]) -> Result:
+        launched = time.time()
+        data = self.services.graphql(
+            LAUNCH_ASSET_BACKFILL,
+            {"backfillParams": {"assetSelection": [{"path": [asset]} for asset in DAILY_ASSETS], "partitionNames": days}},
+        )["launchPartitionBackfill"]
+        if data["__typename"] != "LaunchBackfillSuccess":
+            raise ModeFailed(f"launchPartitionBackfill: {data}")
+        return self.wait_for_backfill(data["backfillId"], days, expected_runs=None, launched=launched)
+
+    _meter: TreeMeter | None = None
+
+    def _current_meter_add(self, pid: int) -> None:
+        if self._meter is not None:
+            self._meter.add_root(pid)
+
+    def measure_daemon(self, mode: str, days: list[str]) -> Result:
+        roots = {process.pid for process in self.services._processes.values()}
+        with TreeMeter(roots=roots, protected=self.protected()) as meter:
+            self._meter = meter
+            try:
+                result = self.job_backfill(days) if mode == JOB_BACKFILL else self.asset_backfill(days)
+                # Until the run workers have exited (their CPU is then in their code server's);
+                # long-lived helpers such as a code server's resource tracker only go quiet.
+                meter.settle(timeout=60, quiet=1.0)
+            finally:
+                self._meter = None
+        result.cpu, result.rss, result.peak_processes = meter.cpu_seconds, meter.peak_rss_bytes, peak_by_name(meter)
+        self.check_warehouse(self.services.data_dir, days)
+        return result
+
+    # -- subprocess modes -----------------------------------------------------------------------
+    def measure_commands(self, commands: list[list[str]], env: dict[str, str], log: Path, runs: int | None) -> Result:
+        strays = reap_strays(self.protected(), timeout=10)
+        if strays:
+            self.log(f"warning: processes left by an earlier mode still running: {strays}")
+        with TreeMeter(protected=self.protected()) as meter:
+            started = time.perf_counter()
+            for command in commands:
+                with log.open("ab") as out:
+                    process = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+                meter.add_root(process.pid)
+                try:
+                    returncode = process.wait(timeout=self.plan.timeout)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
+                    raise ModeFailed(f"timed out after {self.plan.timeout:.0f}s: {' '.join(command)}\n{tail(log)}") from None
+                if returncode:
+                    raise ModeFailed(f"exited {returncode}: {' '.join(command)}\n{tail(log)}")
+            wall = time.perf_counter() - started
+            left = meter.settle(timeout=60)
+            if left:
+                self.log(f"warning: still running 60 s after the mode ended: {left}")
+        return Result(wall=wall, cpu=meter.cpu_seconds, rss=meter.peak_rss_bytes, runs=runs,
+                      peak_processes=peak_by_name(meter))
+
+    def run_users_mode(self, mode: str, days: list[str], users: int) -> Result:
+        if mode in DAEMON_MODES:
+            return self.measure_daemon(mode, days)
+        run_dir = self.fresh_dir(mode)
+        data_dir = run_dir / "data"
+        env = self.env(users, data_dir, self.inproc_home)
+        if mode == BARE:
+            commands, runs = [[sys.executable, "-m", "benchmarks.bare", *days]], None
+        elif mode == CLI:
+            commands = [
+                [str(BIN_DIR / "dagster"), "asset", "materialize", "-m", "user_pipeline.definitions",
+                 "--select", ",".join(DAILY_ASSETS), "--partition", day]
+                for day in days
+            ]
+            runs = len(days)
+        elif mode == API:
+            commands, runs = [[sys.executable, "-m", "benchmarks.dagster_api", *days]], len(days)
+        else:
+            raise ValueError(mode)
+        result = self.measure_commands(commands, env, run_dir / "output.log", runs)
+        self.check_warehouse(data_dir, days)
+        return result
+
+    def check_warehouse(self, data_dir: Path, days: list[str]) -> None:
+        import sqlite3
+
+        connection = sqlite3.connect(data_dir / "warehouse.sqlite")
+        try:
+            counts = dict(
+                connection.execute(
+                    f"SELECT partition_date, COUNT(*) FROM users WHERE partition_date IN ({','.join('?' * len(days))}) "
+                    "GROUP BY partition_date",
+                    days,
+                ).fetchall()
+            )
+        finally:
+            connection.close()
+        missing = [day for day in days if not counts.get(day)]
+        if missing:
+            raise ModeFailed(f"no rows in {data_dir}/warehouse.sqlite for {missing}")
+
+    # -- spark ----------------------------------------------------------------------------------
+    def prepare_spark_source(self, days: list[str], users: int) -> Path:
+        source = self.workdir / "spark-source"
+        env = self.env(users, source, self.inproc_home)
+        done = subprocess.run(
+            [sys.executable, "-m", "benchmarks.bare", *days], cwd=REPO_ROOT, env=env, capture_output=True, text=True,
+            timeout=self.plan.timeout, check=False,
+        )
+        if done.returncode:
+            raise ModeFailed(f"preparing the normalized CSVs failed:\n{done.stderr[-3000:]}")
+        return source / "normalized_users"
+
+    def run_spark_mode(self, mode: str, days: list[str], users: int, source: Path) -> Result:
+        run_dir = self.fresh_dir(mode)
+        data_dir = run_dir / "data"
+        shutil.copytree(source, data_dir / "normalized_users")
+        env = self.env(users, data_dir, self.inproc_home)
+        materialize = [str(BIN_DIR / "dagster"), "asset", "materialize", "-m", "user_pipeline.definitions",
+                       "--select", "users_parquet"]
+        if mode == SPARK_BARE:
+            commands = [[sys.executable, "-m", "spark_jobs.ingest_users", "--input-dir", str(data_dir / "normalized_users"),
+                         "--start-date", days[0], "--end-date", days[-1], "--output-dir", str(data_dir / "parquet"),
+                         "--master", "local[*]"]]
+            runs = None
+        elif mode == SPARK_PER_DAY:
+            commands, runs = [[*materialize, "--partition", day] for day in days], len(days)
+        elif mode == SPARK_RANGE:
+            commands, runs = [[*materialize, "--partition-range", f"{days[0]}...{days[-1]}"]], 1
+        else:
+            raise ValueError(mode)
+        result = self.measure_commands(commands, env, run_dir / "output.log", runs)
+        missing = [day for day in days if not (data_dir / "parquet" / "users" / f"partition_date={day}").is_dir()]
+        if missing:
+            raise ModeFailed(f"{mode}: no Parquet partition for {missing} in {data_dir / 'parquet'}")
+        return result
+
+    # -- the plan -------------------------------------------------------------------------------
+    def run_case(self, case: Case, run_one: Callable[[str, int], Result]) -> None:
+        for rep in range(self.plan.repeat):
+            modes = case.modes[rep % len(case.modes):] + case.modes[: rep % len(case.modes)]
+            for mode in modes:
+                label = f"[{case.section}] {case.label} rep {rep + 1}/{self.plan.repeat} {mode}"
+                try:
+                    result = run_one(mode, rep)
+                except Exception as error:  # noqa: BLE001 - reported; the other modes go on
+                    message = f"{type(error).__name__}: {error}"
+                    if not isinstance(error, ModeFailed):
+                        message += "\n" + traceback.format_exc()
+                    case.errors.setdefault(mode, []).append(message)
+                    self.log(f"{label}: FAILED {message[-4000:]}")
+                    continue
+                case.results.setdefault(mode, []).append(result)
+                runs = f", {result.runs} runs" if result.runs is not None else ""
+                peak = ", ".join(f"{name} {mb:.0f}" for name, mb in result.peak_processes.items())
+                self.log(f"{label}: {result.wall:.2f}s wall, {result.cpu:.2f}s CPU, {result.rss / 2**20:.0f} MB{runs} (peak MB: {peak})")
+
+    def run(self, sections: set[str]) -> list[Case]:
+        cases: list[Case] = []
+        if "main" in sections:
+            # Daemon cases grouped by users setting: the services restart (untimed) between groups.
+            order = sorted(self.plan.main, key=lambda spec: -spec[1])
+            for partitions, users, modes in order:
+                case = Case("main", partitions, users, modes)
+                cases.append(case)
+                if any(mode in DAEMON_MODES for mode in modes):
+                    try:
+                        self.ensure_services(users)
+                    except Exception as error:  # noqa: BLE001 - reported; the other modes go on
+                        for mode in modes:
+                            case.errors.setdefault(mode, []).append(f"services: {error}")
+                        self.log(f"services failed to start: {error}")
+                        continue
+                shared_days: dict[int, list[str]] = {}
+
+                def run_one(mode: str, rep: int, case: Case = case, shared_days: dict = shared_days) -> Result:
+                    if mode in DAEMON_MODES:
+                        days = self.services_days.take(case.partitions)
+                    else:
+                        if rep not in shared_days:
+                            shared_days[rep] = self.inproc_days.take(case.partitions)
+                        days = shared_days[rep]
+                    return self.run_users_mode(mode, days, case.users)
+
+                self.run_case(case, run_one)
+            self.stop_services()
+        if "scaling" in sections:
+            for users in self.plan.scaling:
+                case = Case("scaling", 1, users, SCALING_MODES)
+                cases.append(case)
+                shared: dict[int, list[str]] = {}
+
+                def run_one(mode: str, rep: int, case: Case = case, shared: dict = shared) -> Result:
+                    if rep not in shared:
+                        shared[rep] = self.inproc_days.take(1)
+                    return self.run_users_mode(mode, shared[rep], case.users)
+
+                self.run_case(case, run_one)
+        if "spark" in sections:
+            case = Case("spark", self.plan.spark_days, self.plan.spark_users, SPARK_MODES)
+            cases.append(case)
+            days = self.inproc_days.take(self.plan.spark_days)
+            try:
+                source = self.prepare_spark_source(days, self.plan.spark_users)
+            except Exception as error:  # noqa: BLE001 - reported; the other modes go on
+                for mode in SPARK_MODES:
+                    case.errors.setdefault(mode, []).append(str(error))
+            else:
+                self.run_case(case, lambda mode, rep: self.run_spark_mode(mode, days, self.plan.spark_users, source))
+        return cases
+
+
+# ----------------------------------------------------------------------------------- report
+
+
+def ratio(value: float, base: float) -> str:
+    return f"{value / base:.2f}x" if base else "–"
+
+
+def case_table(cases: list[Case]) -> list[str]:
+    lines = [
+        "| case (days x users/day) | mode | runs | wall s | CPU s | peak RSS MB | wall / bare | CPU / bare | memory / bare |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for case in cases:
+        baseline = case.results.get(BASELINE[case.section], [])
+        base = (
+            (statistics.median(r.wall for r in baseline), statistics.median(r.cpu for r in baseline),
+             statistics.median(r.rss for r in baseline))
+            if baseline else None
+        )
+        for mode in case.modes:
+            results = case.results.get(mode, [])
+            failures = len(case.errors.get(mode, []))
+            failed = f" ({failures} failed)" if failures else ""
+            if not results:
+                lines.append(f"| {case.label} | {mode} | – | FAILED{failed} | – | – | – | – | – |")
+                continue
+            walls, cpus, rsss = [r.wall for r in results], [r.cpu for r in results], [r.rss / 2**20 for r in results]
+            runs = results[0].runs
+            runs_text = "–" if runs is None else str(runs) if all(r.runs == runs for r in results) else "/".join(str(r.runs) for r in results)
+            ratios = ["–", "–", "–"]
+            if base and mode != BASELINE[case.section]:
+                ratios = [
+                    ratio(statistics.median(walls), base[0]),
+                    ratio(statistics.median(cpus), base[1]),
+                    ratio(statistics.median(r.rss for r in results), base[2]),
+                ]
+            lines.append(
+                f"| {case.label} | {mode}{failed} | {runs_text} | {median_range(walls, '.2f')} | {median_range(cpus, '.2f')} "
+                f"| {median_range(rsss, '.0f')} | {' | '.join(ratios)} |"
+            )
+    return lines
+
+
+def medians(case: Case, mode: str) -> tuple[float, float, float] | None:
+    results = case.results.get(mode)
+    if not results:
+        return None
+    return (statistics.median(r.wall for r in results), statistics.median(r.cpu for r in results),
+            statistics.median(r.rss for r in results))
+
+
+def scaling_lines(cases: list[Case]) -> list[str]:
+    series = [case for case in cases if case.section == "scaling"]
+    if len(series) < 2:
+        return []
+    start = next((case for case in series if case.users == 10_000), series[0])
+    end = series[-1]
+    factor = end.users / start.users
+    lines = [
+        f"Growth from {start.users:,} to {end.users:,} users per partition (x{factor:g} the users):",
+        "",
+        "| mode | wall | CPU | peak memory |",
+        "| --- | ---: | ---: | ---: |",
+    ]
+    for mode in SCALING_MODES:
+        first, last = medians(start, mode), medians(end, mode)
+        if first and last:
+            lines.append(f"| {mode} | x{last[0] / first[0]:.2f} | x{last[1] / first[1]:.2f} | x{last[2] / first[2]:.2f} |")
+    return lines
+
+
+def target_lines(cases: list[Case]) -> list[str]:
+    lines = []
+    by_label = {(case.section, case.partitions, case.users): case for case in cases}
+
+    def verdict(ok: bool) -> str:
+        return "MET" if ok else "MISSED"
+
+    one = by_label.get(("main", 1, 5000))
+    if one and medians(one, BARE):
+        base = medians(one, BARE)[0]
+        for mode in (CLI, API):
+            m = medians(one, mode)
+            if m:
+                lines.append(f"- dagster in process ({mode}) for 1 x 5,000 within 2x of bare: "
+                             f"{verdict(m[0] / base <= 2)} ({m[0] / base:.2f}x wall)")
+    ten = by_label.get(("main", 10, 5000))
+    if ten and medians(ten, BARE):
+        base = medians(ten, BARE)[0]
+        daemon = [(medians(ten, mode)[0] / base, mode) for mode in DAEMON_MODES if medians(ten, mode)]
+        if daemon:
+            best, mode = min(daemon)
+            others = ", ".join(f"{m}: {r:.2f}x" for r, m in daemon)
+            lines.append(f"- 10 x 5,000 daemon backfill (best mode) within 3x of bare: {verdict(best <= 3)} "
+                         f"({best:.2f}x wall, {mode}; {others})")
+    start = by_label.get(("scaling", 1, 10_000))
+    end = by_label.get(("scaling", 1, 100_000))
+    if start and end:
+        for mode in SCALING_MODES:
+            first, last = medians(start, mode), medians(end, mode)
+            if first and last:
+                time_ok = last[0] / first[0] <= 10 and last[1] / first[1] <= 10
+                mem_ok = last[2] / first[2] <= 2
+                lines.append(
+                    f"- {mode}, 10k -> 100k users: time at most linear (<= x10): {verdict(time_ok)} "
+                    f"(wall x{last[0] / first[0]:.2f}, CPU x{last[1] / first[1]:.2f}); peak memory within 2x: "
+                    f"{verdict(mem_ok)} (x{last[2] / first[2]:.2f}, {first[2] / 2**20:.0f} -> {last[2] / 2**20:.0f} MB)"
+                )
+    return lines
+
+
+def report(cases: list[Case], info: dict[str, str], command: str, started_load: str, ended_load: str,
+           notes: list[str], elapsed: float, smoke: bool) -> str:
+    out = [f"Command: `{command}`", ""]
+    out.append("Machine: " + ", ".join(f"{key} {value}" for key, value in info.items()))
+    out.append(f"Load average (1, 5, 15 min) at start: {started_load}; at end: {ended_load}. Total time {elapsed / 60:.1f} min.")
+    out.append("")
+    for section, title in (("main", "Orchestration overhead"), ("scaling", "Scaling: one partition, more users"),
+                           ("spark", "Spark ingestion (users_parquet, local[*])")):
+        chosen = [case for case in cases if case.section == section]
+        if not chosen:
+            continue
+        out += [f"### {title}", ""] + case_table(chosen) + [""]
+        if section == "scaling":
+            extra = scaling_lines(cases)
+            if extra:
+                out += extra + [""]
+    if notes:
+        out += ["Notes:", ""] + [f"- {note}" for note in notes] + [""]
+    targets = target_lines(cases)
+    if targets and not smoke:
+        out += ["Targets:", ""] + targets + [""]
+    failures = [(case.label, mode, error) for case in cases for mode, errors in case.errors.items() for error in errors]
+    if failures:
+        out += ["Failures:", ""] + [f"- {label} {mode}: {error.splitlines()[0] if error else ''}" for label, mode, error in failures]
+    return "\n".join(out)
+
+
+# ----------------------------------------------------------------------------------- entry points
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes, 1 repetition, no warm-up; exit 1 on any failure")
+    parser.add_argument("--repeat", type=int, default=None, help="repetitions per mode (default 3; 1 with --smoke)")
+    parser.add_argument("--sections", default=None,
+                        help="comma list of main,scaling,spark (default all; --smoke: main,scaling)")
+    parser.add_argument("--workdir", type=Path, default=None, help="where data and instances go (default: a temp dir)")
+    parser.add_argument("--keep", action="store_true", help="keep the work directory")
+    parser.add_argument("--markdown", type=Path, default=None, help="also write the report to this file")
+    parser.add_argument("--json", type=Path, default=None, help="write every measurement to this file")
+    args = parser.parse_args(argv)
+    if args.repeat is None:
+        args.repeat = 1 if args.smoke else 3
+    if args.repeat < 1:
+        parser.error("--repeat must be at least 1")
+    if args.sections is None:
+        args.sections = "main,scaling" if args.smoke else "main,scaling,spark"
+    args.sections = {section.strip() for section in args.sections.split(",") if section.strip()}
+    unknown = args.sections - {"main", "scaling", "spark"}
+    if unknown:
+        parser.error(f"unknown sections {sorted(unknown)}")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    command = "python -m benchmarks.run" + "".join(f" {arg}" for arg in (sys.argv[1:] if argv is None else argv))
+    plan = smoke_plan(args.repeat) if args.smoke else full_plan(args.repeat)
+
+    def log(message: str) -> None:
+        print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+    if not become_subreaper(True):
+        log("warning: could not become a child subreaper; CPU of orphaned processes (Spark's JVM) may be missed")
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="user-pipeline-bench-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    info = machine_info()
+    started_load, started = load_average(), time.monotonic()
+    log(f"work directory {workdir}; plan {asdict(plan)}; sections {sorted(args.sections)}")
+    bench = Benchmark(plan, workdir, log)
+    cases: list[Case] = []
+    setup_error = None
+    try:
+        bench.start()
+        cases = bench.run(args.sections)
+    except Exception as error:  # noqa: BLE001 - reported; the other modes go on
+        setup_error = f"{type(error).__name__}: {error}\n{traceback.format_exc()}"
+        log(f"benchmark failed: {setup_error}")
+    finally:
+        bench.stop()
+        become_subreaper(False)
+        if not args.keep and args.workdir is None:
+            shutil.rmtree(workdir, ignore_errors=True)
+    text = report(cases, info, command, started_load, load_average(), bench.notes, time.monotonic() - started, args.smoke)
+    print(text)
+    if args.markdown:
+        args.markdown.write_text(text + "\n")
+    if args.json:
+        args.json.write_text(json.dumps({
+            "command": command, "machine": info, "plan": asdict(plan), "notes": bench.notes,
+            "cases": [{"section": c.section, "partitions": c.partitions, "users": c.users,
+                       "results": {m: [asdict(r) for r in rs] for m, rs in c.results.items()}, "errors": c.errors}
+                      for c in cases],
+        }, indent=2))
+    failed = setup_error is not None or any(case.errors for case in cases) or not cases
+    missing = [(case.label, mode) for case in cases for mode in case.modes if not case.results.get(mode)]
+    return 1 if failed or missing else 0
+
+
+def run_smoke() -> int:
+    """The smoke benchmark (tiny sizes, one repetition): 0 when every mode succeeded.
+
+    Runs `python -m benchmarks.run --smoke` in a child process, so that the caller (e.g. a
+    pytest session) does not become a child subreaper nor import Dagster; its output goes to
+    the caller's stdout and stderr."""
+    return subprocess.call([sys.executable, "-m", "benchmarks.run", "--smoke"], cwd=REPO_ROOT)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

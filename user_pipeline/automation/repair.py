@@ -1,0 +1,117 @@
+"""Repair in one action: every failed or missing day of the pipeline's assets in a date range,
+re-run as ONE asset backfill that touches only what failed or is missing.
+
+    python -m user_pipeline.automation.repair --from 2026-11-01 --to 2026-11-07 --dry-run
+    python -m user_pipeline.automation.repair --from 2026-11-01 --to 2026-11-07 --url http://127.0.0.1:3000
+
+It reads the partition statuses from the instance (DAGSTER_HOME) and launches the backfill
+through the webserver's GraphQL API (`launchPartitionBackfill` with one partition list per
+asset), so an asset whose day succeeded is never materialized again. The dry run prints the
+plan and an estimate of its duration from the last successful runs. The `repair_sensor`
+(started from the UI) does the same for the last days on every tick.
+"""
+
+import argparse
+import sys
+from dataclasses import dataclass
+
+import dagster as dg
+
+from user_pipeline.graphql_triggers import DEFAULT_URL, DagsterGraphQL, TriggerError, error_message
+from user_pipeline.partitions import daily_partitions
+
+REPAIRED_ASSETS = ("raw_users", "normalized_users", "users_table")
+HISTORY_RUNS = 20
+
+LAUNCH_ASSET_BACKFILL = """
+mutation Repair($backfillParams: LaunchBackfillParams!) {
+  launchPartitionBackfill(backfillParams: $backfillParams) {
+    __typename
+    ... on LaunchBackfillSuccess { backfillId }
+    ... on Error { message }
+  }
+}
+"""
+
+
+@dataclass(frozen=True)
+class RepairPlan:
+    days_by_asset: dict[str, list[str]]
+    seconds_per_day: float | None
+
+    @property
+    def days(self) -> list[str]:
+        return sorted({day for days in self.days_by_asset.values() for day in days})
+
+    def describe(self) -> str:
+        if not self.days:
+            return "nothing to repair: every day of every asset is materialized"
+        lines = [f"{asset}: {', '.join(days)}" for asset, days in self.days_by_asset.items() if days]
+        estimate = (
+            f"about {self.seconds_per_day * len(self.days):.0f}s of runs ({self.seconds_per_day:.1f}s a day "
+            f"over the last successful runs)"
+            if self.seconds_per_day
+            else "unknown (no successful run yet)"
+        )
+        return "\n".join([f"would re-run {len(self.days)} day(s):", *lines, f"estimated time: {estimate}"])
+
+
+def plan_repair(instance: dg.DagsterInstance, first_day: str, last_day: str, assets=REPAIRED_ASSETS) -> RepairPlan:
+    """Per asset, the days in [first_day, last_day] whose latest attempt failed or never happened."""
+    days = daily_partitions.get_partition_keys_in_range(dg.PartitionKeyRange(first_day, last_day))
+    days_by_asset = {}
+    for asset in assets:
+        statuses = instance.get_status_by_partition(dg.AssetKey(asset), days, daily_partitions) or {}
+        days_by_asset[asset] = [
+            day for day in days if statuses.get(day) not in (dg.AssetPartitionStatus.MATERIALIZED, dg.AssetPartitionStatus.IN_PROGRESS)
+        ]
+    return RepairPlan(days_by_asset, _seconds_per_day(instance))
+
+
+def _seconds_per_day(instance: dg.DagsterInstance) -> float | None:
+    records = instance.get_run_records(
+        dg.RunsFilter(statuses=[dg.DagsterRunStatus.SUCCESS], job_name="daily_users_job"), limit=HISTORY_RUNS
+    )
+    durations = [record.end_time - record.start_time for record in records if record.start_time and record.end_time]
+    return sum(durations) / len(durations) if durations else None
+
+
+def launch_repair(plan: RepairPlan, client: DagsterGraphQL) -> str:
+    """Launches one asset backfill of exactly the plan's (asset, day) pairs; returns its id."""
+    selection = [
+        {"assetKey": {"path": [asset]}, "partitions": {"ranges": [{"start": day, "end": day} for day in days]}}
+        for asset, days in plan.days_by_asset.items()
+        if days
+    ]
+    result = client.execute(
+        LAUNCH_ASSET_BACKFILL,
+        {"backfillParams": {"partitionsByAssets": selection, "tags": [{"key": "user_pipeline/repair", "value": "true"}]}},
+    )["launchPartitionBackfill"]
+    if result["__typename"] != "LaunchBackfillSuccess":
+        raise TriggerError(error_message(result))
+    return result["backfillId"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m user_pipeline.automation.repair", description=__doc__.splitlines()[0])
+    parser.add_argument("--from", dest="first_day", required=True, help="first day, YYYY-MM-DD")
+    parser.add_argument("--to", dest="last_day", required=True, help="last day, YYYY-MM-DD (included)")
+    parser.add_argument("--dry-run", action="store_true", help="print the plan and its estimated time only")
+    parser.add_argument("--url", default=DEFAULT_URL, help=f"the Dagster webserver (default {DEFAULT_URL})")
+    args = parser.parse_args(argv)
+    with dg.DagsterInstance.get() as instance:
+        plan = plan_repair(instance, args.first_day, args.last_day)
+    print(plan.describe())
+    if args.dry_run or not plan.days:
+        return 0
+    try:
+        backfill_id = launch_repair(plan, DagsterGraphQL(args.url))
+    except TriggerError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print(f"launched backfill {backfill_id}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

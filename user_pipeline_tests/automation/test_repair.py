@@ -1,0 +1,71 @@
+"""Repair in one action: with 3 of 7 days failed, the plan and the repair sensor name exactly those
+3 days, re-running them makes all 7 succeed, and nothing that succeeded is materialized again."""
+
+import dagster as dg
+import pytest
+
+from user_pipeline.automation.repair import REPAIRED_ASSETS, plan_repair
+from user_pipeline.automation.resources import PartitionDeadlines
+from user_pipeline.automation.sensors import repair_sensor
+from user_pipeline.definitions import defs
+from user_pipeline.partitions import daily_partitions
+from user_pipeline.users.assets import normalized_users, raw_users
+from user_pipeline_tests.runs import USERS_ASSETS, materialize_users
+
+WEEK = daily_partitions.get_partition_keys()[-7:]
+FAILED = [WEEK[1], WEEK[3], WEEK[4]]
+
+
+@pytest.fixture
+def instance():
+    with dg.instance_for_test() as test_instance:
+        yield test_instance
+
+
+def materialize(instance, base_url, tmp_path, day, selection=USERS_ASSETS):
+    return materialize_users(base_url, tmp_path, day, instance=instance, assets=selection, users_per_partition=10)
+
+
+def materialization_counts(instance) -> dict[tuple[str, str], int]:
+    counts: dict[tuple[str, str], int] = {}
+    for asset in REPAIRED_ASSETS:
+        for record in instance.fetch_materializations(dg.AssetKey(asset), limit=1000).records:
+            key = (asset, record.partition_key)
+            counts[key] = counts.get(key, 0) + 1
+    return counts
+
+
+def test_three_failed_days_of_seven_are_planned_and_repaired_alone(users_api_server, instance, tmp_path):
+    users_api_server.add_fault("error_body", seeds=FAILED)
+    for day in WEEK:
+        assert materialize(instance, users_api_server.base_url, tmp_path, day).success == (day not in FAILED)
+    users_api_server.clear_faults()
+
+    plan = plan_repair(instance, WEEK[0], WEEK[-1])
+    assert plan.days == FAILED
+    assert plan.days_by_asset == {asset: FAILED for asset in REPAIRED_ASSETS}
+    assert "would re-run 3 day(s)" in plan.describe() and "estimated time: unknown" in plan.describe()
+
+    context = dg.build_sensor_context(
+        instance=instance, definitions=defs, resources={"deadlines": PartitionDeadlines(lookback_days=7)}
+    )
+    requests = repair_sensor.evaluate_tick(context).run_requests
+    assert sorted(request.partition_key for request in requests) == FAILED
+    assert all(sorted(key.to_user_string() for key in request.asset_selection) == sorted(REPAIRED_ASSETS) for request in requests)
+
+    before = materialization_counts(instance)
+    for request in requests:
+        assert materialize(instance, users_api_server.base_url, tmp_path, request.partition_key).success
+    after = materialization_counts(instance)
+    assert {key: after[key] - before.get(key, 0) for key in after if after[key] != before.get(key, 0)} == {
+        (asset, day): 1 for asset in REPAIRED_ASSETS for day in FAILED
+    }
+    assert plan_repair(instance, WEEK[0], WEEK[-1]).days == []
+    assert repair_sensor.evaluate_tick(context).skip_message.startswith("nothing to repair")
+
+
+def test_only_the_failed_asset_of_a_day_is_planned(users_api_server, instance, tmp_path):
+    day = WEEK[2]
+    assert materialize(instance, users_api_server.base_url, tmp_path, day, (raw_users, normalized_users)).success
+    plan = plan_repair(instance, day, day)
+    assert plan.days_by_asset == {"raw_users": [], "normalized_users": [], "users_table": [day]}
