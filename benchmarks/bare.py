@@ -5,11 +5,15 @@ do for the given days, with the project's plain functions, in this one process.
     USER_PIPELINE_WAREHOUSE_URL=sqlite:///.../warehouse.sqlite python -m benchmarks.bare 2026-02-01 2026-02-02
 
 Same settings (environment variables, defaults) and the same files as the assets. Per day, as
-the assets do: fetch every page and write the raw JSON Lines file; normalize it into the CSV;
-replace the day in the warehouse; and the reads the assets' checks and row counts do (count
-the raw lines, audit the CSV, count the table's rows). What is left out is Dagster itself:
-definitions, run and event storage, resources, metadata and the asset checks' bookkeeping.
-Prints one JSON line: rows per day.
+the assets do: fetch every page through the users API circuit breaker and write the raw JSON
+Lines file; normalize it into the CSV, with the partition receipt (row fingerprints of the
+previous and the new CSV, row-drop limit) taken before the new file replaces the old; replace the
+day in the warehouse, with its receipt (the day's stored rows fingerprinted before and after);
+and the reads the assets' checks and row counts do (count the raw lines, audit the CSV, count the
+table's rows). What is left out is Dagster itself: definitions, run and event storage,
+resources, metadata and the asset checks' bookkeeping. Prints one JSON line: rows per day.
+
+Keep it in step with user_pipeline/users/assets.py: the benchmark compares the two.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import sys
 from pathlib import Path
 
 from user_pipeline.users.api_client import RetrySettings, UsersApiClient
+from user_pipeline.users.circuit_breaker import CircuitBreaker
 from user_pipeline.users.normalize import (
     audit_normalized_csv,
     read_normalized_csv,
@@ -30,6 +35,7 @@ from user_pipeline.users.raw_files import (
     read_raw_users,
     write_raw_users,
 )
+from user_pipeline.users.receipts import make_receipt, row_fingerprints
 from user_pipeline.users.warehouse import open_warehouse
 
 LOAD_CHUNK_ROWS = 5000  # user_pipeline.users.assets.LOAD_CHUNK_ROWS, without importing Dagster
@@ -46,6 +52,9 @@ def settings() -> dict:
         "max_attempts": int(os.environ.get("USER_PIPELINE_API_MAX_ATTEMPTS", "5")),
         "data_dir": data_dir,
         "warehouse_url": os.environ.get("USER_PIPELINE_WAREHOUSE_URL", f"sqlite:///{data_dir}/warehouse.sqlite"),
+        "circuit_failures": int(os.environ.get("USER_PIPELINE_CIRCUIT_FAILURES", "5")),
+        "circuit_cooldown": int(os.environ.get("USER_PIPELINE_CIRCUIT_COOLDOWN_SECONDS", "300")),
+        "max_row_drop_fraction": float(os.environ.get("USER_PIPELINE_MAX_ROW_DROP_FRACTION", "0.2")),
     }
 
 
@@ -56,25 +65,40 @@ def run(days: list[str]) -> dict[str, int]:
     for day in days:
         raw_path = s["data_dir"] / "raw_users" / f"{day}.jsonl"
         csv_path = s["data_dir"] / "normalized_users" / f"{day}.csv"
-        # raw_users: a client (one HTTP session) per day, as RandomUserApi.iter_pages makes.
+        # raw_users: a client (one HTTP session) and a circuit breaker per day, as RandomUserApi makes.
         client = UsersApiClient(
             base_url=s["api_url"],
             page_size=s["page_size"],
             nationalities=s["nationalities"],
             timeout_seconds=s["timeout"],
             retry=RetrySettings(max_attempts=s["max_attempts"]),
+            breaker=CircuitBreaker(
+                s["data_dir"] / "state" / "users_api_circuit.json",
+                failure_threshold=s["circuit_failures"],
+                cooldown_seconds=s["circuit_cooldown"],
+            ),
         )
         with client:
             write_raw_users(client.iter_pages(seed=day, users=s["users"]), raw_path)
-        # normalized_users and its checks.
-        summary = write_normalized_csv(read_raw_users(raw_path), csv_path, day)
+        # normalized_users: its receipt against the previous CSV, then its checks.
+        previous = row_fingerprints(read_normalized_csv(csv_path, chunk_rows=LOAD_CHUNK_ROWS)) if csv_path.exists() else None
+        receipts = []
+
+        def check_row_drop(written: Path, day=day, previous=previous, receipts=receipts) -> None:
+            receipts.append(make_receipt(previous, row_fingerprints(read_normalized_csv(written, chunk_rows=LOAD_CHUNK_ROWS))))
+            if receipts[0].row_drop_fraction > s["max_row_drop_fraction"]:
+                raise SystemExit(f"{day}: {receipts[0].row_drop_fraction:.0%} fewer rows than the previous CSV")
+
+        summary = write_normalized_csv(read_raw_users(raw_path), csv_path, day, before_commit=check_row_drop)
         audit = audit_normalized_csv(csv_path)
         if audit.missing_emails or audit.duplicate_emails or audit.plaintext_password_columns:
             raise SystemExit(f"{day}: normalized CSV fails its checks: {audit}")
         if audit.rows + summary.duplicates_dropped != count_raw_users(raw_path):
             raise SystemExit(f"{day}: CSV rows do not match the raw users")
-        # users_table and its check.
+        # users_table: the day replaced, its receipt, its check.
+        before = row_fingerprints(warehouse.iter_partition(day, LOAD_CHUNK_ROWS))
         warehouse.replace_partition(day, read_normalized_csv(csv_path, chunk_rows=LOAD_CHUNK_ROWS))
+        make_receipt(before if len(before) else None, row_fingerprints(warehouse.iter_partition(day, LOAD_CHUNK_ROWS)))
         stored = warehouse.count_rows(day)
         if stored != audit_normalized_csv(csv_path).rows:
             raise SystemExit(f"{day}: table rows do not match the CSV")

@@ -232,7 +232,20 @@ def machine_info() -> dict[str, str]:
         "pandas": version("pandas"),
         "pyspark": version("pyspark"),
         "java": _java_version(),
+        "source": source_version(),
     }
+
+
+def source_version() -> str:
+    """The commit of the code measured, and how many files differ from it (read-only git)."""
+    try:
+        head = subprocess.run(["git", "-C", str(REPO_ROOT), "rev-parse", "--short", "HEAD"],
+                              capture_output=True, text=True, timeout=30, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(REPO_ROOT), "status", "--porcelain"],
+                               capture_output=True, text=True, timeout=30, check=True).stdout.splitlines()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown (no git)"
+    return f"commit {head}" + (f" + {len(dirty)} uncommitted files" if dirty else "")
 
 
 def _java_version() -> str:
@@ -345,7 +358,8 @@ class Benchmark:
             with TreeMeter(roots=self.protected() - {self.api._proc.pid}, protected=self.protected()) as meter:
                 time.sleep(self.plan.idle_seconds)
             note = (
-                f"Idle daemon + webserver ({users:,} users/partition instance): "
+                f"Daemon + webserver with no run active, in the {self.plan.idle_seconds:g} s right after the warm-up run "
+                f"({users:,} users/partition instance): "
                 f"{meter.cpu_seconds / self.plan.idle_seconds * 100:.1f}% of one core, "
                 f"{meter.peak_rss_bytes / 2**20:.0f} MB RSS (their code servers included)."
             )
@@ -845,13 +859,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 1 if failed or missing else 0
 
 
-def run_smoke() -> int:
+def run_smoke(spark: bool = False) -> int:
     """The smoke benchmark (tiny sizes, one repetition): 0 when every mode succeeded.
 
     Runs `python -m benchmarks.run --smoke` in a child process, so that the caller (e.g. a
     pytest session) does not become a child subreaper nor import Dagster; its output goes to
-    the caller's stdout and stderr."""
-    return subprocess.call([sys.executable, "-m", "benchmarks.run", "--smoke"], cwd=REPO_ROOT)
+    the caller's stdout and stderr. `spark=True` adds the Spark section (1 day x 10 users:
+    three Spark applications, about a minute more)."""
+    command = [sys.executable, "-m", "benchmarks.run", "--smoke"]
+    if spark:
+        command += ["--sections", "main,scaling,spark"]
+    return subprocess.call(command, cwd=REPO_ROOT)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""The benchmark script runs end to end at tiny sizes (bare, in process, daemon, Spark), so it cannot rot."""
+"""The benchmark script runs end to end at tiny sizes (bare, in process, daemon backfills), so it cannot rot."""
 
 from benchmarks.run import run_smoke
 
