@@ -16,9 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
-from matplotlib import style
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 
 from user_pipeline.users.atomic_files import atomic_write
 from user_pipeline.users.normalize import read_normalized_csv
@@ -110,6 +107,11 @@ def figures_table(figures: DailyFigures) -> pd.DataFrame:
 
 def render_chart(figures: DailyFigures) -> bytes:
     """The two-panel bar chart as PNG bytes, identical for identical figures."""
+    # Imported here, not at module level: every process that loads the definitions would pay for it.
+    from matplotlib import style
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
     # Matplotlib's own defaults, not the machine's matplotlibrc, so every host draws the same chart.
     with style.context("default"):
         figure = Figure(figsize=FIGURE_SIZE_INCHES, dpi=DPI, layout="constrained")
