@@ -7,8 +7,9 @@ Against the bundled API server, in temporary instances made from dagster_home/da
 1. process start and imports: ``python -c pass``, the bare script's imports, ``import dagster``,
    ``import user_pipeline.definitions`` (wall and CPU, median of --repeat), and
    ``python -X importtime -c "import user_pipeline.definitions"`` summed per top-level package;
-2. one day materialized: the bare script, ``dagster asset materialize`` (one process), and the
-   same with the compute log manager switched off (``NoOpComputeLogManager`` in a copy of the
+2. one day materialized: the bare script, ``dagster asset materialize`` (one process), Dagster's
+   floor (the same command on ``benchmarks.noop_assets``, the same graph doing nothing), and both
+   again with the compute log manager switched off (``NoOpComputeLogManager`` in a copy of the
    instance config: no stdout/stderr capture, so no ``tail``/watcher processes), interleaved,
    --repeat times, with the processes each started;
 3. a pyinstrument profile (if pyinstrument is installed: ``pip install pyinstrument``) of one
@@ -176,25 +177,33 @@ def main(argv: Sequence[str] | None = None) -> int:
                     start_rows[name].append(measure(command, env, root / "starts.log"))
             total_imports, by_package = importtime_by_package(env_for(homes["repo"])[0])
 
-            # 2. one day, three ways
+            # 2. one day: bare, the assets, and Dagster's floor (the same graph doing nothing)
             days = Days()
-            materialize = [str(BIN_DIR / "dagster"), "asset", "materialize", "-m", "user_pipeline.definitions",
-                           "--select", ",".join(DAILY_ASSETS), "--partition"]
-            runs: dict[str, list[dict]] = {"bare script": [], "dagster asset materialize": [],
-                                           "dagster asset materialize, NoOpComputeLogManager": []}
+
+            def materialize(module: str) -> list[str]:
+                return [str(BIN_DIR / "dagster"), "asset", "materialize", "-m", module,
+                        "--select", ",".join(DAILY_ASSETS), "--partition"]
+
+            ways = {  # name -> (command without the day, instance)
+                "bare script": ([sys.executable, "-m", "benchmarks.bare"], "repo"),
+                "dagster asset materialize": (materialize("user_pipeline.definitions"), "repo"),
+                "dagster asset materialize, NoOpComputeLogManager": (materialize("user_pipeline.definitions"), "noop"),
+                "Dagster's floor (benchmarks.noop_assets)": (materialize("benchmarks.noop_assets"), "repo"),
+                "Dagster's floor, NoOpComputeLogManager": (materialize("benchmarks.noop_assets"), "noop"),
+            }
+            runs: dict[str, list[dict]] = {name: [] for name in ways}
             for _ in range(args.repeat):
                 day = days.take(1)[0]
-                for name, rows in runs.items():
-                    home = homes["noop"] if "NoOp" in name else homes["repo"]
-                    env, _ = env_for(home)
-                    command = [sys.executable, "-m", "benchmarks.bare", day] if name == "bare script" else [*materialize, day]
-                    rows.append(measure(command, env, root / "runs.log"))
+                for name, (command, home) in ways.items():
+                    env, _ = env_for(homes[home])
+                    runs[name].append(measure([*command, day], env, root / "runs.log"))
 
             # 3. profiles
             profiles: dict[str, tuple[float, Counter]] = {}
             if importlib.util.find_spec("pyinstrument") is not None:
                 day = days.take(1)[0]
-                for name, command in (("dagster asset materialize", ["-m", "dagster", *materialize[1:], day]),
+                for name, command in (("dagster asset materialize",
+                                       ["-m", "dagster", *materialize("user_pipeline.definitions")[1:], day]),
                                       ("bare script", ["-m", "benchmarks.bare", day])):
                     env, _ = env_for(homes["repo"])
                     session = root / f"{name.split()[0]}.pyisession"

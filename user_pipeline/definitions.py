@@ -6,7 +6,6 @@ import os
 from pathlib import Path
 
 import dagster as dg
-from dagster_pyspark import LazyPySparkResource
 
 from user_pipeline.automation.resources import AlertChannel, PartitionDeadlines
 from user_pipeline.automation.schedules import (
@@ -21,13 +20,23 @@ from user_pipeline.automation.sensors import (
     run_failure_alerts,
     users_api_sensor,
 )
-from user_pipeline.jobs import daily_users_job, daily_users_report_job, spark_ingestion_job, user_registry_job
+from user_pipeline.jobs import (
+    daily_users_job,
+    daily_users_report_job,
+    spark_ingestion_job,
+    user_registry_job,
+)
 from user_pipeline.partitions import daily_partitions
 from user_pipeline.report import assets as report_assets
 from user_pipeline.spark import assets as spark_assets
 from user_pipeline.spark.resources import SparkSettings
 from user_pipeline.users import assets as users_assets
-from user_pipeline.users.resources import PartitionFiles, RandomUserApi, UserRegistrySettings, WarehouseResource
+from user_pipeline.users.resources import (
+    PartitionFiles,
+    RandomUserApi,
+    UserRegistrySettings,
+    WarehouseResource,
+)
 
 
 def env_or_default(name: str, default, parse=dg.EnvVar):
@@ -36,16 +45,6 @@ def env_or_default(name: str, default, parse=dg.EnvVar):
 
 
 DATA_DIR = str(Path(os.environ.get("USER_PIPELINE_DATA_DIR", "data")).resolve())
-
-# Read here rather than as EnvVars: the in-process Spark session is configured from them too.
-SPARK = SparkSettings(
-    master=os.environ.get("SPARK_MASTER", "local[*]"),
-    driver_memory=os.environ.get("SPARK_DRIVER_MEMORY", "1g"),
-    executor_memory=os.environ.get("SPARK_EXECUTOR_MEMORY", "1g"),
-    total_executor_cores=int(os.environ.get("SPARK_TOTAL_EXECUTOR_CORES", "1")),
-    shuffle_partitions=int(os.environ.get("SPARK_SHUFFLE_PARTITIONS", "4")),
-    master_web_ui_url=os.environ.get("SPARK_MASTER_WEB_UI_URL", ""),
-)
 
 defs = dg.Definitions(
     assets=dg.load_assets_from_modules([users_assets, spark_assets, report_assets]),
@@ -75,8 +74,14 @@ defs = dg.Definitions(
         "registry_settings": UserRegistrySettings(
             first_day=env_or_default("USER_PIPELINE_REGISTRY_START_DATE", daily_partitions.get_first_partition_key())
         ),
-        "spark": SPARK,
-        "pyspark": LazyPySparkResource(spark_config=SPARK.session_config()),
+        "spark": SparkSettings(
+            master=env_or_default("SPARK_MASTER", "local[*]"),
+            driver_memory=env_or_default("SPARK_DRIVER_MEMORY", "1g"),
+            executor_memory=env_or_default("SPARK_EXECUTOR_MEMORY", "1g"),
+            total_executor_cores=env_or_default("SPARK_TOTAL_EXECUTOR_CORES", 1, dg.EnvVar.int),
+            shuffle_partitions=env_or_default("SPARK_SHUFFLE_PARTITIONS", 4, dg.EnvVar.int),
+            master_web_ui_url=env_or_default("SPARK_MASTER_WEB_UI_URL", ""),
+        ),
         "deadlines": PartitionDeadlines(
             deadline_hours=env_or_default("USER_PIPELINE_FRESHNESS_DEADLINE_HOURS", 6, dg.EnvVar.int),
             lookback_days=env_or_default("USER_PIPELINE_FRESHNESS_LOOKBACK_DAYS", 7, dg.EnvVar.int),

@@ -1,9 +1,7 @@
 """Spark ingestion: the normalized users of a day range into partitioned Parquet."""
 
 import dagster as dg
-from dagster_pyspark import LazyPySparkResource
 
-from spark_jobs.ingest_users import IngestionError, run_ingestion
 from user_pipeline.partitions import daily_partitions
 from user_pipeline.spark.resources import SparkSettings
 from user_pipeline.spark.submit import SparkSubmitError, spark_submit
@@ -19,14 +17,15 @@ from user_pipeline.users.resources import PartitionFiles
     # A backfill of many days is one Spark application, not one JVM per day.
     backfill_policy=dg.BackfillPolicy.single_run(),
 )
-def users_parquet(
-    context: dg.AssetExecutionContext, files: PartitionFiles, spark: SparkSettings, pyspark: LazyPySparkResource
-) -> dg.MaterializeResult:
+def users_parquet(context: dg.AssetExecutionContext, files: PartitionFiles, spark: SparkSettings) -> dg.MaterializeResult:
     """The normalized users as Parquet partitioned by partition_date, plus users per country and age band.
 
     Runs spark_jobs/ingest_users.py: in this process (local[*]) or on a standalone cluster
     (spark-submit). Dynamic partition overwrite replaces exactly the days of the run.
     """
+    # Imported here, not with the definitions: only Spark runs pay for loading PySpark.
+    from spark_jobs.ingest_users import IngestionError, run_ingestion
+
     days = context.partition_key_range
     job_args = {
         "input_dir": str(files.normalized_users_dir()),
@@ -42,7 +41,7 @@ def users_parquet(
                 on_line=context.log.info,
             )
         else:
-            summary = run_ingestion(pyspark.spark_session, **job_args)
+            summary = run_ingestion(spark.local_session(), **job_args)
     except (IngestionError, SparkSubmitError) as error:
         raise dg.Failure(description=str(error), allow_retries=False) from error
 

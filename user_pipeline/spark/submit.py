@@ -9,10 +9,11 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from spark_jobs import ingest_users
+import spark_jobs
 from user_pipeline.spark.cluster import spark_home
 
-JOB_FILE = Path(ingest_users.__file__).resolve()
+# The job is submitted as a file; importing it here would load PySpark in this process.
+JOB_FILE = Path(spark_jobs.__file__).resolve().parent / "ingest_users.py"
 
 
 class SparkSubmitError(RuntimeError):
@@ -42,4 +43,6 @@ def spark_submit(
     if process.returncode != 0:
         errors = [line for line in lines if line.startswith("ERROR:")] or lines[-20:]
         raise SparkSubmitError(f"spark-submit exited with {process.returncode}: " + "\n".join(errors))
-    return ingest_users.parse_summary_line("\n".join(lines))
+    from spark_jobs.ingest_users import parse_summary_line
+
+    return parse_summary_line("\n".join(lines))

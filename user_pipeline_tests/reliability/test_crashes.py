@@ -13,7 +13,6 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 import pytest
-from dagster_pyspark import LazyPySparkResource
 
 from user_pipeline.spark.assets import users_parquet
 from user_pipeline.spark.resources import SparkSettings
@@ -129,7 +128,6 @@ def test_killed_while_writing_parquet(users_api_server, local_spark, good_day, d
             resources={
                 "files": PartitionFiles(data_dir=str(data_dir)),
                 "spark": settings,
-                "pyspark": LazyPySparkResource(spark_config=settings.session_config()),
             },
         ).success
 

@@ -2,7 +2,6 @@
 
 import dagster as dg
 import pytest
-from dagster_pyspark import LazyPySparkResource
 
 from user_pipeline.spark.assets import users_parquet
 from user_pipeline.spark.resources import SparkSettings
@@ -17,7 +16,6 @@ def spark_resources(data_dir, settings: SparkSettings = SparkSettings(shuffle_pa
     return {
         "files": PartitionFiles(data_dir=str(data_dir)),
         "spark": settings,
-        "pyspark": LazyPySparkResource(spark_config=settings.session_config()),
     }
 
 
