@@ -3,6 +3,7 @@ process: `dg.materialize` per day, on the instance of DAGSTER_HOME and the resou
 user_pipeline.definitions (so the same settings as the CLI and the daemon).
 
     python -m benchmarks.dagster_api 2026-02-01 2026-02-02
+    python -m benchmarks.dagster_api --floor 2026-02-01   # benchmarks.noop_assets: the same graph doing nothing
 """
 
 from __future__ import annotations
@@ -11,22 +12,33 @@ import sys
 
 import dagster as dg
 
-from user_pipeline.definitions import defs
-from user_pipeline.users.assets import normalized_users, raw_users, users_table
-
 RESOURCES = ("users_api", "files", "warehouse")
 
 
+def daily_assets(floor: bool) -> tuple[list[dg.AssetsDefinition], dict]:
+    """The three daily assets and their resources; with `floor`, their no-op copies and none."""
+    if floor:
+        from benchmarks.noop_assets import normalized_users, raw_users, users_table
+
+        return [raw_users, normalized_users, users_table], {}
+    from user_pipeline.definitions import defs
+    from user_pipeline.users.assets import normalized_users, raw_users, users_table
+
+    return [raw_users, normalized_users, users_table], {name: defs.resources[name] for name in RESOURCES}
+
+
 def main(argv: list[str] | None = None) -> int:
-    days = list(sys.argv[1:] if argv is None else argv)
+    args = list(sys.argv[1:] if argv is None else argv)
+    floor = "--floor" in args
+    days = [arg for arg in args if arg != "--floor"]
     if not days:
-        print("usage: python -m benchmarks.dagster_api DAY [DAY ...]", file=sys.stderr)
+        print("usage: python -m benchmarks.dagster_api [--floor] DAY [DAY ...]", file=sys.stderr)
         return 2
-    resources = {name: defs.resources[name] for name in RESOURCES}
+    assets, resources = daily_assets(floor)
     with dg.DagsterInstance.get() as instance:
         for day in days:
             result = dg.materialize(
-                [raw_users, normalized_users, users_table],
+                assets,
                 partition_key=day,
                 resources=resources,
                 instance=instance,
