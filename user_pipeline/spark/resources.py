@@ -30,7 +30,7 @@ class SparkSettings(dg.ConfigurableResource):
 
         dagster-pyspark, and PySpark with it, is imported here rather than with the definitions:
         that import costs every process that loads them (code server, sensors, users runs)
-        about 0.25 s of CPU, and only a local Spark run needs it.
+        about 0.15 s of CPU, and only a local Spark run needs it.
         """
         from dagster_pyspark import LazyPySparkResource
 
