@@ -62,6 +62,7 @@ from benchmarks.proctree import (
     children_of_this_process,
     reap_strays,
 )
+from user_pipeline.graphql_triggers import DagsterGraphQL, TriggerError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BIN_DIR = Path(sys.executable).parent
@@ -86,16 +87,6 @@ MAIN_MODES_AND_FLOOR = (BARE, FLOOR, CLI, API_FLOOR, API, JOB_BACKFILL, ASSET_BA
 SCALING_MODES = (BARE, CLI)
 SPARK_MODES = (SPARK_BARE, SPARK_PER_DAY, SPARK_RANGE)
 BASELINE = {"main": BARE, "scaling": BARE, "spark": SPARK_BARE}
-
-LAUNCH_ASSET_BACKFILL = """
-mutation Launch($backfillParams: LaunchBackfillParams!) {
-  launchPartitionBackfill(backfillParams: $backfillParams) {
-    __typename
-    ... on LaunchBackfillSuccess { backfillId }
-    ... on Error { message }
-  }
-}
-"""
 
 
 class ModeFailed(RuntimeError):
@@ -448,13 +439,13 @@ class Benchmark:
 
     def asset_backfill(self, days: list[str]) -> Result:
         launched = time.time()
-        data = self.services.graphql(
-            LAUNCH_ASSET_BACKFILL,
-            {"backfillParams": {"assetSelection": [{"path": [asset]} for asset in DAILY_ASSETS], "partitionNames": days}},
-        )["launchPartitionBackfill"]
-        if data["__typename"] != "LaunchBackfillSuccess":
-            raise ModeFailed(f"launchPartitionBackfill: {data}")
-        return self.wait_for_backfill(data["backfillId"], days, expected_runs=None, launched=launched)
+        try:
+            backfill_id = DagsterGraphQL(self.services.url).launch_backfill_params(
+                {"assetSelection": [{"path": [asset]} for asset in DAILY_ASSETS], "partitionNames": days}
+            )
+        except TriggerError as error:
+            raise ModeFailed(f"launchPartitionBackfill: {error}") from None
+        return self.wait_for_backfill(backfill_id, days, expected_runs=None, launched=launched)
 
     _meter: TreeMeter | None = None
 

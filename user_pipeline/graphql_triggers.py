@@ -243,6 +243,11 @@ class DagsterGraphQL:
         }
         if run_config is not None:
             params["runConfigData"] = run_config
+        return self.launch_backfill_params(params)
+
+    def launch_backfill_params(self, params: dict[str, Any]) -> str:
+        """launchPartitionBackfill with these LaunchBackfillParams (a job's partition set, or an
+        asset backfill by `assetSelection` + `partitionNames` or `partitionsByAssets`); returns its id."""
         result = self.execute(LAUNCH_BACKFILL_MUTATION, {"backfillParams": params})["launchPartitionBackfill"]
         if result["__typename"] != "LaunchBackfillSuccess":
             raise TriggerError(error_message(result))

@@ -17,21 +17,11 @@ from dataclasses import dataclass
 
 import dagster as dg
 
-from user_pipeline.graphql_triggers import DEFAULT_URL, DagsterGraphQL, TriggerError, error_message
+from user_pipeline.graphql_triggers import DEFAULT_URL, DagsterGraphQL, TriggerError
 from user_pipeline.partitions import daily_partitions
 
 REPAIRED_ASSETS = ("raw_users", "normalized_users", "users_table")
 HISTORY_RUNS = 20
-
-LAUNCH_ASSET_BACKFILL = """
-mutation Repair($backfillParams: LaunchBackfillParams!) {
-  launchPartitionBackfill(backfillParams: $backfillParams) {
-    __typename
-    ... on LaunchBackfillSuccess { backfillId }
-    ... on Error { message }
-  }
-}
-"""
 
 
 @dataclass(frozen=True)
@@ -83,13 +73,9 @@ def launch_repair(plan: RepairPlan, client: DagsterGraphQL) -> str:
         for asset, days in plan.days_by_asset.items()
         if days
     ]
-    result = client.execute(
-        LAUNCH_ASSET_BACKFILL,
-        {"backfillParams": {"partitionsByAssets": selection, "tags": [{"key": "user_pipeline/repair", "value": "true"}]}},
-    )["launchPartitionBackfill"]
-    if result["__typename"] != "LaunchBackfillSuccess":
-        raise TriggerError(error_message(result))
-    return result["backfillId"]
+    return client.launch_backfill_params(
+        {"partitionsByAssets": selection, "tags": [{"key": "user_pipeline/repair", "value": "true"}]}
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
