@@ -28,6 +28,9 @@ KINDS: dict[str, dict[str, tuple[tuple[type, ...], Any]]] = {
     "empty_results": {},
     "short_results": {"count": ((int, type(None)), None)},  # None: half of the asked results
     "invalid_utf8": {},
+    # Chosen users of a seed get chosen fields replaced (any JSON value, null included) or removed:
+    # users are numbered across the seed's pages, k = (page - 1) * results + index on the page.
+    "alter_users": {"users": ((list,), None), "set": ((dict,), {}), "unset": ((list,), [])},
 }
 
 
@@ -54,7 +57,20 @@ def validate_fault(spec: Any) -> dict[str, Any]:
         if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
             raise ValueError(f"bad value for {kind}.{name}: {value!r}")
         fault[name] = value
+    if kind == "alter_users":
+        _validate_alteration(fault)
     return fault
+
+
+def _validate_alteration(fault: dict[str, Any]) -> None:
+    users = fault["users"]
+    if users is None or not all(type(k) is int and k >= 0 for k in users):
+        raise ValueError("alter_users.users must be a list of user numbers (integers >= 0)")
+    paths = [*fault["set"], *fault["unset"]]
+    if not paths:
+        raise ValueError("alter_users needs 'set' (dotted path -> JSON value) or 'unset' (dotted paths)")
+    if not all(isinstance(path, str) and path and "" not in path.split(".") for path in paths):
+        raise ValueError(f"alter_users paths must be dotted field names such as 'name.first': {paths!r}")
 
 
 class FaultRegistry:

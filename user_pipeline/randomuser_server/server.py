@@ -74,6 +74,28 @@ def _drop_path(user: dict[str, Any], dotted: str) -> None:
         node.pop(leaf, None)
 
 
+def _set_path(user: dict[str, Any], dotted: str, value: Any) -> None:
+    """Sets a dotted field, replacing whatever stands on the way (a string street becomes an object)."""
+    *parents, leaf = dotted.split(".")
+    node = user
+    for key in parents:
+        if not isinstance(node.get(key), dict):
+            node[key] = {}
+        node = node[key]
+    node[leaf] = value
+
+
+def alter_users(users: list[dict[str, Any]], fault: dict[str, Any], first_user: int) -> None:
+    """Applies an ``alter_users`` fault to a page whose first user is number ``first_user``."""
+    chosen = set(fault["users"])
+    for index, user in enumerate(users):
+        if first_user + index in chosen:
+            for dotted in fault["unset"]:
+                _drop_path(user, dotted)
+            for dotted, value in fault["set"].items():
+                _set_path(user, dotted, value)
+
+
 def build_api_response(req: dict[str, Any], fault: dict[str, Any] | None) -> tuple[int, bytes, dict[str, str]]:
     """(status, body, extra headers) for an API request, with an optional fault applied."""
     kind = fault["kind"] if fault else None
@@ -104,6 +126,8 @@ def build_api_response(req: dict[str, Any], fault: dict[str, Any] | None) -> tup
     elif kind == "extra_field":
         for u in users:
             u[fault["field"]] = fault["value"]
+    elif kind == "alter_users":
+        alter_users(users, fault, (req["page"] - 1) * req["results"])
     elif kind == "changed_users":
         # The same users (same uuids), every Nth living elsewhere: "the API's answer changed".
         for u in users[:: fault["every"]]:

@@ -159,3 +159,33 @@ def test_cli_fault_option() -> None:
     with RandomUserServer(faults=[{"kind": "server_error", "times": 1, "status": 503}]) as srv:
         assert get(srv).status_code == 503
         assert_normal(get(srv))
+
+
+def test_alter_users_sets_and_removes_fields_of_chosen_users_across_pages(api: RandomUserServer) -> None:
+    hostile = "Zoe\rAnn \u2028 \\N \U0001F600"
+    api.add_fault("alter_users", seeds=["s"], users=[1, 12], set={"name.first": hostile, "location.street": "Parliament St", "login.uuid": None}, unset=["id.name"])
+    normal_page_1 = requests.get(api.base_url, params={"seed": "other", "results": 10}, timeout=30).json()["results"]
+    page_1, page_2 = get(api, results=10).json()["results"], get(api, results=10, page=2).json()["results"]
+    altered = [page_1[1], page_2[2]]
+    for user in altered:
+        assert user["name"]["first"] == hostile
+        assert user["location"]["street"] == "Parliament St"
+        assert user["login"]["uuid"] is None
+        assert "name" not in user["id"]
+    untouched = [user for index, user in enumerate(page_1 + page_2) if index not in (1, 12)]
+    assert all(isinstance(user["location"]["street"], dict) and "name" in user["id"] for user in untouched)
+    assert all("name" in user["id"] for user in normal_page_1)  # another seed is not altered
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        {"kind": "alter_users", "set": {"email": "x"}},
+        {"kind": "alter_users", "users": [-1], "set": {"email": "x"}},
+        {"kind": "alter_users", "users": [0]},
+        {"kind": "alter_users", "users": [0], "set": {"name..first": "x"}},
+    ],
+)
+def test_alter_users_rejects_a_spec_it_cannot_apply(api: RandomUserServer, spec: dict) -> None:
+    response = requests.post(f"{api.root_url}/_control/faults", json=spec, timeout=30)
+    assert response.status_code == 400, response.text
