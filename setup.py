@@ -21,6 +21,7 @@ setup(
         "matplotlib>=3.6",
     ],
     extras_require={
-        "test": ["pytest>=8", "playwright>=1.45", "hypothesis>=6.100"],
+        # psutil: the benchmark's process-tree meter (benchmarks/proctree.py), run by the tests' smoke.
+        "test": ["pytest>=8", "playwright>=1.45", "hypothesis>=6.100", "psutil>=5.9"],
     },
 )
