@@ -2,7 +2,8 @@
 
     services = AirflowServices(venv, root, api_url=..., users=5000, log=print).start()
     launched, backfill_id = services.create_backfill(days, on_cli_started=meter.add_root)
-    end, runs = services.wait_for_backfill(backfill_id, days, timeout=600)
+    end, runs = services.wait_for_backfill(backfill_id, days, timeout=600)  # end: the last run's end
+    services.wait_for_backfill_completed(backfill_id, timeout=120)     # before the next backfill
     services.stop()
 
 ``make benchmark-airflow-setup`` installs Airflow into ``.venv-airflow`` from
@@ -256,3 +257,14 @@ class AirflowServices:
                 raise AirflowFailed(f"backfill {backfill_id} not done after {timeout:.0f}s: {runs}\n"
                                     f"--- scheduler log ---\n{self.logs('scheduler')}")
             time.sleep(0.25)
+
+    def wait_for_backfill_completed(self, backfill_id: int, *, timeout: float) -> None:
+        """Waits until the scheduler has marked the backfill complete. Airflow allows one running
+        backfill per DAG, and its scheduler marks them complete on a 30 s loop (hard-coded in
+        3.3.2), after the runs are done: the next backfill can only be created then."""
+        deadline = time.monotonic() + timeout
+        while not self._query("SELECT 1 FROM backfill WHERE id = ? AND completed_at IS NOT NULL", (backfill_id,)):
+            if time.monotonic() > deadline:
+                raise AirflowFailed(f"backfill {backfill_id} not marked complete after {timeout:.0f}s\n"
+                                    f"--- scheduler log ---\n{self.logs('scheduler')}")
+            time.sleep(0.5)

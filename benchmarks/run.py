@@ -118,6 +118,9 @@ class Result:
 def peak_by_name(meter: TreeMeter) -> dict[str, float]:
     by_name: dict[str, float] = {}
     for _, name, rss in meter.peak_processes:
+        # psutil names a process by its command line when its 15-character comm is cut, and Airflow
+        # titles its processes "airflow worker -- <task uuid>": group them by what precedes " -- ".
+        name = name.split(" -- ", 1)[0]
         by_name[name] = round(by_name.get(name, 0.0) + rss / 2**20, 1)
     return dict(sorted(by_name.items(), key=lambda item: -item[1]))
 
@@ -530,6 +533,7 @@ class Benchmark:
             days = self.airflow_days.take(1)
             _, backfill_id = self.airflow.create_backfill(days)
             self.airflow.wait_for_backfill(backfill_id, days, timeout=self.plan.timeout)
+            self.airflow.wait_for_backfill_completed(backfill_id, timeout=self.plan.timeout)
         if self.plan.idle_seconds:
             roots = {process.pid for process in self.airflow.processes.values()}
             with TreeMeter(roots=roots, protected=self.protected()) as meter:
@@ -559,6 +563,8 @@ class Benchmark:
             # The task processes have exited once their runs are done; the services only go quiet.
             meter.settle(timeout=60, quiet=1.0)
         self.check_warehouse(self.airflow.data_dir, days)
+        # Untimed: one running backfill per DAG, marked complete by the scheduler's 30 s loop.
+        self.airflow.wait_for_backfill_completed(backfill_id, timeout=self.plan.timeout)
         return Result(wall=end - launched, cpu=meter.cpu_seconds, rss=meter.peak_rss_bytes, runs=runs,
                       peak_processes=peak_by_name(meter))
 
