@@ -120,7 +120,7 @@ def peak_by_name(meter: TreeMeter) -> dict[str, float]:
     for _, name, rss in meter.peak_processes:
         # psutil names a process by its command line when its 15-character comm is cut, and Airflow
         # titles its processes "airflow worker -- <task uuid>": group them by what precedes " -- ".
-        name = name.split(" -- ", 1)[0]
+        name = name.split(" -- ", 1)[0].strip()
         by_name[name] = round(by_name.get(name, 0.0) + rss / 2**20, 1)
     return dict(sorted(by_name.items(), key=lambda item: -item[1]))
 
