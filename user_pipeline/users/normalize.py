@@ -114,8 +114,9 @@ def normalize_users(users: list[dict], partition_date: str) -> pd.DataFrame:
     # Mixed int/str postcodes become text without a float detour (48687 must not turn into "48687.0").
     frame["postcode"] = frame["postcode"].map(str, na_action="ignore")
     frame["id_value"] = frame["id_value"].map(str, na_action="ignore")
-    frame["latitude"] = pd.to_numeric(frame["latitude"], errors="raise")
-    frame["longitude"] = pd.to_numeric(frame["longitude"], errors="raise")
+    # + 0.0 turns -0.0 into 0.0: equal numbers, and SQLite cannot store the sign of a zero.
+    frame["latitude"] = pd.to_numeric(frame["latitude"], errors="raise") + 0.0
+    frame["longitude"] = pd.to_numeric(frame["longitude"], errors="raise") + 0.0
     return frame[list(USER_COLUMNS)].astype(USER_COLUMNS)
 
 
