@@ -1,7 +1,6 @@
 """Every value survives the CSV hop and the warehouse byte for byte, "" stays apart from null:
 property-based round trips (hypothesis) for the CSV format, SQLite and PostgreSQL."""
 
-import io
 
 import pandas as pd
 import pytest
