@@ -1,6 +1,4 @@
-"""Acceptance (#12): a day whose users carry hostile values goes raw -> CSV -> table (SQLite and
-PostgreSQL) -> Parquet, under a data directory named like a glob, and every value reads back
-exactly as the bundled API server sent it."""
+"""Acceptance (#12): hostile values go raw -> CSV -> table (SQLite, PostgreSQL) -> Parquet exactly as sent."""
 
 import json
 

@@ -1,6 +1,4 @@
-"""Every value survives the CSV hop and the warehouse byte for byte, "" stays apart from null:
-property-based round trips (hypothesis) for the CSV format, SQLite and PostgreSQL."""
-
+"""Any text survives the CSV format, SQLite and PostgreSQL byte for byte, "" apart from null (hypothesis)."""
 
 import pandas as pd
 import pytest

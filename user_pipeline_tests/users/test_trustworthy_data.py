@@ -1,5 +1,4 @@
-"""Issue #12 on real runs against the bundled server (alter_users): text through the CSV hop,
-one email identity, repeated user_ids, empty is not missing; SQLite and PostgreSQL."""
+"""Issue #12 on real runs (alter_users): CR in text, "" not NULL, one email identity, repeated user_ids."""
 
 import dagster as dg
 import pytest
