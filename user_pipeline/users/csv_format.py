@@ -48,15 +48,27 @@ class CsvWriter:
         self._writer = pa_csv.CSVWriter(handle, self._schema, write_options=_WRITE_OPTIONS)
 
     def write(self, frame: pd.DataFrame) -> None:
-        """Raises ValueError naming the column when a value is not of the column's type."""
+        """Raises ValueError naming the column (and the user_id, if any) of a value that cannot be
+        written: not of the column's type, or text that is not Unicode (a lone surrogate)."""
         try:
             table = pa.Table.from_pandas(frame[list(self._columns)], schema=self._schema, preserve_index=False)
-        except (pa.ArrowInvalid, pa.ArrowTypeError) as error:
-            raise ValueError(f"cannot write CSV: {error}") from error
+        except (pa.ArrowInvalid, pa.ArrowTypeError, UnicodeEncodeError) as error:
+            raise ValueError(f"cannot write CSV: {_first_bad_value(frame, self._schema) or error}") from error
         self._writer.write_table(table)
 
     def close(self) -> None:
         self._writer.close()
+
+
+def _first_bad_value(frame: pd.DataFrame, schema: pa.Schema) -> str | None:
+    for field in schema:
+        for position, value in enumerate(frame[field.name].tolist()):
+            try:
+                pa.array([None if value is pd.NA else value], type=field.type, from_pandas=True)
+            except (pa.ArrowInvalid, pa.ArrowTypeError, UnicodeEncodeError) as error:
+                user = f"user {frame['user_id'].iloc[position]}: " if "user_id" in frame else ""
+                return f"{user}{field.name} holds {value!r:.80}, which is not {field.type} ({error})"
+    return None
 
 
 def write_csv(handle: IO[bytes], frame: pd.DataFrame, columns: Mapping[str, str]) -> None:

@@ -153,3 +153,12 @@ def test_a_value_the_store_changes_rolls_the_load_back(tmp_path):
     with pytest.raises(TableMismatchError, match=f"users {DAY}: the rows read back .* differ from the normalized_users CSV"):
         store.replace_partition(DAY, [changed])
     pd.testing.assert_frame_equal(store.read_partition(DAY), by_key(good))
+
+
+def test_text_that_is_not_unicode_fails_naming_the_user_and_column(tmp_path):
+    """A lone surrogate (JSON "\\ud800") cannot be UTF-8: refused by name, no file written."""
+    users = [api_user(0, {}), api_user(1, {"location.city": "bad \ud800 city"})]
+    path = tmp_path / f"{DAY}.csv"
+    with pytest.raises(ValueError, match=r"cannot write CSV: user id-1: city holds 'bad \\ud800 city', which is not string"):
+        write_normalized_csv([users], path, DAY)
+    assert not path.exists()
