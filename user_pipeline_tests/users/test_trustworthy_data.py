@@ -109,3 +109,17 @@ def test_a_repeated_user_id_fails_the_blocking_check_naming_it_and_a_rerun_witho
     assert (event.metadata["receipt/rows_added"].value, event.metadata["receipt/rows_removed"].value) == (1, 0)
     assert event.metadata["receipt/rows_changed"].value == 1
     assert check(rerun, "user_ids_unique").passed
+
+
+def test_u0000_is_never_truncated_it_arrives_whole_or_the_run_names_the_field(users_api_server, tmp_path, warehouse_url):
+    """Finding 1's second half: "Null\\u0000Byte" used to reach both tables as "Null"."""
+    users_api_server.add_fault("alter_users", seeds=[DAY], users=[3], set={"name.last": "Null\u0000Byte"})
+    result = materialize_users(users_api_server.base_url, tmp_path, DAY, warehouse_url=warehouse_url, users_per_partition=10)
+    uuid = sent_users(users_api_server, DAY)[3]["login"]["uuid"]
+    stored = open_warehouse(warehouse_url).read_partition(DAY).set_index("user_id")
+    if result.success:
+        assert stored.loc[uuid, "last_name"] == "Null\u0000Byte"
+    else:
+        message = "\n".join(event.step_failure_data.error.message for event in result.get_step_failure_events())
+        assert "U+0000" in message and ("last_name" in message or "name.last" in message), message
+        assert uuid not in stored.index  # nothing truncated was stored
