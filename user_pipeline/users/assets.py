@@ -191,14 +191,16 @@ def normalized_users(
     """One row per user for the day, as a UTF-8 CSV with a header; postcode is always text.
 
     Duplicate emails (compared by email key: trimmed, case-folded): the first occurrence in API
-    order is kept, later ones are dropped and counted. A user_id (login.uuid) on two rows of a day
-    fails the blocking user_ids_unique check, naming the day and the ids. Passwords appear only as the API's salt and salted SHA-256, never in plaintext.
+    order is kept, later ones are dropped and counted. A user_id (login.uuid) on two rows of a
+    day fails the blocking user_ids_unique check, naming the day and the ids. Passwords appear
+    only as the API's salt and salted SHA-256, never in plaintext.
     Every materialization carries a receipt: rows, a content hash, and rows added, removed and
     changed (by user_id) since the day's previous CSV. A re-run that would drop more than
     `max_row_drop_fraction` of the day's rows keeps the previous CSV and fails row_drop_within_limit.
     """
     checks: dict[str, dict[str, tuple[bool, dict]]] = {
-        "emails_unique_and_present": {}, "user_ids_unique": {}, "no_plaintext_password": {}, "rows_match_raw_users": {}, "row_drop_within_limit": {}
+        name: {}
+        for name in ("emails_unique_and_present", "user_ids_unique", "no_plaintext_password", "rows_match_raw_users", "row_drop_within_limit")
     }
     per_day = {}
     for day in context.partition_keys:

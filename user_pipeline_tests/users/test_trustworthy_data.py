@@ -1,6 +1,9 @@
 """Issue #12 on real runs (alter_users): CR in text, "" not NULL, one email identity, repeated user_ids."""
 
+import sqlite3
+
 import dagster as dg
+import pandas as pd
 import pytest
 import requests
 
@@ -123,3 +126,23 @@ def test_u0000_is_never_truncated_it_arrives_whole_or_the_run_names_the_field(us
         message = "\n".join(event.step_failure_data.error.message for event in result.get_step_failure_events())
         assert "U+0000" in message and ("last_name" in message or "name.last" in message), message
         assert uuid not in stored.index  # nothing truncated was stored
+
+
+def test_a_store_that_changes_a_value_fails_the_blocking_check_and_keeps_the_previous_rows(users_api_server, tmp_path):
+    """table_matches_normalized_users on a real run: a trigger truncates last names on insert."""
+    assert materialize_users(users_api_server.base_url, tmp_path, DAY, users_per_partition=10).success
+    warehouse_url = f"sqlite:///{tmp_path}/warehouse.sqlite"
+    before = open_warehouse(warehouse_url).read_partition(DAY)
+    with sqlite3.connect(tmp_path / "warehouse.sqlite") as connection:
+        connection.execute(
+            "CREATE TRIGGER truncate_last_name AFTER INSERT ON users "
+            "BEGIN UPDATE users SET last_name = substr(last_name, 1, 2) WHERE rowid = NEW.rowid; END"
+        )
+    result = materialize_users(users_api_server.base_url, tmp_path, DAY, users_per_partition=10)
+    assert not result.success
+    mismatch = check(result, "table_matches_normalized_users")
+    assert not mismatch.passed
+    assert mismatch.description.startswith(f"users {DAY}: the rows read back (content hash ")
+    assert mismatch.description.endswith("the load was rolled back")
+    assert result.asset_materializations_for_node("users_table") == []
+    pd.testing.assert_frame_equal(open_warehouse(warehouse_url).read_partition(DAY), before)
