@@ -32,16 +32,6 @@ from user_pipeline.users.normalize import USER_COLUMNS, email_keys
 from user_pipeline.users.receipts import content_hash, row_fingerprints
 
 
-@dataclass(frozen=True)
-class LoadResult:
-    rows_inserted: int
-    previous: pd.Series | None
-    """user_id -> row fingerprint of the day before the load; None if the day had no rows."""
-    stored: pd.Series
-    """user_id -> row fingerprint of the day as committed."""
-    content_hash: str
-    """of the rows loaded, equal to the rows stored (receipts.content_hash)."""
-
 TABLE = "users"
 LATEST_VIEW = "users_latest"
 
@@ -75,6 +65,17 @@ class TableMismatchError(ValueError):
             f"normalized_users CSV (content hash {loaded_hash[:12]}); the load was rolled back"
         )
         self.partition_date, self.loaded_hash, self.stored_hash = partition_date, loaded_hash, stored_hash
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    rows_inserted: int
+    previous: pd.Series | None
+    """user_id -> row fingerprint of the day before the load; None if the day had no rows."""
+    stored: pd.Series
+    """user_id -> row fingerprint of the day as committed."""
+    content_hash: str
+    """of the rows loaded, equal to the rows stored (receipts.content_hash)."""
 
 
 class WarehouseUnavailableError(RuntimeError):
@@ -111,7 +112,7 @@ class Warehouse(ABC):
         Returns the fingerprints of the day's rows before the load (None if there were none) and
         after it, for the receipt (user_pipeline.users.receipts)."""
         day = date.fromisoformat(partition_date)
-        loaded: list[pd.DataFrame] = []
+        loaded: list[pd.Series] = []
         inserted = 0
         with self._transaction(write=True) as cursor:
             self._lock_partition(cursor, partition_date)
@@ -243,10 +244,10 @@ class SqliteWarehouse(Warehouse):
         if "email_key" not in {row[1] for row in cursor.fetchall()}:
             cursor.execute(f"ALTER TABLE {TABLE} ADD COLUMN email_key TEXT")
             _fill_email_keys(cursor, "?")
-        cursor.execute(_CREATE_UNIQUE_EMAIL_KEY)
+            cursor.execute(_CREATE_UNIQUE_EMAIL_KEY)
+            cursor.execute(_DROP_LATEST_VIEW)  # it compared emails, not keys
         cursor.execute(_CREATE_EMAIL_INDEX)
-        cursor.execute(_DROP_LATEST_VIEW)
-        cursor.execute(_CREATE_LATEST_VIEW)
+        cursor.execute(_CREATE_LATEST_VIEW.replace("CREATE VIEW", "CREATE VIEW IF NOT EXISTS", 1))
         cursor.execute("COMMIT")
         self._schema_ready = True
 
@@ -302,10 +303,11 @@ class PostgresWarehouse(Warehouse):
         if cursor.fetchone() is None:
             cursor.execute(f"ALTER TABLE {TABLE} ADD COLUMN email_key TEXT")
             _fill_email_keys(cursor, "%s")
-        cursor.execute(_CREATE_UNIQUE_EMAIL_KEY)
+            cursor.execute(_CREATE_UNIQUE_EMAIL_KEY)
+            # Its columns change (CREATE OR REPLACE cannot do that) and it compared emails, not keys.
+            cursor.execute(_DROP_LATEST_VIEW)
         cursor.execute(_CREATE_EMAIL_INDEX)
-        cursor.execute(_DROP_LATEST_VIEW)
-        cursor.execute(_CREATE_LATEST_VIEW)
+        cursor.execute(_CREATE_LATEST_VIEW.replace("CREATE VIEW", "CREATE OR REPLACE VIEW", 1))
         self._schema_ready = True
 
     def _lock_partition(self, cursor: Any, partition_date: str) -> None:
