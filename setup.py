@@ -16,6 +16,8 @@ setup(
         "dagster-postgres==0.29.27",
         # PySpark 4 warns on pandas 3.
         "pandas>=2.2,<3",
+        # The CSV format (user_pipeline/users/csv_format.py): strings quoted, nulls unquoted, any byte kept.
+        "pyarrow>=15",
         "requests>=2.31",
         "psycopg[binary]>=3.1",
         "matplotlib>=3.6",
