@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import sqlite3
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -111,6 +112,54 @@ def test_duplicate_emails_and_awkward_values_come_out_as_the_project_writes_them
         users.append({**user, "email": email, "location": location})
 
     assert dag_csv(users, tmp_path) == project_csv(users, tmp_path / "project.csv")
+
+
+# Values the CSV or the table could change: quotes, CR/LF, U+0000, \N, "" against missing,
+# emails equal only once trimmed (Unicode spaces) and case-folded (ß -> ss), zeros with a sign.
+hostile_emails = st.sampled_from(
+    ["straße@example.com", "STRASSE@example.com", "\u2003Strasse@Example.com", "a@example.com", "A@EXAMPLE.COM\t", ""]
+)
+hostile_texts = st.one_of(
+    st.none(),
+    st.sampled_from(["", '""', "\\N", "a\rb", "a\r\nb", "\x00", "x\x00y", " lead", "trail ", "\u2028", "a,b", '"q"']),
+    st.text(max_size=8),
+)
+coordinates = st.sampled_from(["-0.0", "0.0", "-0", "12.5", "-41.5583", -0.0, 0.0, 3.25])
+
+
+def stored_rows(db_path: Path) -> list[tuple]:
+    connection = sqlite3.connect(db_path)
+    try:
+        return connection.execute("SELECT * FROM users ORDER BY email_key").fetchall()
+    finally:
+        connection.close()
+
+
+def store_both(dag_csv_path: Path, project_csv_path: Path) -> tuple[list, list]:
+    """The DAG's rows after store_user and the project's after users_table, each in a new database."""
+    databases = Path(tempfile.mkdtemp(dir=dag_csv_path.parent))
+    store(databases / "dag.sqlite", dag_csv_path)
+    open_warehouse(f"sqlite:///{databases}/project.sqlite").replace_partition_verified(
+        DAY, read_normalized_csv(project_csv_path, chunk_rows=20))
+    return stored_rows(databases / "dag.sqlite"), stored_rows(databases / "project.sqlite")
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.tuples(hostile_emails, hostile_texts, hostile_texts, coordinates, coordinates), min_size=1, max_size=10))
+def test_hostile_values_are_written_and_stored_as_the_project_does(tmp_path, rows):
+    base = generate_page(DAY, 1, len(rows))
+    users = []
+    for user, (email, city, street, latitude, longitude) in zip(base, rows, strict=True):
+        location = {**user["location"], "city": city, "street": {**user["location"]["street"], "name": street},
+                    "coordinates": {"latitude": latitude, "longitude": longitude}}
+        users.append({**user, "email": email, "location": location})
+    dag_bytes = dag_csv(users, tmp_path)
+    project_bytes = project_csv(users, tmp_path / "project.csv")
+
+    assert dag_bytes == project_bytes
+    dag_rows, project_rows = store_both(tmp_path / "dag.csv", tmp_path / "project.csv")
+    assert dag_rows == project_rows
+    assert len(dag_rows) == len({email.strip().casefold() for email, *_ in rows})
 
 
 def store(db_path: Path, csv_path: Path, day: str = DAY) -> int:

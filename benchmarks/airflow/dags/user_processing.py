@@ -6,14 +6,16 @@ Same tasks as the seed (docs/migrating-from-airflow.md), doing the work user_pip
 raw_users, normalized_users and users_table do (the functions are in user_processing_work.py):
 
 - create_table: SQLExecuteQueryOperator on connection ``user_warehouse`` (SQLite by default, as
-  user_pipeline's warehouse): table ``users`` with every column of ``normalized_users``, its
-  email index and the ``users_latest`` view;
+  user_pipeline's warehouse): table ``users`` with every column of ``normalized_users``, keyed
+  by (partition_date, email_key), its email_key index and the ``users_latest`` view;
 - is_api_available: HttpSensor on connection ``users_api`` (``/api/?results=1&seed=health``);
 - extract_user: every page of the day's users (seed = the run's ``ds``) to
   ``{data_dir}/raw_users/{ds}.jsonl``, plaintext password dropped. Only the file's path goes
   through XCom (the seed pushed the whole answer);
-- process_user: ``pd.json_normalize`` to the 28 columns, duplicate emails dropped, into
-  ``{data_dir}/normalized_users/{ds}.csv`` (the seed wrote one shared /tmp/processed_user.csv);
+- process_user: ``pd.json_normalize`` to the 29 columns (with ``email_key``, the email trimmed
+  and case-folded), duplicate email keys dropped, into ``{data_dir}/normalized_users/{ds}.csv`` in
+  user_pipeline's CSV format, written with pyarrow (the seed wrote one shared
+  /tmp/processed_user.csv with ``to_csv``);
 - store_user: the day's rows deleted and the CSV's inserted in one transaction (the seed's
   ``copy_expert`` appended on every re-run).
 
