@@ -34,7 +34,7 @@ FAULTS = [
     Fault("API: answer slower than the timeout", "retried", "`no answer within Ns` retry warnings", f"{API}::test_transient_faults_recover_by_retry_to_exactly_the_good_data"),
     Fault("API: truncated JSON body", "retried (a cut body is a network fault)", "`invalid JSON (N bytes, ... at offset M)` retry warnings", f"{API}::test_transient_faults_recover_by_retry_to_exactly_the_good_data"),
     Fault("API: no `results` field", "fails at once, previous day intact", "`users API answer for seed=... has no 'results' field`", f"{API}::test_permanent_faults_fail_at_once_naming_what_is_wrong_and_keep_the_good_day"),
-    Fault("API: a user without `email` / `login`", "fails at once, previous day intact", "`results[0] has no 'email' field`", f"{API}::test_permanent_faults_fail_at_once_naming_what_is_wrong_and_keep_the_good_day"),
+    Fault("API: a user without `email` / `login`", "fails at once, previous day intact", "`users API answer breaks the user contract: seed '...' page 2 results[0] (user 100 of the seed): email: missing (got nothing)`", f"{API}::test_permanent_faults_fail_at_once_naming_what_is_wrong_and_keep_the_good_day"),
     Fault("API: an extra field", "accepted: kept in raw_users, ignored downstream", "a successful run", f"{API}::test_an_extra_field_is_kept_in_raw_and_ignored_downstream"),
     Fault("API: empty `results`", "fails at once, previous day intact", "`users API returned 0 users for seed=... page=1, asked for N`", f"{API}::test_permanent_faults_fail_at_once_naming_what_is_wrong_and_keep_the_good_day"),
     Fault("API: fewer users than asked", "fails at once, previous day intact", "`returned 7 users ..., asked for 100`", f"{API}::test_permanent_faults_fail_at_once_naming_what_is_wrong_and_keep_the_good_day"),

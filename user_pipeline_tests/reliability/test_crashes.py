@@ -79,21 +79,27 @@ def hidden_temp_files(directory: Path) -> list[Path]:
     return sorted(directory.glob(".*.tmp"))
 
 
+def staged_temp_files(data_dir: Path) -> list[Path]:
+    """Files being written into a run's staging folder (data/staging/RUN/DAY/)."""
+    return sorted((data_dir / "staging").glob("*/*/.*.tmp"))
+
+
 def test_killed_while_writing_raw_json(users_api_server, good_day, data_dir, tmp_path):
     users_api_server.add_fault("slow", times=1, seeds=[DAY], delay_seconds=30)
     raw_dir = data_dir / "raw_users"
-    kill_when("raw_users", data_dir, users_api_server.base_url, tmp_path, lambda: bool(hidden_temp_files(raw_dir)))
+    # The new raw file is written into the run's staging folder, committed only when the day passes.
+    kill_when("raw_users", data_dir, users_api_server.base_url, tmp_path, lambda: bool(staged_temp_files(data_dir)))
     assert (raw_dir / f"{DAY}.jsonl").read_bytes() == (good_day / "raw_users" / f"{DAY}.jsonl").read_bytes()
-    assert [path.name for path in raw_dir.iterdir() if not path.name.startswith(".")] == [f"{DAY}.jsonl"]
+    assert [path.name for path in raw_dir.iterdir()] == [f"{DAY}.jsonl"]
     users_api_server.clear_faults()
     materialize_in_process(users_api_server.base_url, data_dir)
     assert (raw_dir / f"{DAY}.jsonl").read_bytes() == (good_day / "raw_users" / f"{DAY}.jsonl").read_bytes()
-    assert hidden_temp_files(raw_dir) == [], "the next write of the day removes a dead writer's temp file"
+    assert hidden_temp_files(raw_dir) == []
 
 
 def test_killed_while_writing_the_csv(users_api_server, good_day, data_dir, tmp_path):
     csv_dir = data_dir / "normalized_users"
-    kill_when("normalized_users", data_dir, users_api_server.base_url, tmp_path, lambda: bool(hidden_temp_files(csv_dir)))
+    kill_when("normalized_users", data_dir, users_api_server.base_url, tmp_path, lambda: bool(staged_temp_files(data_dir)))
     good_csv = (good_day / "normalized_users" / f"{DAY}.csv").read_bytes()
     assert (csv_dir / f"{DAY}.csv").read_bytes() == good_csv
     pd.testing.assert_frame_equal(read_normalized_csv(csv_dir / f"{DAY}.csv"), read_normalized_csv(good_day / "normalized_users" / f"{DAY}.csv"))
