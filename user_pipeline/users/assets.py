@@ -235,7 +235,8 @@ def raw_users(
         except (UsersApiError, InvalidSettingError) as error:
             stop_at_day(context, files, day, {d: per_day[d] for d in committed})
             fail_permanently(str(error), error)
-        if not quarantine:
+        if not summary.rejected:
+            # A rejects file exists exactly for the days that left users out.
             files.stage_no_rejects(day)
         per_day[day] = {
             "dagster/row_count": summary.users,

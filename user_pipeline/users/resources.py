@@ -5,6 +5,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from datetime import date
+import math
 import os
 from pathlib import Path
 
@@ -32,7 +33,8 @@ class UsersApi(dg.ConfigurableResource, ABC):
 
     users_per_partition: int = 100
     contract_violations: str = "fail"
-    max_rejected_fraction: float = 0.01
+    # Text, as the environment gives it (Dagster has no float EnvVar): parsed and bounded below.
+    max_rejected_fraction: str = "0.01"
 
     def quarantines(self) -> bool:
         """True when users that break the contract are quarantined, False when they fail the day."""
@@ -42,10 +44,13 @@ class UsersApi(dg.ConfigurableResource, ABC):
 
     def validated_max_rejected_fraction(self) -> float:
         """The largest share of a day's users that quarantine may leave out, 0..1."""
-        fraction = self.max_rejected_fraction
-        if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0.0 <= fraction <= 1.0:
-            raise InvalidSettingError("max_rejected_fraction", fraction, "a fraction from 0 to 1")
-        return float(fraction)
+        try:
+            fraction = float(self.max_rejected_fraction)
+        except ValueError:
+            fraction = math.nan
+        if not 0.0 <= fraction <= 1.0:
+            raise InvalidSettingError("max_rejected_fraction", self.max_rejected_fraction, "a fraction from 0 to 1, e.g. 0.01")
+        return fraction
 
     @abstractmethod
     def iter_pages(self, seed: str, on_retry: Callable[[str], None] | None = None) -> Iterator[UsersPage]:
