@@ -30,7 +30,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, ValidationError
+from pydantic import AfterValidator, ConfigDict, Field, StringConstraints, TypeAdapter, ValidationError
+from typing_extensions import TypedDict, get_type_hints, is_typeddict
 
 MAX_VALUE_CHARS = 60
 NUL_REASON = "holds U+0000 (NUL), which PostgreSQL text cannot store"
@@ -98,9 +99,10 @@ def _postcode(value: Any) -> Any:
 Postcode = Annotated[Any, AfterValidator(_postcode)]
 
 
-class _Part(BaseModel):
-    # Extra fields are allowed (kept in raw_users); values are never coerced.
-    model_config = ConfigDict(extra="allow", strict=True)
+class _Part(TypedDict):
+    # Extra fields are allowed (kept in raw_users); values are never coerced. TypedDicts rather
+    # than BaseModels: validated the same way, 2-3x faster, since no model instance is built.
+    __pydantic_config__ = ConfigDict(extra="allow", strict=True)  # type: ignore[misc]
 
 
 class Name(_Part):
@@ -279,13 +281,11 @@ def _without_passwords(value: Any) -> Any:
     return value
 
 
-# The nested fields the pipeline reads, for tests that walk the contract.
-def contract_fields(model: type[BaseModel] = ApiUser, prefix: str = "") -> list[str]:
+def contract_fields(part: type = ApiUser, prefix: str = "") -> list[str]:
     """The dotted names of every declared field, leaves only (e.g. 'location.street.name')."""
     fields = []
-    for name, info in model.model_fields.items():
-        annotation = info.annotation
-        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+    for name, annotation in get_type_hints(part).items():
+        if is_typeddict(annotation):
             fields.extend(contract_fields(annotation, f"{prefix}{name}."))
         else:
             fields.append(f"{prefix}{name}")
