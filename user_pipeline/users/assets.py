@@ -212,12 +212,11 @@ def raw_users(
     committed: list[str] = []
     shares: dict[str, tuple[bool, dict]] = {}
     for day in context.partition_keys:
-        staged = files.staged_raw_users(day)
         try:
+            # Pages first: a bad setting raises here, before any folder or file is created.
+            pages = users_api.iter_pages(day, on_retry=context.log.warning)
             summary = write_raw_users(
-                users_api.iter_pages(day, on_retry=context.log.warning),
-                staged,
-                rejects_path=files.staged_rejects(day) if quarantine else None,
+                pages, files.staged_raw_users(day), rejects_path=files.staged_rejects(day) if quarantine else None
             )
         except CircuitOpenError as error:
             # No call was made; the users API sensor backfills the day once the circuit closes.
@@ -235,6 +234,9 @@ def raw_users(
         except (UsersApiError, InvalidSettingError) as error:
             stop_at_day(context, files, day, {d: per_day[d] for d in committed})
             fail_permanently(str(error), error)
+        except Exception as error:  # noqa: BLE001 - only the transient API errors above are retried
+            stop_at_day(context, files, day, {d: per_day[d] for d in committed})
+            fail_permanently(f"raw_users {day}: {type(error).__name__}: {error}", error)
         if not summary.rejected:
             # A rejects file exists exactly for the days that left users out.
             files.stage_no_rejects(day)

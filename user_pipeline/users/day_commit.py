@@ -9,8 +9,8 @@ instance's relaunch of a crashed run) finds what the original run staged.
 
 Commit protocol: a `COMMIT.json` naming every staged file and its target is written (atomically)
 before the first rename and removed after the last, so a commit cut short by a crash is finished
-by the next run (`finish_interrupted_commits`). Renames are atomic per file; a lock file per day
-serializes commits of the same day by concurrent runs.
+by the next run (`finish_interrupted_commits`). Renames are atomic per file; one lock file
+(`.commit.lock`) serializes the commits of concurrent runs.
 
 The warehouse table is loaded in its own transaction before the files are committed: a crash in
 the instant between that transaction's commit and the writing of COMMIT.json leaves the table one
@@ -32,6 +32,7 @@ from pathlib import Path
 from user_pipeline.users.atomic_files import atomic_write
 
 COMMIT_MARKER = "COMMIT.json"
+COMMIT_LOCK = ".commit.lock"
 OWNER_FILE = "OWNER"
 ABSENT_SUFFIX = ".absent"
 # A dead run's staging is kept this long so that a re-execution from failure can still finish it.
@@ -83,7 +84,7 @@ class RunStaging:
             for name, target in targets.items()
             if (day_folder / name).exists() or (day_folder / (name + ABSENT_SUFFIX)).exists()
         }
-        with _day_lock(self.staging_root, day):
+        with _commit_lock(self.staging_root):
             with atomic_write(day_folder / COMMIT_MARKER, encoding="utf-8") as marker:
                 json.dump(plan, marker)
             committed = _apply(day_folder, plan)
@@ -122,7 +123,7 @@ def finish_interrupted_commits(staging_root: Path) -> list[Path]:
     finished: list[Path] = []
     for marker in sorted(staging_root.glob(f"*/*/{COMMIT_MARKER}")):
         day_folder = marker.parent
-        with _day_lock(staging_root, day_folder.name):
+        with _commit_lock(staging_root):
             if marker.exists():
                 finished.extend(_apply(day_folder, json.loads(marker.read_text(encoding="utf-8"))))
     return finished
@@ -157,9 +158,10 @@ def _owner_alive(folder: Path) -> bool:
 
 
 @contextmanager
-def _day_lock(staging_root: Path, day: str) -> Iterator[None]:
+def _commit_lock(staging_root: Path) -> Iterator[None]:
+    # One lock for every day: a commit is a few renames, and one file leaves no litter per day.
     staging_root.mkdir(parents=True, exist_ok=True)
-    with open(staging_root / f".{day}.lock", "a") as lock:
+    with open(staging_root / COMMIT_LOCK, "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             yield

@@ -49,7 +49,7 @@ def test_staged_files_are_read_by_the_run_and_replace_the_committed_ones_togethe
     assert files.committed_raw_users(DAY).read_text() == "new raw\n"
     assert files.committed_normalized_users(DAY).read_text() == "new csv\n"
     assert not files.rejects(DAY).exists()
-    assert list((tmp_path / "staging").iterdir()) == [tmp_path / "staging" / f".{DAY}.lock"]
+    assert list((tmp_path / "staging").iterdir()) == [tmp_path / "staging" / ".commit.lock"]
 
 
 def test_a_discarded_day_keeps_every_committed_file(tmp_path):
