@@ -309,3 +309,21 @@ def test_quarantine_from_the_documented_environment_variables(users_api_server, 
     [reject] = [json.loads(line) for line in (data_dir / "rejects" / f"{DAY}.jsonl").read_text(encoding="utf-8").splitlines()]
     assert (reject["user_number"], reject["violations"][0]["field"]) == (7, "location.street")
     assert len((data_dir / "raw_users" / f"{DAY}.jsonl").read_text(encoding="utf-8").splitlines()) == 199
+
+
+def test_not_null_in_postgresql_fails_at_once_naming_day_and_column(users_api_server, postgres_url, tmp_path):
+    data_dir = tmp_path / "data"
+    assert run_day(users_api_server.base_url, data_dir, warehouse_url=postgres_url).success
+    good_rows = open_warehouse(postgres_url).read_partition(DAY)
+    csv_path = data_dir / "normalized_users" / f"{DAY}.csv"
+    lines = csv_path.read_text(encoding="utf-8").splitlines(keepends=True)
+    header, first = lines[0].rstrip("\n").split(","), lines[1].split(",")
+    first[header.index("user_id")] = ""
+    csv_path.write_text("".join([lines[0], ",".join(first), *lines[2:]]), encoding="utf-8")
+    result = run_day(users_api_server.base_url, data_dir, warehouse_url=postgres_url, assets=[USERS_ASSETS[2]])
+    assert not result.success
+    message = failure_text(result)
+    assert f"users_table {DAY}: the warehouse refused the day's rows: null value in column \"user_id\"" in message
+    assert "(column user_id); the previous rows were kept (a permanent error, not retried)" in message
+    assert retried_steps(result) == []
+    pd.testing.assert_frame_equal(open_warehouse(postgres_url).read_partition(DAY), good_rows)
