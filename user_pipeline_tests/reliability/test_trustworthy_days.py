@@ -327,3 +327,23 @@ def test_not_null_in_postgresql_fails_at_once_naming_day_and_column(users_api_se
     assert "(column user_id); the previous rows were kept (a permanent error, not retried)" in message
     assert retried_steps(result) == []
     pd.testing.assert_frame_equal(open_warehouse(postgres_url).read_partition(DAY), good_rows)
+
+
+def test_a_row_drop_refusal_keeps_the_raw_file_when_only_raw_users_and_normalized_users_run(users_api_server, good_day, data_dir):
+    result = run_day(users_api_server.base_url, data_dir, users_per_partition=1, assets=USERS_ASSETS[:2])
+    assert not result.success
+    assert_same(data_dir, good_day)
+
+
+def test_a_load_refusal_keeps_the_csv_when_only_normalized_users_and_users_table_run(users_api_server, good_day, data_dir):
+    users_api_server.add_fault("changed_users", seeds=[DAY], every=10)
+    assert run_day(users_api_server.base_url, data_dir, assets=USERS_ASSETS[:1]).success, "raw_users alone commits its day"
+    changed_raw = (data_dir / "raw_users" / f"{DAY}.jsonl").read_bytes()
+    assert changed_raw != (good_day / "raw_users" / f"{DAY}.jsonl").read_bytes()
+    refuse_changed_cities(data_dir)
+    result = run_day(users_api_server.base_url, data_dir, assets=USERS_ASSETS[1:])
+    assert not result.success
+    assert "the warehouse refused the day's rows: CHECK constraint failed: users.city" in failure_text(result)
+    assert (data_dir / "normalized_users" / f"{DAY}.csv").read_bytes() == (good_day / "normalized_users" / f"{DAY}.csv").read_bytes()
+    assert (data_dir / "raw_users" / f"{DAY}.jsonl").read_bytes() == changed_raw
+    assert not list((data_dir / "staging").glob("*/*/*"))
