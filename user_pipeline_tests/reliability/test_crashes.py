@@ -124,6 +124,25 @@ def test_killed_while_loading_the_table(users_api_server, good_day, data_dir, tm
     pd.testing.assert_frame_equal(open_warehouse(warehouse_url).read_partition(DAY), good_rows)
 
 
+def test_a_full_run_killed_while_loading_the_table_leaves_all_three_layers_as_they_were(users_api_server, good_day, data_dir, tmp_path):
+    # The API's answer changed, so the killed run's raw file and CSV differ from the good ones:
+    # they were only staged, and the table's transaction never committed.
+    users_api_server.add_fault("changed_users", seeds=[DAY], every=10)
+    warehouse_url = f"sqlite:///{data_dir}/warehouse.sqlite"
+    good_rows = open_warehouse(warehouse_url).read_partition(DAY)
+    wal = data_dir / "warehouse.sqlite-wal"
+    kill_when(
+        "raw_users,normalized_users,users_table", data_dir, users_api_server.base_url, tmp_path,
+        lambda: wal.exists() and wal.stat().st_size > 2_000_000,
+    )
+    for layer in (f"raw_users/{DAY}.jsonl", f"normalized_users/{DAY}.csv"):
+        assert (data_dir / layer).read_bytes() == (good_day / layer).read_bytes(), layer
+    pd.testing.assert_frame_equal(open_warehouse(warehouse_url).read_partition(DAY), good_rows)
+    assert staged_temp_files(data_dir) == [] and list((data_dir / "staging").glob("*/*/normalized_users.csv")), (
+        "the killed run's staged files stay in its staging folder, where nothing reads them"
+    )
+
+
 def test_killed_while_writing_parquet(users_api_server, local_spark, good_day, data_dir, tmp_path):
     settings = SparkSettings(shuffle_partitions=2)
 
