@@ -153,9 +153,17 @@ def test_quarantine_past_the_limit_fails_its_check_and_keeps_the_good_day(users_
     assert_same(data_dir, good_day)
 
 
-def test_a_bad_contract_setting_fails_before_any_request(users_api_server, good_day, data_dir):
-    result = run_day(users_api_server.base_url, data_dir, contract_violations="maybe")
-    assert "invalid contract_violations='maybe': expected 'fail' or 'quarantine'" in failure_text(result)
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ({"contract_violations": "maybe"}, "invalid contract_violations='maybe': expected 'fail' or 'quarantine'"),
+        ({"max_rejected_fraction": "1.5"}, "invalid max_rejected_fraction='1.5': expected a fraction from 0 to 1, e.g. 0.01"),
+        ({"max_rejected_fraction": "five percent"}, "invalid max_rejected_fraction='five percent'"),
+    ],
+)
+def test_a_bad_contract_setting_fails_before_any_request(users_api_server, good_day, data_dir, setting, message):
+    result = run_day(users_api_server.base_url, data_dir, **setting)
+    assert message in failure_text(result)
     assert retried_steps(result) == [] and users_api_server.stats()["api_requests"] == 0
     assert_same(data_dir, good_day)
 
@@ -346,4 +354,29 @@ def test_a_load_refusal_keeps_the_csv_when_only_normalized_users_and_users_table
     assert "the warehouse refused the day's rows: CHECK constraint failed: users.city" in failure_text(result)
     assert (data_dir / "normalized_users" / f"{DAY}.csv").read_bytes() == (good_day / "normalized_users" / f"{DAY}.csv").read_bytes()
     assert (data_dir / "raw_users" / f"{DAY}.jsonl").read_bytes() == changed_raw
+    assert not list((data_dir / "staging").glob("*/*/*"))
+
+
+def test_a_multi_day_run_refused_by_row_drop_on_day_n_records_the_days_committed_before(users_api_server, tmp_path):
+    data_dir = tmp_path / "data"
+    two_steps = USERS_ASSETS[:2]
+    assert run_days(users_api_server.base_url, data_dir, assets=two_steps).success
+    good = {day: (data_dir / "normalized_users" / f"{day}.csv").read_bytes() for day in DAYS}
+    # The API's answer changes on every day; on the last one, quarantine leaves 40 of 50 users out.
+    users_api_server.add_fault("changed_users", seeds=DAYS[:2], every=10)
+    users_api_server.add_fault("alter_users", seeds=[DAYS[2]], users=list(range(40)), set={"login.uuid": None})
+    instance = dg.DagsterInstance.ephemeral()
+    result = run_days(
+        users_api_server.base_url, data_dir, assets=two_steps, instance=instance,
+        contract_violations="quarantine", max_rejected_fraction="1",
+    )
+    assert not result.success
+    [check] = [c for c in result.get_asset_check_evaluations() if c.check_name == "row_drop_within_limit"]
+    assert not check.passed and check.metadata["day"].value == DAYS[2]
+    assert materialized_days(instance, "normalized_users") == set(DAYS[:2])
+    for day in DAYS[:2]:
+        assert (data_dir / "normalized_users" / f"{day}.csv").read_bytes() != good[day], f"{day} committed"
+    assert (data_dir / "normalized_users" / f"{DAYS[2]}.csv").read_bytes() == good[DAYS[2]]
+    assert len((data_dir / "raw_users" / f"{DAYS[2]}.jsonl").read_text(encoding="utf-8").splitlines()) == 50
+    assert not (data_dir / "rejects" / f"{DAYS[2]}.jsonl").exists()
     assert not list((data_dir / "staging").glob("*/*/*"))
