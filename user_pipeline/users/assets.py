@@ -119,13 +119,17 @@ DAY_CHAIN = ("raw_users", "normalized_users", "users_table")
 
 def commits_days(context: dg.AssetExecutionContext) -> bool:
     """True when no later asset of DAY_CHAIN runs after this one in the run: this step commits
-    each day that passes it. The run's steps are its job's assets, narrowed to the steps a
-    re-execution runs."""
+    each day that passes it."""
+    later = DAY_CHAIN[DAY_CHAIN.index(context.asset_key.to_user_string()) + 1 :]
+    return not steps_in_run(context).intersection(later)
+
+
+def steps_in_run(context: dg.AssetExecutionContext) -> set[str]:
+    """The assets this run executes: its job's, narrowed to the steps a re-execution runs."""
     in_run = {key.to_user_string() for key in context.job_def.asset_layer.executable_asset_keys}
     if context.run.step_keys_to_execute is not None:
         in_run &= set(context.run.step_keys_to_execute)
-    later = DAY_CHAIN[DAY_CHAIN.index(context.asset_key.to_user_string()) + 1 :]
-    return not in_run.intersection(later)
+    return in_run
 
 
 def commit_day(context: dg.AssetExecutionContext, files: PartitionFiles, day: str, committed: list[str]) -> None:
@@ -149,9 +153,20 @@ def stop_at_day(
     re-execution), and the days committed before `day` are recorded as materialized, each with
     its metadata, since the failing step records no output."""
     if not keep_staged:
+        this_asset = context.asset_key.to_user_string()
+        earlier = [asset for asset in DAY_CHAIN[: DAY_CHAIN.index(this_asset)] if asset in steps_in_run(context)]
         for pending in context.partition_keys:
             if pending not in committed:
                 files.discard_day(pending)
+                # Earlier steps of the run recorded the day when they staged it: say it was rolled back.
+                for asset in earlier:
+                    context.log_event(
+                        dg.AssetObservation(
+                            asset_key=asset,
+                            partition=pending,
+                            metadata={"rolled_back": True, "refused_by": this_asset, "refused_day": day},
+                        )
+                    )
     for done, metadata in committed.items():
         context.log_event(dg.AssetMaterialization(asset_key=context.asset_key, partition=done, metadata=metadata))
     if committed:

@@ -174,6 +174,9 @@ def test_a_re_run_refused_by_row_drop_keeps_raw_file_csv_and_table(users_api_ser
     assert not result.success
     [check] = [c for c in result.get_asset_check_evaluations() if c.check_name == "row_drop_within_limit"]
     assert not check.passed
+    [rolled_back] = result.asset_observations_for_node("normalized_users")
+    assert (rolled_back.asset_key, rolled_back.partition) == (dg.AssetKey("raw_users"), DAY)
+    assert rolled_back.metadata["refused_by"].value == "normalized_users"
     assert_same(data_dir, good_day)
 
 
