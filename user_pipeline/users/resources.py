@@ -163,7 +163,7 @@ class PartitionFiles(dg.ConfigurableResource):
         return Path(self.data_dir) / "raw_users" / f"{partition_key}.jsonl"
 
     def committed_normalized_users(self, partition_key: str) -> Path:
-        return self.normalized_users_dir() / f"{partition_key}.csv"
+        return self.committed_normalized_users_dir() / f"{partition_key}.csv"
 
     def rejects(self, partition_key: str) -> Path:
         """The users the contract refused for the day (quarantine), one JSON object per line."""
@@ -207,6 +207,14 @@ class PartitionFiles(dg.ConfigurableResource):
         return self._staging
 
     def normalized_users_dir(self) -> Path:
+        """The folder of the day CSVs a step of the run reads: this run's staged ones while it has
+        some (they are the run's days, not committed yet), else the committed folder."""
+        staged = self._staging.asset_folder(NORMALIZED_USERS) if self._staging else None
+        if staged is not None and any(staged.glob("*.csv")):
+            return staged
+        return self.committed_normalized_users_dir()
+
+    def committed_normalized_users_dir(self) -> Path:
         return Path(self.data_dir) / "normalized_users"
 
     def spark_output_dir(self) -> Path:

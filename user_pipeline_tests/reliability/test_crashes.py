@@ -80,7 +80,7 @@ def hidden_temp_files(directory: Path) -> list[Path]:
 
 
 def staged_temp_files(data_dir: Path) -> list[Path]:
-    """Files being written into a run's staging folder (data/staging/RUN/DAY/)."""
+    """Files being written into a run's staging folder (data/staging/RUN/ASSET/)."""
     return sorted((data_dir / "staging").glob("*/*/.*.tmp"))
 
 
@@ -138,7 +138,7 @@ def test_a_full_run_killed_while_loading_the_table_leaves_all_three_layers_as_th
     for layer in (f"raw_users/{DAY}.jsonl", f"normalized_users/{DAY}.csv"):
         assert (data_dir / layer).read_bytes() == (good_day / layer).read_bytes(), layer
     pd.testing.assert_frame_equal(open_warehouse(warehouse_url).read_partition(DAY), good_rows)
-    assert staged_temp_files(data_dir) == [] and list((data_dir / "staging").glob("*/*/normalized_users.csv")), (
+    assert staged_temp_files(data_dir) == [] and list((data_dir / "staging").glob("*/normalized_users/*.csv")), (
         "the killed run's staged files stay in its staging folder, where nothing reads them"
     )
 

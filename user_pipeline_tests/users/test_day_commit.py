@@ -8,7 +8,7 @@ import sys
 import time
 
 from user_pipeline.users.day_commit import (
-    COMMIT_MARKER,
+    COMMITS,
     STALE_AFTER_SECONDS,
     RunStaging,
     finish_interrupted_commits,
@@ -43,6 +43,7 @@ def test_staged_files_are_read_by_the_run_and_replace_the_committed_ones_togethe
     files.staged_normalized_users(DAY).write_text("new csv\n")
     files.stage_no_rejects(DAY)
     assert files.raw_users(DAY).read_text() == "new raw\n", "a step reads what its run staged"
+    assert files.normalized_users_dir() == tmp_path / "staging" / f"process-{os.getpid()}" / "normalized_users"
     assert files.committed_raw_users(DAY).read_text() == "old raw\n"
     committed = files.commit_day(DAY)
     assert sorted(p.name for p in committed) == [f"{DAY}.csv", f"{DAY}.jsonl", f"{DAY}.jsonl"]
@@ -50,6 +51,7 @@ def test_staged_files_are_read_by_the_run_and_replace_the_committed_ones_togethe
     assert files.committed_normalized_users(DAY).read_text() == "new csv\n"
     assert not files.rejects(DAY).exists()
     assert list((tmp_path / "staging").iterdir()) == [tmp_path / "staging" / ".commit.lock"]
+    assert files.normalized_users_dir() == tmp_path / "normalized_users"
 
 
 def test_a_discarded_day_keeps_every_committed_file(tmp_path):
@@ -67,16 +69,17 @@ def test_a_discarded_day_keeps_every_committed_file(tmp_path):
 def test_a_commit_cut_short_is_finished_by_the_next_run(tmp_path):
     staging = RunStaging(tmp_path / "staging", "run-a")
     target_raw, target_csv = tmp_path / "raw_users" / f"{DAY}.jsonl", tmp_path / "normalized_users" / f"{DAY}.csv"
-    staging.path(DAY, "raw_users.jsonl").write_text("new raw\n")
-    staging.path(DAY, "normalized_users.csv").write_text("new csv\n")
+    staged_raw, staged_csv = staging.path(DAY, "raw_users.jsonl"), staging.path(DAY, "normalized_users.csv")
+    staged_raw.write_text("new raw\n")
+    staged_csv.write_text("new csv\n")
     # As a crash after the marker and the first rename leaves it:
-    plan = {"raw_users.jsonl": str(target_raw), "normalized_users.csv": str(target_csv)}
-    (staging.folder / DAY / COMMIT_MARKER).write_text(json.dumps(plan))
+    (staging.folder / COMMITS).mkdir()
+    (staging.folder / COMMITS / f"{DAY}.json").write_text(json.dumps({str(staged_raw): str(target_raw), str(staged_csv): str(target_csv)}))
     target_raw.parent.mkdir(parents=True)
-    os.replace(staging.folder / DAY / "raw_users.jsonl", target_raw)
+    os.replace(staged_raw, target_raw)
     assert sorted(p.name for p in finish_interrupted_commits(tmp_path / "staging")) == [f"{DAY}.csv"]
     assert (target_raw.read_text(), target_csv.read_text()) == ("new raw\n", "new csv\n")
-    assert not (staging.folder / DAY).exists()
+    assert not staging.folder.exists()
 
 
 def test_a_dead_runs_staging_is_kept_a_day_for_re_execution_then_removed(tmp_path):
