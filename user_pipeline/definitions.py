@@ -66,6 +66,8 @@ defs = dg.Definitions(
             circuit_state_path=f"{DATA_DIR}/state/users_api_circuit.json",
             circuit_failure_threshold=env_or_default("USER_PIPELINE_CIRCUIT_FAILURES", 5, dg.EnvVar.int),
             circuit_cooldown_seconds=env_or_default("USER_PIPELINE_CIRCUIT_COOLDOWN_SECONDS", 300, dg.EnvVar.int),
+            contract_violations=env_or_default("USER_PIPELINE_CONTRACT_VIOLATIONS", "fail"),
+            max_rejected_fraction=env_or_default("USER_PIPELINE_MAX_REJECTED_FRACTION", "0.01"),
         ),
         "files": PartitionFiles(data_dir=DATA_DIR),
         "warehouse": WarehouseResource(

@@ -4,7 +4,7 @@ import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from user_pipeline.users.api_client import UsersPage, check_users_shape
+from user_pipeline.users.api_client import UsersPage, check_results_list
 from user_pipeline.users.resources import UsersApi
 
 
@@ -23,4 +23,4 @@ class RecordedUsersApi(UsersApi):
     def iter_pages(self, seed: str, on_retry: Callable[[str], None] | None = None) -> Iterator[UsersPage]:
         path = Path(self.fixtures_dir) / f"seed-{seed}_results-{self.expected_users()}.json"
         users = json.loads(path.read_text(encoding="utf-8"))["results"]
-        return iter([UsersPage(seed=seed, page=1, users=check_users_shape(users, seed=seed, page=1))])
+        return iter([UsersPage(seed=seed, page=1, users=check_results_list(users, seed=seed, page=1))])

@@ -1,10 +1,15 @@
 """The daily users assets: fetched JSON -> normalized CSV -> warehouse table, and the registry.
 
-A run covers one day, or several days of a backfill; every day is written and checked on its
-own, atomically, so a failure on day N leaves days before it done and day N as it was.
+A run covers one day, or several days of a backfill. A day is all-or-nothing across its raw file,
+CSV and table: raw_users and normalized_users stage the day's new files, and the last of the three
+assets in the run commits them once the day passed it (day_commit.py). A day refused anywhere
+leaves every layer as the previous good run left it; in a multi-day run refused on day N, the
+days committed before N are recorded as materialized, and no others.
 """
 
 import os
+import re
+import sqlite3
 from collections.abc import Iterator
 from datetime import date, timedelta
 from pathlib import Path
@@ -20,6 +25,7 @@ from user_pipeline.users.api_client import (
     TransientUsersApiError,
     UsersApiError,
 )
+from user_pipeline.users.contract import ContractViolation
 from user_pipeline.users.csv_format import read_header
 from user_pipeline.users.normalize import (
     USER_COLUMNS,
@@ -69,12 +75,103 @@ WAREHOUSE_RETRY_POLICY = dg.RetryPolicy(max_retries=3, delay=5, backoff=dg.Backo
 
 def retry_or_fail(context: dg.AssetExecutionContext, error: Exception, policy: dg.RetryPolicy) -> NoReturn:
     """Leaves a transient error to the retry policy; on the last attempt fails with the error's own
-    message, which Dagster would otherwise replace with "Exceeded max_retries"."""
+    message, which Dagster would otherwise replace with "Exceeded max_retries".
+
+    Only transient errors come here (429, 5xx, timeouts, refused connections, locks): anything
+    else is permanent and goes to `fail_permanently`, which the retry policy never retries."""
     if context.retry_number < policy.max_retries:
         raise error
     raise dg.Failure(
         description=f"{error} (attempt {context.retry_number + 1} of {policy.max_retries + 1})", allow_retries=False
     ) from error
+
+
+def fail_permanently(description: str, error: BaseException | None = None) -> NoReturn:
+    """A failure that no retry can mend (a contract violation, an integrity error, a bad setting):
+    the step fails at once, whatever its RetryPolicy."""
+    raise dg.Failure(description=description, allow_retries=False) from error
+
+
+def describe_integrity_error(error: Exception) -> str | None:
+    """The reason and column of a warehouse integrity error (NOT NULL, UNIQUE, CHECK, ...), or
+    None when `error` is not one. SQLite names `table.column`; PostgreSQL `column "name"` or `Key (name)`."""
+    psycopg_errors = _psycopg_errors()
+    if not isinstance(error, sqlite3.IntegrityError) and not (
+        psycopg_errors and isinstance(error, psycopg_errors.IntegrityError)
+    ):
+        return None
+    text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    column = re.search(r"constraint failed: ([\w.]+)|column \"(\w+)\"|Key \((\w+)\)", str(error))
+    named = next((group for group in column.groups() if group), None) if column else None
+    return f"{text} (column {named})" if named else text
+
+
+def _psycopg_errors():
+    try:
+        import psycopg.errors as errors
+    except ImportError:
+        return None
+    return errors
+
+
+# The chain a day commits through, in order: the last of them in a run commits the day.
+DAY_CHAIN = ("raw_users", "normalized_users", "users_table")
+
+
+def commits_days(context: dg.AssetExecutionContext) -> bool:
+    """True when no later asset of DAY_CHAIN runs after this one in the run: this step commits
+    each day that passes it."""
+    later = DAY_CHAIN[DAY_CHAIN.index(context.asset_key.to_user_string()) + 1 :]
+    return not steps_in_run(context).intersection(later)
+
+
+def steps_in_run(context: dg.AssetExecutionContext) -> set[str]:
+    """The assets this run executes: its job's, narrowed to the steps a re-execution runs."""
+    in_run = {key.to_user_string() for key in context.job_def.asset_layer.executable_asset_keys}
+    if context.run.step_keys_to_execute is not None:
+        in_run &= set(context.run.step_keys_to_execute)
+    return in_run
+
+
+def commit_day(context: dg.AssetExecutionContext, files: PartitionFiles, day: str, committed: list[str]) -> None:
+    """Called once `day` passed this step: commits it when this step is the last of the chain in
+    the run (appending it to `committed`); otherwise the later step will."""
+    if commits_days(context):
+        files.commit_day(day)
+        committed.append(day)
+
+
+def stop_at_day(
+    context: dg.AssetExecutionContext,
+    files: PartitionFiles,
+    day: str,
+    committed: dict[str, dict],
+    *,
+    keep_staged: bool = False,
+) -> None:
+    """The run stops at `day`: the days it did not commit keep every layer as the previous good run
+    left them (their staged files are dropped, unless `keep_staged` keeps them for a retry or a
+    re-execution), and the days committed before `day` are recorded as materialized, each with
+    its metadata, since the failing step records no output."""
+    if not keep_staged:
+        this_asset = context.asset_key.to_user_string()
+        earlier = [asset for asset in DAY_CHAIN[: DAY_CHAIN.index(this_asset)] if asset in steps_in_run(context)]
+        for pending in context.partition_keys:
+            if pending not in committed:
+                files.discard_day(pending)
+                # Earlier steps of the run recorded the day when they staged it: say it was rolled back.
+                for asset in earlier:
+                    context.log_event(
+                        dg.AssetObservation(
+                            asset_key=asset,
+                            partition=pending,
+                            metadata={"rolled_back": True, "refused_by": this_asset, "refused_day": day},
+                        )
+                    )
+    for done, metadata in committed.items():
+        context.log_event(dg.AssetMaterialization(asset_key=context.asset_key, partition=done, metadata=metadata))
+    if committed:
+        context.log.warning(f"{context.asset_key.to_user_string()}: stopped at {day}; committed before it: {', '.join(committed)}")
 
 
 def run_metadata(per_day: dict[str, dict], **shared) -> dict:
@@ -121,36 +218,95 @@ def previous_fingerprints(context: dg.AssetExecutionContext, csv_path: Path):
     pool="users_api",
     backfill_policy=daily_backfill_policy,
     retry_policy=API_RETRY_POLICY,
+    # Without output: a day whose rejected share passes the limit records no materialization.
+    output_required=False,
+    check_specs=[dg.AssetCheckSpec("rejected_share_within_limit", asset="raw_users", blocking=True)],
 )
-def raw_users(context: dg.AssetExecutionContext, users_api: UsersApi, files: PartitionFiles) -> dg.MaterializeResult:
+def raw_users(
+    context: dg.AssetExecutionContext, users_api: UsersApi, files: PartitionFiles
+) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
     """The day's users as the Random User API sent them, one JSON object per line.
 
     The partition key (YYYY-MM-DD) is the API seed, so a re-run fetches the same users.
-    `login.password`, the plaintext password, is dropped before anything is written.
+    `login.password`, the plaintext password, is dropped before anything is written. Every user
+    is checked against the declared contract (users/contract.py) before the file is replaced: a
+    violation fails the day naming seed, page, user, field and value, or, with
+    `contract_violations=quarantine`, the user is left out and written with its reason to the
+    day's rejects file (data/rejects/YYYY-MM-DD.jsonl), and rejected_share_within_limit fails
+    when more than `max_rejected_fraction` of the day's users were left out.
     """
-    per_day = {}
+    try:
+        quarantine, max_rejected = users_api.quarantines(), users_api.validated_max_rejected_fraction()
+    except InvalidSettingError as error:
+        fail_permanently(str(error), error)
+    per_day: dict[str, dict] = {}
+    committed: list[str] = []
+    shares: dict[str, tuple[bool, dict]] = {}
     for day in context.partition_keys:
-        path = files.raw_users(day)
         try:
-            summary = write_raw_users(users_api.iter_pages(day, on_retry=context.log.warning), path)
+            # Pages first: a bad setting raises here, before any folder or file is created.
+            pages = users_api.iter_pages(day, on_retry=context.log.warning)
+            summary = write_raw_users(
+                pages, files.staged_raw_users(day), rejects_path=files.staged_rejects(day) if quarantine else None
+            )
         except CircuitOpenError as error:
             # No call was made; the users API sensor backfills the day once the circuit closes.
             users_api.breaker().record_skipped_day(day)
-            raise dg.Failure(description=f"{day} skipped: {error}", allow_retries=False) from error
+            stop_at_day(context, files, day, {d: per_day[d] for d in committed})
+            fail_permanently(f"{day} skipped: {error}", error)
         except TransientUsersApiError as error:
+            # Staged days stay for the step's retry; the last attempt drops them.
+            last_attempt = context.retry_number >= API_RETRY_POLICY.max_retries
+            stop_at_day(context, files, day, {d: per_day[d] for d in committed} if last_attempt else {}, keep_staged=not last_attempt)
             retry_or_fail(context, error, API_RETRY_POLICY)
+        except ContractViolation as error:
+            stop_at_day(context, files, day, {d: per_day[d] for d in committed})
+            fail_permanently(f"raw_users {day}: {error}; the previous raw file was kept", error)
         except (UsersApiError, InvalidSettingError) as error:
-            raise dg.Failure(description=str(error), allow_retries=False) from error
+            stop_at_day(context, files, day, {d: per_day[d] for d in committed})
+            fail_permanently(str(error), error)
+        except Exception as error:  # noqa: BLE001 - only the transient API errors above are retried
+            stop_at_day(context, files, day, {d: per_day[d] for d in committed})
+            fail_permanently(f"raw_users {day}: {type(error).__name__}: {error}", error)
+        if not summary.rejected:
+            # A rejects file exists exactly for the days that left users out.
+            files.stage_no_rejects(day)
         per_day[day] = {
             "dagster/row_count": summary.users,
             "seed": day,
             "pages": summary.pages,
-            "path": dg.MetadataValue.path(str(path.resolve())),
+            "path": dg.MetadataValue.path(str(files.committed_raw_users(day).resolve())),
             "bytes": summary.bytes,
+            "users_received": summary.received,
+            "users_rejected": summary.rejected,
         }
+        if quarantine:
+            per_day[day]["rejected_by_field"] = dg.MetadataValue.json(summary.rejected_by_field or {})
+            per_day[day]["rejects_path"] = dg.MetadataValue.path(str(files.rejects(day).resolve()))
+        share = {"rejected_fraction": round(summary.rejected_fraction, 6), "max_rejected_fraction": max_rejected}
+        if summary.rejected_fraction > max_rejected:
+            stop_at_day(context, files, day, {d: per_day[d] for d in committed})
+            yield dg.AssetCheckResult(
+                check_name="rejected_share_within_limit",
+                passed=False,
+                description=(
+                    f"{day}: {summary.rejected} of {summary.received} users break the contract "
+                    f"({summary.rejected_fraction:.2%} > {max_rejected:.2%}); the previous raw file was kept"
+                ),
+                metadata={"day": day, "users_rejected": summary.rejected, "users_received": summary.received, **share},
+            )
+            return
+        shares[day] = (True, {"users_rejected": summary.rejected, **share})
+        commit_day(context, files, day, committed)
     breaker = users_api.breaker()
-    return dg.MaterializeResult(
-        metadata=run_metadata(per_day, source=users_api.source, users_api_circuit=breaker.describe() if breaker else "none")
+    yield dg.MaterializeResult(
+        metadata=run_metadata(
+            per_day,
+            source=users_api.source,
+            contract_violations="quarantine" if quarantine else "fail",
+            users_api_circuit=breaker.describe() if breaker else "none",
+        ),
+        check_results=[check_over_days("rejected_share_within_limit", shares)],
     )
 
 
@@ -203,9 +359,11 @@ def normalized_users(
         for name in ("emails_unique_and_present", "user_ids_unique", "no_plaintext_password", "rows_match_raw_users", "row_drop_within_limit")
     }
     per_day = {}
+    committed: list[str] = []  # day commit (#12): days this step committed
     for day in context.partition_keys:
-        raw_path, csv_path = files.raw_users(day), files.normalized_users(day)
-        previous = previous_fingerprints(context, csv_path)
+        # day commit (#12): the CSV is written to this run's staging; the committed one is the previous.
+        raw_path, csv_path, committed_csv = files.raw_users(day), files.staged_normalized_users(day), files.committed_normalized_users(day)
+        previous = previous_fingerprints(context, committed_csv)
         receipts: list[PartitionReceipt] = []
 
         def check_row_drop(written: Path) -> None:
@@ -222,6 +380,7 @@ def normalized_users(
                 description=f"{day}: the new data has {refused} than the previous CSV; the previous CSV was kept",
                 metadata={"day": day, "max_row_drop_fraction": config.max_row_drop_fraction, **refused.receipt.as_metadata()},
             )
+            stop_at_day(context, files, day, {d: per_day[d] for d in committed})  # day commit (#12)
             return
         [receipt] = receipts
         audit = audit_normalized_csv(csv_path)
@@ -235,7 +394,7 @@ def normalized_users(
             "dagster/row_count": summary.rows_written,
             "users_read": summary.users_read,
             "duplicates_dropped": summary.duplicates_dropped,
-            "path": dg.MetadataValue.path(str(csv_path.resolve())),
+            "path": dg.MetadataValue.path(str(committed_csv.resolve())),
             "bytes": csv_path.stat().st_size,
             **receipt.as_metadata(),
         }
@@ -267,6 +426,11 @@ def normalized_users(
             True,
             {"row_drop_fraction": receipt.row_drop_fraction, "max_row_drop_fraction": config.max_row_drop_fraction},
         )
+        # day commit (#12): a day failing a blocking check keeps its previous files.
+        if all(checks[name][day][0] for name in ("emails_unique_and_present", "user_ids_unique", "no_plaintext_password")):
+            commit_day(context, files, day, committed)
+        else:
+            files.discard_day(day)
     yield dg.MaterializeResult(
         metadata=run_metadata(
             per_day,
@@ -306,13 +470,18 @@ def users_table(
     """
     store = warehouse.open()
     per_day, row_checks, hash_checks = {}, {}, {}
+    committed: list[str] = []  # day commit (#12): days this step committed
     for day in context.partition_keys:
         csv_path = files.normalized_users(day)
         try:
             load = store.replace_partition_verified(day, read_normalized_csv(csv_path, chunk_rows=LOAD_CHUNK_ROWS), LOAD_CHUNK_ROWS)
         except WarehouseUnavailableError as error:
+            # day commit (#12): staged files stay for the retry, and for a re-execution after the last one.
+            if context.retry_number >= WAREHOUSE_RETRY_POLICY.max_retries:
+                stop_at_day(context, files, day, {d: per_day[d] for d in committed}, keep_staged=True)
             retry_or_fail(context, error, WAREHOUSE_RETRY_POLICY)
         except TableMismatchError as mismatch:
+            stop_at_day(context, files, day, {d: per_day[d] for d in committed})  # day commit (#12)
             yield dg.AssetCheckResult(
                 check_name="table_matches_normalized_users",
                 passed=False,
@@ -320,8 +489,16 @@ def users_table(
                 metadata={"day": day, "csv_content_hash": mismatch.loaded_hash, "table_content_hash": mismatch.stored_hash},
             )
             return
-        except (OSError, ValueError) as error:
-            raise dg.Failure(description=f"loading {csv_path} failed: {error}", allow_retries=False) from error
+        except Exception as error:  # noqa: BLE001 - anything but a transient warehouse error is permanent
+            stop_at_day(context, files, day, {d: per_day[d] for d in committed})  # day commit (#12)
+            integrity = describe_integrity_error(error)
+            if integrity:
+                fail_permanently(
+                    f"users_table {day}: the warehouse refused the day's rows: {integrity}; the previous rows were "
+                    "kept (a permanent error, not retried)",
+                    error,
+                )
+            fail_permanently(f"users_table {day}: loading {csv_path} failed: {type(error).__name__}: {error}", error)
         receipt = make_receipt(load.previous, load.stored)
         stored, csv_rows = store.count_rows(day), audit_normalized_csv(csv_path).rows
         per_day[day] = {"dagster/row_count": stored, "rows_inserted": load.rows_inserted, **receipt.as_metadata()}
@@ -330,6 +507,7 @@ def users_table(
             receipt.content_hash == load.content_hash,
             {"csv_content_hash": load.content_hash, "table_content_hash": receipt.content_hash},
         )
+        commit_day(context, files, day, committed)  # day commit (#12): the table holds the day: commit its files
     yield dg.MaterializeResult(
         metadata=run_metadata(
             per_day,

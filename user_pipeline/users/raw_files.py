@@ -3,6 +3,10 @@
 Each line is a user exactly as the API sent it (key order and types kept) except
 `login.password`, the plaintext password, which is dropped before anything touches disk.
 Pages are written as they arrive, so a partition of any size needs one page in memory.
+
+Every page is checked against the user contract (contract.py) before its users are written: by
+default the first violation fails the write, so the target file is never replaced; with
+`quarantine`, violating users are left out and written with their violations to a rejects file.
 """
 
 from __future__ import annotations
@@ -15,34 +19,89 @@ from pathlib import Path
 
 from user_pipeline.users.api_client import UsersPage
 from user_pipeline.users.atomic_files import atomic_write
+from user_pipeline.users.contract import ContractViolation, Violation, check_page
 
 CHUNK_USERS = 5000
 
 
 @dataclass(frozen=True)
 class RawUsersSummary:
+    """`users` written, out of `received`; `rejected` = received - users (quarantine only)."""
+
     users: int
     pages: int
     bytes: int
+    received: int = 0
+    rejected: int = 0
+    # field -> users rejected for it (a user breaking two fields counts under both)
+    rejected_by_field: dict[str, int] | None = None
+
+    @property
+    def rejected_fraction(self) -> float:
+        return self.rejected / self.received if self.received else 0.0
 
 
-def without_plaintext_password(user: dict) -> dict:
+def without_plaintext_password(user: object) -> object:
+    """The user without `login.password`; anything that is not a user object is kept as it is."""
+    if not isinstance(user, dict) or not isinstance(user.get("login"), dict):
+        return user
     login = {key: value for key, value in user["login"].items() if key != "password"}
     return {**user, "login": login}
 
 
-def write_raw_users(pages: Iterable[UsersPage], path: Path) -> RawUsersSummary:
-    """Writes every page's users to `path`, replacing it only once all pages arrived."""
-    users = page_count = 0
+def _json_line(value: object) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":")) + "\n"
+
+
+def write_raw_users(
+    pages: Iterable[UsersPage], path: Path, *, page_size: int | None = None, rejects_path: Path | None = None
+) -> RawUsersSummary:
+    """Writes every page's users that keep to the contract to `path`, replacing it only once all
+    pages arrived.
+
+    Without `rejects_path`, a violation raises ContractViolation (seed, page, index, field, value)
+    and `path` is left as it was. With it (quarantine), violating users are left out and written,
+    each with its violations and without `login.password`, to `rejects_path`, replaced whole.
+    `page_size` numbers users across pages (defaults to the first page's length)."""
+    received = written = page_count = 0
+    rejected_by_field: dict[str, int] = {}
+    rejects = []
     with atomic_write(path, encoding="utf-8") as handle:
         for page in pages:
             page_count += 1
-            users += len(page.users)
-            handle.writelines(
-                json.dumps(without_plaintext_password(user), ensure_ascii=False, separators=(",", ":")) + "\n"
-                for user in page.users
-            )
-    return RawUsersSummary(users=users, pages=page_count, bytes=path.stat().st_size)
+            received += len(page.users)
+            checked = check_page(page.users, seed=page.seed, page=page.page, page_size=page_size or len(page.users))
+            if checked.rejected and rejects_path is None:
+                raise ContractViolation([v for _, found in checked.rejected.values() for v in found])
+            for index, (user, violations) in checked.rejected.items():
+                rejects.append(_reject_record(user, violations))
+                for field in {v.field for v in violations}:
+                    rejected_by_field[field] = rejected_by_field.get(field, 0) + 1
+            written += len(checked.valid)
+            handle.writelines(_json_line(without_plaintext_password(user)) for user in checked.valid)
+    if rejects_path is not None:
+        with atomic_write(rejects_path, encoding="utf-8") as rejects_file:
+            rejects_file.writelines(_json_line(record) for record in rejects)
+    return RawUsersSummary(
+        users=written,
+        pages=page_count,
+        bytes=path.stat().st_size,
+        received=received,
+        rejected=received - written,
+        rejected_by_field=dict(sorted(rejected_by_field.items())),
+    )
+
+
+def _reject_record(user: object, violations: list[Violation]) -> dict:
+    first = violations[0]
+    return {
+        "seed": first.seed,
+        "page": first.page,
+        "index": first.index,
+        "user_number": first.user_number,
+        "violations": [v.as_record() for v in violations],
+        "user": without_plaintext_password(user),
+    }
 
 
 def read_raw_users(path: Path, chunk_users: int = CHUNK_USERS) -> Iterator[list[dict]]:

@@ -5,9 +5,12 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from datetime import date
+import math
+import os
 from pathlib import Path
 
 import dagster as dg
+from pydantic import PrivateAttr
 
 from user_pipeline.users.api_client import (
     InvalidSettingError,
@@ -17,13 +20,37 @@ from user_pipeline.users.api_client import (
     validate_users_per_partition,
 )
 from user_pipeline.users.circuit_breaker import CircuitBreaker
+from user_pipeline.users.day_commit import RunStaging, finish_interrupted_commits, remove_stale_staging
 from user_pipeline.users.warehouse import Warehouse, open_warehouse
+
+
+CONTRACT_VIOLATION_MODES = ("fail", "quarantine")
+RAW_USERS, NORMALIZED_USERS, REJECTS = "raw_users.jsonl", "normalized_users.csv", "rejects.jsonl"
 
 
 class UsersApi(dg.ConfigurableResource, ABC):
     """A source of one day's users, keyed by the day (the seed)."""
 
     users_per_partition: int = 100
+    contract_violations: str = "fail"
+    # Text, as the environment gives it (Dagster has no float EnvVar): parsed and bounded below.
+    max_rejected_fraction: str = "0.01"
+
+    def quarantines(self) -> bool:
+        """True when users that break the contract are quarantined, False when they fail the day."""
+        if self.contract_violations not in CONTRACT_VIOLATION_MODES:
+            raise InvalidSettingError("contract_violations", self.contract_violations, "'fail' or 'quarantine'")
+        return self.contract_violations == "quarantine"
+
+    def validated_max_rejected_fraction(self) -> float:
+        """The largest share of a day's users that quarantine may leave out, 0..1."""
+        try:
+            fraction = float(self.max_rejected_fraction)
+        except ValueError:
+            fraction = math.nan
+        if not 0.0 <= fraction <= 1.0:
+            raise InvalidSettingError("max_rejected_fraction", self.max_rejected_fraction, "a fraction from 0 to 1, e.g. 0.01")
+        return fraction
 
     @abstractmethod
     def iter_pages(self, seed: str, on_retry: Callable[[str], None] | None = None) -> Iterator[UsersPage]:
@@ -105,17 +132,89 @@ def _close_after(client: UsersApiClient, pages: Iterator[UsersPage]) -> Iterator
 
 
 class PartitionFiles(dg.ConfigurableResource):
-    """The local folder holding one file per partition and asset."""
+    """The local folder holding one file per partition and asset.
+
+    Inside a run, a day's raw users, normalized CSV and rejects are staged (`staged_*`) and only
+    committed together once the day passed every step of the run (`commit_day`, see day_commit.py).
+    `raw_users(day)` and `normalized_users(day)` are the versions a step of the run reads: what
+    this run staged for the day, else the committed file. Outside a run they are the committed files.
+    """
 
     data_dir: str = "data"
+    _staging: RunStaging | None = PrivateAttr(default=None)
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        run = context.run
+        if run is None:
+            return
+        staging_root = Path(self.data_dir) / "staging"
+        self._staging = RunStaging(staging_root, run.root_run_id or run.run_id)
+        if staging_root.exists():
+            finish_interrupted_commits(staging_root)
+            remove_stale_staging(staging_root, keep=self._staging.run_key)
 
     def raw_users(self, partition_key: str) -> Path:
-        return Path(self.data_dir) / "raw_users" / f"{partition_key}.jsonl"
+        return self._current(partition_key, RAW_USERS, self.committed_raw_users(partition_key))
 
     def normalized_users(self, partition_key: str) -> Path:
-        return self.normalized_users_dir() / f"{partition_key}.csv"
+        return self._current(partition_key, NORMALIZED_USERS, self.committed_normalized_users(partition_key))
+
+    def committed_raw_users(self, partition_key: str) -> Path:
+        return Path(self.data_dir) / "raw_users" / f"{partition_key}.jsonl"
+
+    def committed_normalized_users(self, partition_key: str) -> Path:
+        return self.committed_normalized_users_dir() / f"{partition_key}.csv"
+
+    def rejects(self, partition_key: str) -> Path:
+        """The users the contract refused for the day (quarantine), one JSON object per line."""
+        return Path(self.data_dir) / "rejects" / f"{partition_key}.jsonl"
+
+    def staged_raw_users(self, partition_key: str) -> Path:
+        return self._run_staging().path(partition_key, RAW_USERS)
+
+    def staged_normalized_users(self, partition_key: str) -> Path:
+        return self._run_staging().path(partition_key, NORMALIZED_USERS)
+
+    def staged_rejects(self, partition_key: str) -> Path:
+        return self._run_staging().path(partition_key, REJECTS)
+
+    def stage_no_rejects(self, partition_key: str) -> None:
+        self._run_staging().stage_absence(partition_key, REJECTS)
+
+    def commit_day(self, partition_key: str) -> list[Path]:
+        """Replaces the day's committed files by the ones this run staged, together."""
+        return self._run_staging().commit(
+            partition_key,
+            {
+                RAW_USERS: self.committed_raw_users(partition_key),
+                REJECTS: self.rejects(partition_key),
+                NORMALIZED_USERS: self.committed_normalized_users(partition_key),
+            },
+        )
+
+    def discard_day(self, partition_key: str) -> None:
+        """Drops what this run staged for the day: the committed files stay the previous good run's."""
+        self._run_staging().discard(partition_key)
+
+    def _current(self, partition_key: str, name: str, committed: Path) -> Path:
+        staged = self._staging.staged(partition_key, name) if self._staging else None
+        return staged or committed
+
+    def _run_staging(self) -> RunStaging:
+        if self._staging is None:
+            # Outside a run (a plain script or test): a staging of its own, under this process's id.
+            self._staging = RunStaging(Path(self.data_dir) / "staging", f"process-{os.getpid()}")
+        return self._staging
 
     def normalized_users_dir(self) -> Path:
+        """The folder of the day CSVs a step of the run reads: this run's staged ones while it has
+        some (they are the run's days, not committed yet), else the committed folder."""
+        staged = self._staging.asset_folder(NORMALIZED_USERS) if self._staging else None
+        if staged is not None and any(staged.glob("*.csv")):
+            return staged
+        return self.committed_normalized_users_dir()
+
+    def committed_normalized_users_dir(self) -> Path:
         return Path(self.data_dir) / "normalized_users"
 
     def spark_output_dir(self) -> Path:

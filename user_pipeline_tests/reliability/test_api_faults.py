@@ -97,8 +97,8 @@ def test_a_refused_connection_recovers_once_the_api_is_back(users_api_server, go
 PERMANENT = {
     "error_body_with_http_200": ("error_body", {}, "HTTP 200 with an error"),
     "no_results_field": ("missing_results", {}, "has no 'results' field"),
-    "user_without_email": ("missing_field", {"field": "email"}, "results[0] has no 'email' field"),
-    "user_without_login": ("missing_field", {"field": "login"}, "results[0] has no 'login' field"),
+    "user_without_email": ("missing_field", {"field": "email"}, "page 2 results[0] (user 100 of the seed): email: missing (got nothing)"),
+    "user_without_login": ("missing_field", {"field": "login"}, "page 2 results[0] (user 100 of the seed): login: missing (got nothing)"),
     "empty_results": ("empty_results", {}, "returned 0 users"),
     "fewer_results_than_asked": ("short_results", {"count": 7}, "returned 7 users"),
     "non_utf8_byte": ("invalid_utf8", {}, "is not UTF-8"),

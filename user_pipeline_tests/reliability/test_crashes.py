@@ -79,21 +79,27 @@ def hidden_temp_files(directory: Path) -> list[Path]:
     return sorted(directory.glob(".*.tmp"))
 
 
+def staged_temp_files(data_dir: Path) -> list[Path]:
+    """Files being written into a run's staging folder (data/staging/RUN/ASSET/)."""
+    return sorted((data_dir / "staging").glob("*/*/.*.tmp"))
+
+
 def test_killed_while_writing_raw_json(users_api_server, good_day, data_dir, tmp_path):
     users_api_server.add_fault("slow", times=1, seeds=[DAY], delay_seconds=30)
     raw_dir = data_dir / "raw_users"
-    kill_when("raw_users", data_dir, users_api_server.base_url, tmp_path, lambda: bool(hidden_temp_files(raw_dir)))
+    # The new raw file is written into the run's staging folder, committed only when the day passes.
+    kill_when("raw_users", data_dir, users_api_server.base_url, tmp_path, lambda: bool(staged_temp_files(data_dir)))
     assert (raw_dir / f"{DAY}.jsonl").read_bytes() == (good_day / "raw_users" / f"{DAY}.jsonl").read_bytes()
-    assert [path.name for path in raw_dir.iterdir() if not path.name.startswith(".")] == [f"{DAY}.jsonl"]
+    assert [path.name for path in raw_dir.iterdir()] == [f"{DAY}.jsonl"]
     users_api_server.clear_faults()
     materialize_in_process(users_api_server.base_url, data_dir)
     assert (raw_dir / f"{DAY}.jsonl").read_bytes() == (good_day / "raw_users" / f"{DAY}.jsonl").read_bytes()
-    assert hidden_temp_files(raw_dir) == [], "the next write of the day removes a dead writer's temp file"
+    assert hidden_temp_files(raw_dir) == []
 
 
 def test_killed_while_writing_the_csv(users_api_server, good_day, data_dir, tmp_path):
     csv_dir = data_dir / "normalized_users"
-    kill_when("normalized_users", data_dir, users_api_server.base_url, tmp_path, lambda: bool(hidden_temp_files(csv_dir)))
+    kill_when("normalized_users", data_dir, users_api_server.base_url, tmp_path, lambda: bool(staged_temp_files(data_dir)))
     good_csv = (good_day / "normalized_users" / f"{DAY}.csv").read_bytes()
     assert (csv_dir / f"{DAY}.csv").read_bytes() == good_csv
     pd.testing.assert_frame_equal(read_normalized_csv(csv_dir / f"{DAY}.csv"), read_normalized_csv(good_day / "normalized_users" / f"{DAY}.csv"))
@@ -116,6 +122,25 @@ def test_killed_while_loading_the_table(users_api_server, good_day, data_dir, tm
     csv_path.write_bytes(full_csv)
     materialize_in_process(users_api_server.base_url, data_dir)
     pd.testing.assert_frame_equal(open_warehouse(warehouse_url).read_partition(DAY), good_rows)
+
+
+def test_a_full_run_killed_while_loading_the_table_leaves_all_three_layers_as_they_were(users_api_server, good_day, data_dir, tmp_path):
+    # The API's answer changed, so the killed run's raw file and CSV differ from the good ones:
+    # they were only staged, and the table's transaction never committed.
+    users_api_server.add_fault("changed_users", seeds=[DAY], every=10)
+    warehouse_url = f"sqlite:///{data_dir}/warehouse.sqlite"
+    good_rows = open_warehouse(warehouse_url).read_partition(DAY)
+    wal = data_dir / "warehouse.sqlite-wal"
+    kill_when(
+        "raw_users,normalized_users,users_table", data_dir, users_api_server.base_url, tmp_path,
+        lambda: wal.exists() and wal.stat().st_size > 2_000_000,
+    )
+    for layer in (f"raw_users/{DAY}.jsonl", f"normalized_users/{DAY}.csv"):
+        assert (data_dir / layer).read_bytes() == (good_day / layer).read_bytes(), layer
+    pd.testing.assert_frame_equal(open_warehouse(warehouse_url).read_partition(DAY), good_rows)
+    assert staged_temp_files(data_dir) == [] and list((data_dir / "staging").glob("*/normalized_users/*.csv")), (
+        "the killed run's staged files stay in its staging folder, where nothing reads them"
+    )
 
 
 def test_killed_while_writing_parquet(users_api_server, local_spark, good_day, data_dir, tmp_path):

@@ -65,6 +65,7 @@ def test_every_check_passes_on_good_data(tmp_path):
         "rows_match_raw_users",
         "row_drop_within_limit",
         "rows_match_normalized_users",
+        "rejected_share_within_limit",
         "table_matches_normalized_users",
     }
     assert all(evaluation.passed for evaluation in evaluations)

@@ -104,13 +104,15 @@ def test_a_repeated_user_id_fails_the_blocking_check_naming_it_and_a_rerun_witho
     assert unique.description == f"failed for {DAY}: repeated_user_ids={repeated}, repeated_user_id_count=1"
     assert "users_table" not in {event.step_key for event in result.all_events if event.is_step_success}
 
-    # The API stops repeating it: receipts diff the old CSV (with the repeat) without failing.
+    # The refused day was not committed (#12: a day is all-or-nothing), so no layer holds the
+    # repeat; once the API stops repeating it, the re-run is the day's first load.
+    assert not (tmp_path / "normalized_users" / f"{DAY}.csv").exists() and not (tmp_path / "raw_users" / f"{DAY}.jsonl").exists()
     users_api_server.clear_faults()
     rerun = materialize_users(users_api_server.base_url, tmp_path, DAY, users_per_partition=10)
     assert rerun.success, [event.message for event in rerun.all_events if event.is_failure]
     [event] = rerun.asset_materializations_for_node("normalized_users")
-    assert (event.metadata["receipt/rows_added"].value, event.metadata["receipt/rows_removed"].value) == (1, 0)
-    assert event.metadata["receipt/rows_changed"].value == 1
+    assert (event.metadata["receipt/rows_added"].value, event.metadata["receipt/rows_removed"].value) == (10, 0)
+    assert event.metadata["receipt/rows_changed"].value == 0
     assert check(rerun, "user_ids_unique").passed
 
 

@@ -1,0 +1,293 @@
+"""The declared contract for one user of the Random User API 1.4: every field the pipeline reads.
+
+Plain pydantic v2, no Dagster. A page of users is validated in one call (`check_page`), and every
+violation is reported with the user's position, the dotted field, the reason and the offending
+value (shortened; `login.password` is never shown).
+
+What the contract holds, from the recorded real answers (../shared/fixtures/randomuser) and
+`_SOURCE_FIELDS` in normalize.py:
+
+- nested objects must be objects (`location.street` as a string, the API's older shape, is refused);
+- text fields are strings, never null unless said so (`id.value` may be null, `id.name` empty);
+  no text holds U+0000, which PostgreSQL text cannot store;
+- `login.uuid` is a UUID, `email` looks like an address, `dob.date` / `registered.date` are ISO
+  8601 timestamps, ages and the street number are integers (not booleans);
+- coordinates are numbers or numeric text within [-90, 90] / [-180, 180];
+- `location.postcode` is an integer or text (the API sends both 48687 and "V0V 4U7"): kept as text
+  downstream;
+- fields the pipeline does not read (md5, sha1, picture.medium, ...) and extra fields are allowed
+  and kept in raw_users as sent.
+
+Pydantic rather than pandera: the input is nested JSON objects, not a table, and pydantic's Rust
+core validates a whole page of them in one call with exact per-field locations; pandera would need
+the page flattened into a DataFrame first, which is the step that lost the nesting in the first place.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, ConfigDict, Field, StringConstraints, TypeAdapter, ValidationError
+from typing_extensions import TypedDict, get_type_hints, is_typeddict
+
+MAX_VALUE_CHARS = 60
+NUL_REASON = "holds U+0000 (NUL), which PostgreSQL text cannot store"
+HIDDEN_FIELDS = frozenset({"login.password"})
+
+_NO_NUL = r"^[^\x00]*$"
+
+Text = Annotated[str, StringConstraints(strict=True, pattern=_NO_NUL)]
+NonEmptyText = Annotated[str, StringConstraints(strict=True, min_length=1, pattern=_NO_NUL)]
+Uuid = Annotated[
+    str,
+    StringConstraints(strict=True, pattern=r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"),
+]
+Email = Annotated[str, StringConstraints(strict=True, pattern=r"^[^@\s\x00]+@[^@\s\x00]+\.[^@\s\x00]+$")]
+HexDigest = Annotated[str, StringConstraints(strict=True, pattern=r"^[0-9a-f]{64}$")]
+Nationality = Annotated[str, StringConstraints(strict=True, pattern=r"^[A-Z]{2}$")]
+UtcOffset = Annotated[str, StringConstraints(strict=True, pattern=r"^[+-]?\d{1,2}:\d{2}$")]
+Count = Annotated[int, Field(strict=True, ge=0)]
+
+
+def _iso_timestamp(value: str) -> str:
+    try:
+        datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError("not an ISO 8601 timestamp such as 1991-10-01T07:08:32.394Z") from None
+    return value
+
+
+Timestamp = Annotated[
+    str,
+    StringConstraints(strict=True, pattern=r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$"),
+    AfterValidator(_iso_timestamp),
+]
+
+
+def _coordinate(limit: float):
+    def check(value: Any) -> Any:
+        if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+            raise ValueError("a coordinate must be a number or numeric text")
+        try:
+            number = float(value)
+        except ValueError:
+            raise ValueError("a coordinate must be a number or numeric text") from None
+        if not math.isfinite(number) or abs(number) > limit:
+            raise ValueError(f"a coordinate must be a finite number within [-{limit:g}, {limit:g}]")
+        return value
+
+    return check
+
+
+# Numbers or numeric text: the API sends "71.2731"; the value itself is kept as sent.
+Latitude = Annotated[Any, AfterValidator(_coordinate(90))]
+Longitude = Annotated[Any, AfterValidator(_coordinate(180))]
+
+
+def _postcode(value: Any) -> Any:
+    if isinstance(value, bool) or not isinstance(value, (int, str)) or value == "":
+        raise ValueError("a postcode must be an integer or non-empty text")
+    if isinstance(value, str) and "\x00" in value:
+        raise ValueError(NUL_REASON)
+    return value
+
+
+# An integer or text, kept as sent here; normalization turns both into text without a float detour.
+Postcode = Annotated[Any, AfterValidator(_postcode)]
+
+
+class _Part(TypedDict):
+    # Extra fields are allowed (kept in raw_users); values are never coerced. TypedDicts rather
+    # than BaseModels: validated the same way, 2-3x faster, since no model instance is built.
+    __pydantic_config__ = ConfigDict(extra="allow", strict=True)  # type: ignore[misc]
+
+
+class Name(_Part):
+    title: Text
+    first: NonEmptyText
+    last: NonEmptyText
+
+
+class Street(_Part):
+    number: Annotated[int, Field(strict=True)]
+    name: NonEmptyText
+
+
+class Coordinates(_Part):
+    latitude: Latitude
+    longitude: Longitude
+
+
+class Timezone(_Part):
+    offset: UtcOffset
+    description: Text
+
+
+class Location(_Part):
+    street: Street
+    city: NonEmptyText
+    state: Text
+    country: NonEmptyText
+    postcode: Postcode
+    coordinates: Coordinates
+    timezone: Timezone
+
+
+class Login(_Part):
+    uuid: Uuid
+    username: NonEmptyText
+    salt: NonEmptyText
+    sha256: HexDigest
+
+
+class DateAndAge(_Part):
+    date: Timestamp
+    age: Count
+
+
+class Identity(_Part):
+    name: Text
+    value: Text | None
+
+
+class Picture(_Part):
+    large: NonEmptyText
+
+
+class ApiUser(_Part):
+    """One user as the Random User API 1.4 sends it, limited to the fields the pipeline reads."""
+
+    gender: NonEmptyText
+    name: Name
+    location: Location
+    email: Email
+    login: Login
+    dob: DateAndAge
+    registered: DateAndAge
+    phone: Text
+    cell: Text
+    id: Identity
+    picture: Picture
+    nat: Nationality
+
+
+_PAGE = TypeAdapter(list[ApiUser])
+_UNSET = object()
+
+
+@dataclass(frozen=True)
+class Violation:
+    """One field of one user that breaks the contract.
+
+    `index` is the user's position on its page (results[index]); `user_number` its number across
+    the seed's pages, (page - 1) * page_size + index, both from 0."""
+
+    seed: str
+    page: int
+    index: int
+    user_number: int
+    field: str
+    reason: str
+    value: str
+
+    def describe(self) -> str:
+        return (
+            f"seed {self.seed!r} page {self.page} results[{self.index}] (user {self.user_number} of the seed): "
+            f"{self.field}: {self.reason} (got {self.value})"
+        )
+
+    def as_record(self) -> dict[str, str]:
+        return {"field": self.field, "reason": self.reason, "value": self.value}
+
+
+class ContractViolation(ValueError):
+    """Users that break the contract; the message names the first one's seed, page, index, field and value."""
+
+    def __init__(self, violations: list[Violation]):
+        first = violations[0]
+        others = len({v.user_number for v in violations}) - 1
+        more = f"; {others} more user(s) break the contract too" if others else ""
+        super().__init__(f"users API answer breaks the user contract: {first.describe()}{more}")
+        self.violations = violations
+
+
+@dataclass(frozen=True)
+class CheckedPage:
+    valid: list[dict]
+    # user position on the page -> (user, its violations)
+    rejected: dict[int, tuple[dict, list[Violation]]]
+
+
+def check_page(users: list[Any], *, seed: str, page: int, page_size: int) -> CheckedPage:
+    """Validates a page of users against `ApiUser` in one call.
+
+    Returns the users that keep to the contract (the same dict objects, untouched, in order) and
+    those that do not, each with every violation found."""
+    try:
+        _PAGE.validate_python(users)
+    except ValidationError as error:
+        by_user: dict[int, list[Violation]] = {}
+        for detail in error.errors(include_url=False):
+            location = detail["loc"]
+            index = location[0] if location and isinstance(location[0], int) else 0
+            dotted = ".".join(str(part) for part in location[1:]) or "(the user)"
+            by_user.setdefault(index, []).append(
+                Violation(
+                    seed=seed,
+                    page=page,
+                    index=index,
+                    user_number=(page - 1) * page_size + index,
+                    field=dotted,
+                    reason=_reason(detail),
+                    value=_shown_value(dotted, detail.get("input", _UNSET), detail["type"]),
+                )
+            )
+        rejected = {index: (users[index], found) for index, found in sorted(by_user.items())}
+        return CheckedPage(valid=[user for i, user in enumerate(users) if i not in rejected], rejected=rejected)
+    return CheckedPage(valid=list(users), rejected={})
+
+
+def validate_user(user: Any) -> list[Violation]:
+    """Every violation of one user (empty when it keeps to the contract); for tests and tools."""
+    checked = check_page([user], seed="", page=1, page_size=1)
+    return checked.rejected[0][1] if checked.rejected else []
+
+
+def _reason(detail: dict) -> str:
+    if detail["type"] == "string_pattern_mismatch" and detail.get("ctx", {}).get("pattern") == _NO_NUL:
+        return NUL_REASON
+    if detail["type"] == "missing":
+        return "missing"
+    return detail["msg"].removeprefix("Value error, ")
+
+
+def _shown_value(field: str, value: Any, error_type: str) -> str:
+    if error_type == "missing" or value is _UNSET:
+        return "nothing"
+    if field in HIDDEN_FIELDS or field.startswith("login.password"):
+        return "***"
+    text = repr(_without_passwords(value))
+    return text if len(text) <= MAX_VALUE_CHARS else text[: MAX_VALUE_CHARS - 3] + "..."
+
+
+def _without_passwords(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: "***" if key == "password" else _without_passwords(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_without_passwords(item) for item in value]
+    return value
+
+
+def contract_fields(part: type = ApiUser, prefix: str = "") -> list[str]:
+    """The dotted names of every declared field, leaves only (e.g. 'location.street.name')."""
+    fields = []
+    for name, annotation in get_type_hints(part).items():
+        if is_typeddict(annotation):
+            fields.extend(contract_fields(annotation, f"{prefix}{name}."))
+        else:
+            fields.append(f"{prefix}{name}")
+    return fields
+

@@ -1,0 +1,204 @@
+"""A day is all-or-nothing across its files: new versions are staged per run and committed together.
+
+Plain Python, no Dagster. A run writes a day's new files (raw users, normalized CSV, rejects) under
+`<data dir>/staging/<run key>/<asset>/<day>.<ext>`; the committed files stay as the previous good run left them
+until the day passes every step of the run, then `commit` renames the staged files over them. A
+refused day is `discard`ed; a killed run leaves only its staging folder, which nothing reads as
+data. The run key is the root run's id, so a re-execution of a run (from failure, or the
+instance's relaunch of a crashed run) finds what the original run staged.
+
+Commit protocol: a marker `.commits/<day>.json` naming every staged file and its target is written
+(atomically) before the first rename and removed after the last, so a commit cut short by a crash is finished
+by the next run (`finish_interrupted_commits`). Renames are atomic per file; one lock file
+(`.commit.lock`) serializes the commits of concurrent runs.
+
+The warehouse table is loaded in its own transaction before the files are committed: a crash in
+the instant between that transaction's commit and the writing of the marker leaves the table one
+version ahead of the files (the next run of the day realigns them).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import shutil
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from user_pipeline.users.atomic_files import atomic_write
+
+COMMITS = ".commits"  # <run folder>/.commits/<day>.json: a commit under way
+COMMIT_LOCK = ".commit.lock"
+OWNER_FILE = "OWNER"
+ABSENT_SUFFIX = ".absent"
+# A dead run's staging is kept this long so that a re-execution from failure can still finish it.
+STALE_AFTER_SECONDS = 24 * 3600
+
+
+@dataclass(frozen=True)
+class RunStaging:
+    """The staging folder of one run (its root run's id) under `staging_root`.
+
+    A staged file is `<folder>/<asset>/<day><suffix>` for a name `<asset><suffix>` (e.g.
+    raw_users.jsonl -> raw_users/2026-11-20.jsonl), so that each asset's staged folder holds files
+    named like its committed ones (Spark reads a folder of YYYY-MM-DD.csv files)."""
+
+    staging_root: Path
+    run_key: str
+
+    @property
+    def folder(self) -> Path:
+        return self.staging_root / self.run_key
+
+    def asset_folder(self, name: str) -> Path:
+        return self.folder / _split(name)[0]
+
+    def path(self, day: str, name: str) -> Path:
+        """Where this run stages `name` (e.g. raw_users.jsonl) for `day`; its folder is created."""
+        asset, suffix = _split(name)
+        folder = self.folder / asset
+        if not folder.exists():
+            folder.mkdir(parents=True, exist_ok=True)
+            (self.folder / OWNER_FILE).write_text(str(os.getpid()), encoding="utf-8")
+        return folder / f"{day}{suffix}"
+
+    def staged(self, day: str, name: str) -> Path | None:
+        """The staged file, if this run staged one for the day."""
+        asset, suffix = _split(name)
+        path = self.folder / asset / f"{day}{suffix}"
+        return path if path.exists() else None
+
+    def stage_absence(self, day: str, name: str) -> None:
+        """Stages the removal of `name`: committing the day deletes its committed file."""
+        staged = self.path(day, name)
+        staged.unlink(missing_ok=True)
+        staged.with_name(staged.name + ABSENT_SUFFIX).touch()
+
+    def staged_days(self) -> list[str]:
+        if not self.folder.exists():
+            return []
+        return sorted({p.name[:10] for p in self.folder.glob("*/*") if p.is_file() and not p.name.startswith(".")})
+
+    def commit(self, day: str, targets: Mapping[str, Path]) -> list[Path]:
+        """Renames every staged file of `day` over its target (`targets`: staged name -> committed
+        path); a staged absence removes the target. Returns the committed paths; nothing staged,
+        nothing done."""
+        plan = {
+            str(self._staged_path(day, name)): str(target)
+            for name, target in targets.items()
+            if self._staged_path(day, name).exists() or self._absent_path(day, name).exists()
+        }
+        if not plan:
+            return []
+        with _commit_lock(self.staging_root):
+            marker = self.folder / COMMITS / f"{day}.json"
+            with atomic_write(marker, encoding="utf-8") as handle:
+                json.dump(plan, handle)
+            committed = _apply(marker, plan)
+        self._remove_if_empty()
+        return committed
+
+    def discard(self, day: str) -> None:
+        """Forgets what this run staged for `day`: the committed files stay as they are."""
+        for path in self.folder.glob(f"*/{day}.*"):
+            path.unlink(missing_ok=True)
+        self._remove_if_empty()
+
+    def _staged_path(self, day: str, name: str) -> Path:
+        asset, suffix = _split(name)
+        return self.folder / asset / f"{day}{suffix}"
+
+    def _absent_path(self, day: str, name: str) -> Path:
+        staged = self._staged_path(day, name)
+        return staged.with_name(staged.name + ABSENT_SUFFIX)
+
+    def _remove_if_empty(self) -> None:
+        if self.folder.exists() and not self.staged_days() and not any(self.folder.glob(f"{COMMITS}/*.json")):
+            shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def _split(name: str) -> tuple[str, str]:
+    asset, dot, extension = name.partition(".")
+    return asset, dot + extension
+
+
+def _apply(marker: Path, plan: Mapping[str, str]) -> list[Path]:
+    committed = []
+    for staged_name, target_name in plan.items():
+        staged, target = Path(staged_name), Path(target_name)
+        absent = staged.with_name(staged.name + ABSENT_SUFFIX)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if staged.exists():
+            os.replace(staged, target)
+            _fsync_directory(target.parent)
+            committed.append(target)
+        elif absent.exists():
+            target.unlink(missing_ok=True)
+            absent.unlink(missing_ok=True)
+            committed.append(target)
+        # Neither: renamed already by the commit being finished.
+    marker.unlink(missing_ok=True)
+    return committed
+
+
+def finish_interrupted_commits(staging_root: Path) -> list[Path]:
+    """Completes every commit that a crash cut short (a commit marker still in place)."""
+    finished: list[Path] = []
+    for marker in sorted(staging_root.glob(f"*/{COMMITS}/*.json")):
+        with _commit_lock(staging_root):
+            if marker.exists():
+                finished.extend(_apply(marker, json.loads(marker.read_text(encoding="utf-8"))))
+        RunStaging(staging_root, marker.parent.parent.name)._remove_if_empty()
+    return finished
+
+
+def remove_stale_staging(staging_root: Path, *, keep: str, now: float | None = None) -> list[Path]:
+    """Removes the staging of runs whose process is gone for longer than STALE_AFTER_SECONDS
+    (never `keep`, the current run's). Staged files are never committed data, so this loses nothing."""
+    now = time.time() if now is None else now
+    removed = []
+    for folder in sorted(p for p in staging_root.glob("*") if p.is_dir() and p.name != keep):
+        if any(folder.glob(f"{COMMITS}/*.json")) or _owner_alive(folder):
+            continue
+        if now - folder.stat().st_mtime > STALE_AFTER_SECONDS:
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    return removed
+
+
+def _owner_alive(folder: Path) -> bool:
+    try:
+        pid = int((folder / OWNER_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@contextmanager
+def _commit_lock(staging_root: Path) -> Iterator[None]:
+    # One lock for every day: a commit is a few renames, and one file leaves no litter per day.
+    staging_root.mkdir(parents=True, exist_ok=True)
+    with open(staging_root / COMMIT_LOCK, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _fsync_directory(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,235 @@
+"""The declared user contract: every recorded real answer and the bundled server's users keep to it;
+every hostile user (wrong type, missing field, null, bad format, NUL) is refused naming the field."""
+
+import copy
+import json
+from functools import reduce
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from user_pipeline.randomuser_server.generator import generate_user
+from user_pipeline.users.contract import ContractViolation, check_page, contract_fields, validate_user
+from user_pipeline.users.normalize import _SOURCE_FIELDS
+from user_pipeline_tests.conftest import FIXTURES_DIR, skip_or_fail
+
+FULL_FIXTURES = [
+    "seed-2026-11-23_results-1.json",
+    "seed-2026-11-23_results-100.json",
+    "seed-fixture_results-1000_page-1.json",
+    "seed-fixture_results-1000_page-2.json",
+]
+
+
+def recorded_users(name: str) -> list[dict]:
+    path = FIXTURES_DIR / name
+    if not path.exists():
+        skip_or_fail(f"recorded API answers not found at {FIXTURES_DIR}")
+    return json.loads(path.read_text(encoding="utf-8"))["results"]
+
+
+@pytest.fixture(scope="module")
+def real_user() -> dict:
+    return recorded_users("seed-2026-11-23_results-1.json")[0]
+
+
+@pytest.mark.parametrize("name", FULL_FIXTURES)
+def test_every_recorded_real_user_keeps_to_the_contract(name):
+    users = recorded_users(name)
+    checked = check_page(users, seed="fixture", page=1, page_size=len(users))
+    assert checked.rejected == {}
+    assert checked.valid == users
+
+
+def test_the_parts_of_a_partial_recorded_answer_keep_to_their_part_of_the_contract():
+    # inc=name,email,login,location: only the fields asked for; each of them keeps to the contract.
+    users = recorded_users("seed-2026-11-23_results-3_inc.json")
+    for user in users:
+        assert {v.field for v in validate_user(user)} == {"gender", "dob", "registered", "phone", "cell", "id", "picture", "nat"}
+
+
+def test_the_bundled_servers_users_keep_to_the_contract():
+    users = [generate_user("2026-11-20", k) for k in range(500)]
+    assert check_page(users, seed="2026-11-20", page=1, page_size=500).rejected == {}
+
+
+def test_the_contract_covers_every_field_normalization_reads():
+    assert set(_SOURCE_FIELDS) <= set(contract_fields())
+
+
+def get_path(user: dict, dotted: str):
+    return reduce(lambda node, key: node[key], dotted.split("."), user)
+
+
+def with_value(user: dict, dotted: str, value) -> dict:
+    altered = copy.deepcopy(user)
+    *parents, leaf = dotted.split(".")
+    reduce(lambda node, key: node[key], parents, altered)[leaf] = value
+    return altered
+
+
+def without(user: dict, dotted: str) -> dict:
+    altered = copy.deepcopy(user)
+    *parents, leaf = dotted.split(".")
+    del reduce(lambda node, key: node[key], parents, altered)[leaf]
+    return altered
+
+
+def test_the_issue_examples_are_refused_naming_field_and_value(real_user):
+    street_as_text = with_value(real_user, "location.street", "Parliament St")
+    [violation] = validate_user(street_as_text)
+    assert (violation.field, violation.value) == ("location.street", "'Parliament St'")
+    [violation] = validate_user(with_value(real_user, "login.uuid", None))
+    assert (violation.field, violation.value) == ("login.uuid", "None")
+    [violation] = validate_user(with_value(real_user, "name.last", "Null\u0000Byte"))
+    assert violation.field == "name.last"
+    assert "U+0000" in violation.reason
+
+
+def test_a_violation_names_seed_page_index_user_number_and_shortens_the_value(real_user):
+    users = [real_user, with_value(real_user, "location.city", "x" * 500)]
+    users[1] = with_value(users[1], "location.city", 12345)
+    users.append(with_value(real_user, "location.street.number", "9" * 500))
+    checked = check_page(users, seed="2026-11-20", page=3, page_size=100)
+    assert checked.valid == [real_user]
+    assert sorted(checked.rejected) == [1, 2]
+    [long_value] = checked.rejected[2][1]
+    assert long_value.describe().startswith("seed '2026-11-20' page 3 results[2] (user 202 of the seed): location.street.number: ")
+    assert long_value.value == "'" + "9" * 56 + "..."
+    error = ContractViolation([v for _, found in checked.rejected.values() for v in found])
+    assert str(error) == (
+        "users API answer breaks the user contract: seed '2026-11-20' page 3 results[1] (user 201 of the seed): "
+        "location.city: Input should be a valid string (got 12345); 1 more user(s) break the contract too"
+    )
+
+
+def test_a_plaintext_password_is_never_shown_in_a_violation(real_user):
+    broken = with_value(real_user, "login.uuid", 7)
+    broken["login"]["password"] = "hunter2"
+    not_an_object = [{"login": {"password": "hunter2"}}]
+    shown = [v.value for user in (broken, not_an_object) for v in validate_user(user)]
+    assert shown and not any("hunter2" in value for value in shown)
+    assert validate_user(with_value(real_user, "login.password", 5)) == [], "the contract does not read the password"
+    [whole_user] = validate_user(not_an_object)
+    assert whole_user.field == "(the user)"
+    assert whole_user.value == "[{'login': {'password': '***'}}]"
+
+
+def test_accepted_variants_seen_in_real_answers(real_user):
+    for dotted, value in [
+        ("location.postcode", 48687),
+        ("location.postcode", "V0V 4U7"),
+        ("id.value", None),
+        ("id.name", ""),
+        ("location.coordinates.latitude", "-65.9485"),
+        ("location.coordinates.longitude", 143.1243),
+        ("dob.date", "1991-10-01T07:08:32+02:00"),
+        ("extra_field", {"any": ["thing"]}),
+    ]:
+        assert validate_user(with_value(real_user, dotted, value)) == [], (dotted, value)
+
+
+# Hostile values: each is wrong for every declared leaf it is tried on (the contract's leaves are
+# text, integers or numeric text, none of them accepts these).
+HOSTILE = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.lists(st.integers(), max_size=2),
+    st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
+)
+NULLABLE = {"id.value"}
+
+
+OBJECTS = ["name", "location", "location.street", "location.coordinates", "location.timezone", "login", "dob", "registered", "id", "picture"]
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(field=st.sampled_from(contract_fields() + OBJECTS), value=HOSTILE)
+def test_a_wrong_type_or_null_at_any_field_is_refused_naming_it(real_user, field, value):
+    if value is None and field in NULLABLE:
+        assert validate_user(with_value(real_user, field, value)) == []
+        return
+    violations = validate_user(with_value(real_user, field, value))
+    assert violations, (field, value)
+    assert {v.field.split(".")[: len(field.split("."))] == field.split(".") for v in violations} == {True}
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(field=st.sampled_from(contract_fields() + OBJECTS))
+def test_a_missing_field_is_refused_naming_it(real_user, field):
+    [violation] = validate_user(without(real_user, field))
+    assert (violation.field, violation.reason, violation.value) == (field, "missing", "nothing")
+
+
+TEXT_FIELDS = [f for f in contract_fields() if isinstance(get_path(generate_user("t", 0), f), str)]
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(field=st.sampled_from(TEXT_FIELDS), before=st.text(max_size=5), after=st.text(max_size=5))
+def test_nul_in_any_text_field_is_refused_naming_it(real_user, field, before, after):
+    violations = validate_user(with_value(real_user, field, before + "\u0000" + after))
+    assert [v.field for v in violations] == [field]
+
+
+BAD_FORMATS = {
+    "login.uuid": st.text(max_size=40).filter(lambda s: len(s) != 36),
+    "email": st.text(alphabet="abc .", max_size=20),
+    "dob.date": st.sampled_from(["1991-10-01", "01/10/1991", "1991-13-01T00:00:00Z", "1991-02-30T07:08:32.394Z", "yesterday"]),
+    "registered.date": st.sampled_from(["2009-06-08 13:21", "", "2009-06-08T25:00:00Z"]),
+    "location.coordinates.latitude": st.sampled_from(["north", "", "91", "-90.5", "nan", "inf"]),
+    "location.coordinates.longitude": st.sampled_from(["east", "180.01", "1e400"]),
+    "location.postcode": st.sampled_from([1.5, "", None, True]),
+    "login.sha256": st.text(alphabet="0123456789abcdefXYZ", max_size=70).filter(lambda s: len(s) != 64 or "X" in s),
+    "nat": st.sampled_from(["us", "USA", "", "U1"]),
+    "dob.age": st.sampled_from([-1, 35.0, "35"]),
+}
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data(), field=st.sampled_from(sorted(BAD_FORMATS)))
+def test_a_bad_format_is_refused_naming_the_field(real_user, data, field):
+    value = data.draw(BAD_FORMATS[field])
+    violations = validate_user(with_value(real_user, field, value))
+    assert violations and {v.field for v in violations} == {field}, (field, value)
+
+
+def valid_users():
+    """Users built field by field from the contract's own value space."""
+    text = st.text(st.characters(blacklist_characters="\x00", blacklist_categories=("Cs",)), max_size=12)
+    non_empty = text.filter(bool)
+    number = st.integers(-(10**9), 10**9)
+    return st.fixed_dictionaries({
+        "gender": non_empty,
+        "name": st.fixed_dictionaries({"title": text, "first": non_empty, "last": non_empty}),
+        "location": st.fixed_dictionaries({
+            "street": st.fixed_dictionaries({"number": number, "name": non_empty}),
+            "city": non_empty, "state": text, "country": non_empty,
+            "postcode": st.one_of(number, non_empty),
+            "coordinates": st.fixed_dictionaries({
+                "latitude": st.one_of(st.floats(-90, 90), st.floats(-90, 90).map(str)),
+                "longitude": st.one_of(st.floats(-180, 180), st.floats(-180, 180).map(lambda x: f"{x:.4f}")),
+            }),
+            "timezone": st.fixed_dictionaries({"offset": st.from_regex(r"\A[+-]?\d{1,2}:\d{2}\Z"), "description": text}),
+        }),
+        "email": st.emails(),
+        "login": st.fixed_dictionaries({
+            "uuid": st.uuids().map(str), "username": non_empty, "salt": non_empty,
+            "sha256": st.text("0123456789abcdef", min_size=64, max_size=64),
+        }),
+        "dob": st.fixed_dictionaries({"date": st.datetimes().map(lambda d: d.isoformat(timespec="milliseconds") + "Z"), "age": st.integers(0, 150)}),
+        "registered": st.fixed_dictionaries({"date": st.datetimes().map(lambda d: d.isoformat() + "+00:00"), "age": st.integers(0, 150)}),
+        "phone": text, "cell": text,
+        "id": st.fixed_dictionaries({"name": text, "value": st.one_of(st.none(), text)}),
+        "picture": st.fixed_dictionaries({"large": non_empty}),
+        "nat": st.from_regex(r"\A[A-Z]{2}\Z"),
+    })
+
+
+@settings(max_examples=300, deadline=None)
+@given(users=st.lists(valid_users(), min_size=1, max_size=5))
+def test_valid_generated_users_pass_untouched(users):
+    before = copy.deepcopy(users)
+    checked = check_page(users, seed="s", page=1, page_size=len(users))
+    assert checked.rejected == {}, [v.describe() for _, found in checked.rejected.values() for v in found]
+    assert checked.valid == before
