@@ -9,7 +9,7 @@ from user_pipeline.automation.alerts import FreshnessAlert, RunFailureAlert
 from user_pipeline.automation.repair import plan_repair
 from user_pipeline.automation.resources import AlertChannel, PartitionDeadlines
 from user_pipeline.jobs import daily_users_job
-from user_pipeline.partitions import daily_partitions
+from user_pipeline.partitions import InvalidPartitionKeyError, check_partition_key, daily_partitions
 from user_pipeline.users.resources import UsersApi
 
 COMPLETION_ASSET = dg.AssetKey("users_table")
@@ -37,7 +37,7 @@ def users_api_sensor(context: dg.SensorEvaluationContext, users_api: UsersApi) -
         # A fresh run key: the day's run refused while the circuit was open used the plain one.
         dg.RunRequest(run_key=f"{day}/after-outage-{int(time.time())}", partition_key=day)
         for day in (breaker.take_skipped_days() if breaker else [])
-        if not _materialized(context.instance, day)
+        if _is_partition(context, day) and not _materialized(context.instance, day)
     ]
     if context.cursor == latest:
         skip_reason = f"the run for {latest} was already requested"
@@ -49,6 +49,16 @@ def users_api_sensor(context: dg.SensorEvaluationContext, users_api: UsersApi) -
     if not requests:
         return dg.SkipReason(skip_reason)
     return dg.SensorResult(run_requests=requests)
+
+
+def _is_partition(context: dg.SensorEvaluationContext, day: str) -> bool:
+    """A day recorded by a run is checked before it is requested again: a bad key is logged, not run."""
+    try:
+        check_partition_key(day)
+    except InvalidPartitionKeyError as error:
+        context.log.warning(f"not requesting {day!r} again: {error}")
+        return False
+    return True
 
 
 def _materialized(instance: dg.DagsterInstance, day: str) -> bool:

@@ -13,7 +13,7 @@ from typing import NoReturn
 import dagster as dg
 from pydantic import Field
 
-from user_pipeline.partitions import daily_backfill_policy, daily_partitions
+from user_pipeline.partitions import check_run_partitions, daily_backfill_policy, daily_partitions
 from user_pipeline.users.api_client import (
     CircuitOpenError,
     InvalidSettingError,
@@ -113,6 +113,7 @@ def raw_users(context: dg.AssetExecutionContext, users_api: UsersApi, files: Par
     `login.password`, the plaintext password, is dropped before anything is written.
     """
     per_day = {}
+    check_run_partitions(context)
     for day in context.partition_keys:
         path = files.raw_users(day)
         try:
@@ -183,6 +184,7 @@ def normalized_users(
         "emails_unique_and_present": {}, "no_plaintext_password": {}, "rows_match_raw_users": {}, "row_drop_within_limit": {}
     }
     per_day = {}
+    check_run_partitions(context)
     for day in context.partition_keys:
         raw_path, csv_path = files.raw_users(day), files.normalized_users(day)
         previous = row_fingerprints(read_normalized_csv(csv_path, chunk_rows=LOAD_CHUNK_ROWS)) if csv_path.exists() else None
@@ -266,6 +268,7 @@ def users_table(
     """
     store = warehouse.open()
     per_day, row_checks = {}, {}
+    check_run_partitions(context)
     for day in context.partition_keys:
         csv_path = files.normalized_users(day)
         try:
@@ -314,6 +317,7 @@ def user_registry(
     """
     first_day = registry_settings.validated_first_day()
     per_day = {}
+    check_run_partitions(context)
     for day in sorted(context.partition_keys):
         previous = previous_registry(files, day, first_day)
         registry = update_registry(previous, read_normalized_csv(files.normalized_users(day)), day)
