@@ -69,6 +69,7 @@ class RandomUserApi(UsersApi):
             return None
         return CircuitBreaker(
             Path(self.circuit_state_path),
+            source=self.base_url,
             failure_threshold=self.circuit_failure_threshold,
             cooldown_seconds=self.circuit_cooldown_seconds,
         )
