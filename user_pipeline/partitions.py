@@ -46,19 +46,3 @@ def check_partition_key(key: object) -> str:
 def check_partition_keys(keys: Iterable[object]) -> list[str]:
     return [check_partition_key(key) for key in keys]
 
-
-def check_run_partitions(context: dg.AssetExecutionContext) -> list[str]:
-    """The run's days, checked before the asset does any work: a bad key fails the step with one
-    line naming it and the valid range, and is never retried (dg.Failure with allow_retries=False).
-
-    Dagster itself turns a bad `dagster/partition` tag into an internal invariant error deep in
-    the step, after its retries; this check runs first instead.
-    """
-    tags = context.run.tags
-    keys = [tags[name] for name in ("dagster/partition", "dagster/asset_partition_range_start",
-                                    "dagster/asset_partition_range_end") if name in tags]
-    try:
-        check_partition_keys(keys)
-        return list(context.partition_keys)
-    except InvalidPartitionKeyError as error:
-        raise dg.Failure(description=str(error), allow_retries=False) from None

@@ -13,7 +13,8 @@ from typing import NoReturn
 import dagster as dg
 from pydantic import Field
 
-from user_pipeline.partitions import check_run_partitions, daily_backfill_policy, daily_partitions
+from user_pipeline.partitions import daily_backfill_policy, daily_partitions
+from user_pipeline.run_checks import check_run_inputs
 from user_pipeline.users.api_client import (
     CircuitOpenError,
     InvalidSettingError,
@@ -113,7 +114,7 @@ def raw_users(context: dg.AssetExecutionContext, users_api: UsersApi, files: Par
     `login.password`, the plaintext password, is dropped before anything is written.
     """
     per_day = {}
-    check_run_partitions(context)
+    check_run_inputs(context)
     for day in context.partition_keys:
         path = files.raw_users(day)
         try:
@@ -184,7 +185,7 @@ def normalized_users(
         "emails_unique_and_present": {}, "no_plaintext_password": {}, "rows_match_raw_users": {}, "row_drop_within_limit": {}
     }
     per_day = {}
-    check_run_partitions(context)
+    check_run_inputs(context)
     for day in context.partition_keys:
         raw_path, csv_path = files.raw_users(day), files.normalized_users(day)
         previous = row_fingerprints(read_normalized_csv(csv_path, chunk_rows=LOAD_CHUNK_ROWS)) if csv_path.exists() else None
@@ -268,7 +269,7 @@ def users_table(
     """
     store = warehouse.open()
     per_day, row_checks = {}, {}
-    check_run_partitions(context)
+    check_run_inputs(context)
     for day in context.partition_keys:
         csv_path = files.normalized_users(day)
         try:
@@ -317,7 +318,7 @@ def user_registry(
     """
     first_day = registry_settings.validated_first_day()
     per_day = {}
-    check_run_partitions(context)
+    check_run_inputs(context)
     for day in sorted(context.partition_keys):
         previous = previous_registry(files, day, first_day)
         registry = update_registry(previous, read_normalized_csv(files.normalized_users(day)), day)
