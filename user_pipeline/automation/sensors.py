@@ -1,3 +1,4 @@
+import inspect
 import json
 import os
 import time
@@ -15,7 +16,17 @@ from user_pipeline.users.resources import UsersApi
 COMPLETION_ASSET = dg.AssetKey("users_table")
 
 
-@dg.sensor(
+def documented_sensor(**kwargs):
+    """@dg.sensor with the function's docstring as the sensor's description (the UI shows it;
+    @dg.sensor alone leaves it empty)."""
+
+    def decorate(fn):
+        return dg.sensor(description=inspect.cleandoc(fn.__doc__ or ""), **kwargs)(fn)
+
+    return decorate
+
+
+@documented_sensor(
     job=daily_users_job,
     minimum_interval_seconds=int(os.getenv("USER_PIPELINE_API_SENSOR_INTERVAL_SECONDS", "60")),
     default_status=dg.DefaultSensorStatus.STOPPED,
@@ -76,7 +87,7 @@ FIRST_TICK_LOOKBACK_SECONDS = 24 * 3600
 EVENTS_PER_TICK = 200
 
 
-@dg.sensor(minimum_interval_seconds=ALERT_INTERVAL_SECONDS, default_status=dg.DefaultSensorStatus.RUNNING)
+@documented_sensor(minimum_interval_seconds=ALERT_INTERVAL_SECONDS, default_status=dg.DefaultSensorStatus.RUNNING)
 def run_failure_alerts(context: dg.SensorEvaluationContext, alerts: AlertChannel) -> dg.SkipReason:
     """Airflow's on_failure_callback: every failed run of this code location's jobs and assets,
     however it was launched (daemon, UI, `dagster asset materialize`, `dg launch`, the Python API
@@ -137,7 +148,7 @@ def run_failure_alert(instance: dg.DagsterInstance, run: dg.DagsterRun, alerts: 
 IN_FLIGHT_STATUSES = {"QUEUED", "NOT_STARTED", "STARTING", "STARTED"}
 
 
-@dg.sensor(minimum_interval_seconds=300, default_status=dg.DefaultSensorStatus.STOPPED)
+@documented_sensor(minimum_interval_seconds=300, default_status=dg.DefaultSensorStatus.STOPPED)
 def partition_freshness_sensor(
     context: dg.SensorEvaluationContext, alerts: AlertChannel, deadlines: PartitionDeadlines, users_api: UsersApi
 ) -> dg.SkipReason:
@@ -183,7 +194,7 @@ def _why_not_ready(instance: dg.DagsterInstance, day: str, users_api: UsersApi) 
     return "missing", "no run was launched for it (is daily_users_schedule or users_api_sensor running?)"
 
 
-@dg.sensor(
+@documented_sensor(
     job=daily_users_job, minimum_interval_seconds=1800, default_status=dg.DefaultSensorStatus.STOPPED
 )
 def repair_sensor(context: dg.SensorEvaluationContext, deadlines: PartitionDeadlines) -> dg.SensorResult | dg.SkipReason:

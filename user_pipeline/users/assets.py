@@ -21,6 +21,7 @@ from user_pipeline.users.api_client import (
     TransientUsersApiError,
     UsersApiError,
 )
+from user_pipeline.users.columns import COLUMN_DESCRIPTIONS
 from user_pipeline.users.normalize import (
     USER_COLUMNS,
     audit_normalized_csv,
@@ -56,7 +57,8 @@ LOAD_CHUNK_ROWS = 5000
 PREVIEW_COLUMNS = ["email", "first_name", "last_name", "country", "postcode", "age"]
 
 _COLUMN_SCHEMA = dg.TableSchema(
-    columns=[dg.TableColumn(name, {"string": "text", "Int64": "integer", "float64": "double"}[dtype])
+    columns=[dg.TableColumn(name, {"string": "text", "Int64": "integer", "float64": "double"}[dtype],
+                            description=COLUMN_DESCRIPTIONS[name])
              for name, dtype in USER_COLUMNS.items()]
 )
 

@@ -4,7 +4,8 @@ successful with their days in the warehouse. A command added to the docs without
 
 Substituted, and only these (see MakeUi): the ports (UI 3000 and API 8765 -> free ports),
 DAGSTER_HOME (`$PWD/dagster_home` -> a temporary copy of its dagster.yaml), USER_PIPELINE_DATA_DIR
-(a temporary folder), USER_PIPELINE_USERS_PER_PARTITION (5, to keep the test short) and the
+(a temporary folder), USER_PIPELINE_USERS_PER_PARTITION (5, to keep the test short),
+USER_PIPELINE_ALERT_WEBHOOK_URL (a receiver on loopback, to check the alert links) and the
 placeholder RUN_ID (a run the test makes fail first, by a fault of the bundled server). Commands run
 from the repository root with bash, the `export` lines of their own page before them, and the
 project's .venv/bin first on PATH (the docs' bare `dagster`/`python` mean the project's).
@@ -29,6 +30,7 @@ from user_pipeline.graphql_triggers import DagsterGraphQL
 from user_pipeline.users.warehouse import open_warehouse
 from user_pipeline_tests.dagster_services import BIN_DIR, REPO_ROOT, TERMINAL_RUN_STATUSES, MakeUi
 from user_pipeline_tests.e2e.support import run_days, wait_until
+from user_pipeline_tests.webhook_receiver import WebhookReceiver
 
 DOCS = [REPO_ROOT / "README.md", *sorted((REPO_ROOT / "docs").glob("*.md"))]
 USERS_PER_PARTITION = 5
@@ -162,14 +164,23 @@ def test_every_documented_command_is_run_here_or_says_why_not():
 # -- the acceptance test --------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def make_ui(tmp_path_factory):
+def webhook():
+    with WebhookReceiver() as receiver:
+        yield receiver
+
+
+@pytest.fixture(scope="module")
+def make_ui(tmp_path_factory, webhook):
     root = tmp_path_factory.mktemp("make-ui")
     env = {
         "USER_PIPELINE_DATA_DIR": str(root / "data"),
         "USER_PIPELINE_USERS_PER_PARTITION": str(USERS_PER_PARTITION),
+        # To see the alert of the run made to fail, and that its link is on make ui's own port.
+        "USER_PIPELINE_ALERT_WEBHOOK_URL": webhook.url,
+        "USER_PIPELINE_ALERT_SENSOR_INTERVAL_SECONDS": "5",
     }
     stack = MakeUi(root / "dagster_home", env)
-    for name in ("USER_PIPELINE_API_URL", "USER_PIPELINE_UI_URL", "USER_PIPELINE_WAREHOUSE_URL", "USER_PIPELINE_ALERT_WEBHOOK_URL"):
+    for name in ("USER_PIPELINE_API_URL", "USER_PIPELINE_UI_URL", "USER_PIPELINE_WAREHOUSE_URL"):
         stack.env.pop(name, None)  # the test's own environment must not leak into the user's stack
     with stack:
         stack.root = root
@@ -225,7 +236,7 @@ def warehouse_days(stack: MakeUi, days: list[str]) -> dict[str, int]:
     return {day: warehouse.count_rows(day) for day in days}
 
 
-def test_every_documented_trigger_works_as_written_against_make_ui(make_ui):
+def test_every_documented_trigger_works_as_written_against_make_ui(make_ui, webhook):
     stack = make_ui
     failed_run_id = make_failed_run(stack)
     seen = {run["runId"] for run in stack.runs()}
@@ -261,3 +272,7 @@ def test_every_documented_trigger_works_as_written_against_make_ui(make_ui):
             assert all(count == USERS_PER_PARTITION for count in counts.values()), f"{what}: rows per day {counts}"
         seen |= {run["runId"] for run in runs}
         print(f"{time.monotonic() - started:5.1f}s {len(runs)} run(s)  {what[:150]}")
+
+    # The failed run's alert, once, linking to the UI on make ui's own port (UI_PORT).
+    alerts = [payload for payload in webhook.payloads if payload["run_id"] == failed_run_id]
+    assert [alert["run_url"] for alert in alerts] == [f"http://127.0.0.1:{stack.port}/runs/{failed_run_id}"], webhook.payloads
