@@ -6,7 +6,7 @@ from datetime import date, datetime, timedelta, timezone
 
 import dagster as dg
 
-from user_pipeline.automation.alerts import AlertOutbox, FreshnessAlert, RunFailureAlert
+from user_pipeline.automation.alerts import AlertDeliveryError, AlertOutbox, FreshnessAlert, RunFailureAlert
 from user_pipeline.automation.repair import plan_repair
 from user_pipeline.automation.resources import AlertChannel, PartitionDeadlines
 from user_pipeline.jobs import daily_users_job
@@ -167,7 +167,12 @@ def partition_freshness_sensor(
         status, reason = _why_not_ready(context.instance, day, users_api)
         overdue.append(f"{day} {status}")
         if f"{day}:{status}" not in alerted:
-            alerts.send(FreshnessAlert(day, status, reason, due.strftime("%Y-%m-%d %H:%M UTC")), context.log)
+            try:
+                alerts.send(FreshnessAlert(day, status, reason, due.strftime("%Y-%m-%d %H:%M UTC")), context.log)
+            except AlertDeliveryError as error:
+                # Not remembered as sent: the next tick sends it again; the others still go now.
+                context.log.warning(f"freshness alert for {day} not delivered, sent again next tick: {error}")
+                continue
             alerted.add(f"{day}:{status}")
     # Only days still in the window are remembered.
     window = set(daily_partitions.get_partition_keys()[-deadlines.lookback_days :])
