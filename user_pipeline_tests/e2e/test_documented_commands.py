@@ -139,7 +139,7 @@ CHECKS: list[tuple[str, object]] = [
     (r".*(dg list defs|dagster job list .*)", lambda c: Expected([], runs=False, output=r"daily_users_job")),
     (r".*dagster definitions validate .*", lambda c: Expected([], runs=False, output=r"")),
     (r".*dagster schedule list .*", lambda c: Expected([], runs=False, output=r"daily_users_schedule")),
-    (r".*dagster instance info", lambda c: Expected([], runs=False, output=r"QueuedRunCoordinator")),
+    (r".*dagster instance info", lambda c: Expected([], runs=False, output=r"DefaultRunLauncher(.|\n)*max_concurrent_runs: 4")),
     (r".*dagster instance concurrency get users_api", lambda c: Expected([], runs=False, output=r"users_api")),
     (r".*dagster run list( --limit \d+)?", lambda c: Expected([], runs=False, output=r"Run: [0-9a-f-]{36}")),
 ]
