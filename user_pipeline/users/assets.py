@@ -58,7 +58,7 @@ PREVIEW_COLUMNS = ["email", "first_name", "last_name", "country", "postcode", "a
 
 _COLUMN_SCHEMA = dg.TableSchema(
     columns=[dg.TableColumn(name, {"string": "text", "Int64": "integer", "float64": "double"}[dtype],
-                            description=COLUMN_DESCRIPTIONS[name])
+                            description=COLUMN_DESCRIPTIONS.get(name))
              for name, dtype in USER_COLUMNS.items()]
 )
 

@@ -5,7 +5,8 @@ the recorded answers in ../shared/fixtures/randomuser."""
 COLUMN_DESCRIPTIONS: dict[str, str] = {
     "partition_date": "The day (UTC, YYYY-MM-DD) whose partition fetched the user; also the API seed",
     "user_id": "The API's login.uuid: the user's identity across re-runs of a day",
-    "email": "The user's email (login.email); unique within a day, the first occurrence kept",
+    "email": "The user's email as the API sent it; unique within a day (by email_key), the first occurrence kept",
+    "email_key": "The email trimmed and case-folded: the identity of an email across days (where a column has it)",
     "username": "login.username",
     "title": "name.title, e.g. Mr, Ms, Mademoiselle",
     "first_name": "name.first",
