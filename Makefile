@@ -6,7 +6,7 @@ API_PORT ?= 8765
 UI_PORT ?= 3000
 export DAGSTER_HOME := $(CURDIR)/dagster_home
 
-.PHONY: install system-deps demo test ui spark-cluster spark-cluster-stop benchmark benchmark-smoke clean
+.PHONY: install system-deps demo test ui spark-cluster spark-cluster-stop benchmark benchmark-smoke benchmark-airflow-setup clean
 
 $(BIN)/.installed: setup.py pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -65,6 +65,13 @@ benchmark: install
 
 benchmark-smoke: install
 	$(BIN)/python -m benchmarks.run --smoke
+
+# The benchmark's Airflow peer: Apache Airflow in its own venv, .venv-airflow, from the pinned set in
+# benchmarks/airflow/requirements.txt (then `.venv/bin/python -m benchmarks.run --airflow-smoke`).
+benchmark-airflow-setup:
+	$(PYTHON) -m venv .venv-airflow
+	.venv-airflow/bin/pip install --quiet --upgrade pip
+	.venv-airflow/bin/pip install --quiet -r benchmarks/airflow/requirements.txt
 
 clean:
 	rm -rf data .spark-cluster dagster_home/storage dagster_home/history dagster_home/logs dagster_home/schedules

@@ -18,11 +18,14 @@ setup(
         "dagster-dg-cli==1.13.27",
         # PySpark 4 warns on pandas 3.
         "pandas>=2.2,<3",
+        # The CSV format (user_pipeline/users/csv_format.py): strings quoted, nulls unquoted, any byte kept.
+        "pyarrow>=15",
         "requests>=2.31",
         "psycopg[binary]>=3.1",
         "matplotlib>=3.6",
     ],
     extras_require={
-        "test": ["pytest>=8", "playwright>=1.45", "hypothesis>=6.100"],
+        # psutil: the benchmark's process-tree meter (benchmarks/proctree.py), run by the tests' smoke.
+        "test": ["pytest>=8", "playwright>=1.45", "hypothesis>=6.100", "psutil>=5.9"],
     },
 )

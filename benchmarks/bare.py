@@ -91,14 +91,13 @@ def run(days: list[str]) -> dict[str, int]:
 
         summary = write_normalized_csv(read_raw_users(raw_path), csv_path, day, before_commit=check_row_drop)
         audit = audit_normalized_csv(csv_path)
-        if audit.missing_emails or audit.duplicate_emails or audit.plaintext_password_columns:
+        if audit.missing_emails or audit.duplicate_emails or audit.plaintext_password_columns or audit.repeated_user_ids:
             raise SystemExit(f"{day}: normalized CSV fails its checks: {audit}")
         if audit.rows + summary.duplicates_dropped != count_raw_users(raw_path):
             raise SystemExit(f"{day}: CSV rows do not match the raw users")
-        # users_table: the day replaced, its receipt, its check.
-        before = row_fingerprints(warehouse.iter_partition(day, LOAD_CHUNK_ROWS))
-        warehouse.replace_partition(day, read_normalized_csv(csv_path, chunk_rows=LOAD_CHUNK_ROWS))
-        make_receipt(before if len(before) else None, row_fingerprints(warehouse.iter_partition(day, LOAD_CHUNK_ROWS)))
+        # users_table: the day replaced and read back in one transaction (content hash), its receipt, its checks.
+        load = warehouse.replace_partition_verified(day, read_normalized_csv(csv_path, chunk_rows=LOAD_CHUNK_ROWS), LOAD_CHUNK_ROWS)
+        make_receipt(load.previous, load.stored)
         stored = warehouse.count_rows(day)
         if stored != audit_normalized_csv(csv_path).rows:
             raise SystemExit(f"{day}: table rows do not match the CSV")

@@ -29,6 +29,7 @@ def raw_users() -> dg.MaterializeResult:
     deps=[raw_users],
     check_specs=[
         dg.AssetCheckSpec("emails_unique_and_present", asset="normalized_users", blocking=True),
+        dg.AssetCheckSpec("user_ids_unique", asset="normalized_users", blocking=True),
         dg.AssetCheckSpec("no_plaintext_password", asset="normalized_users", blocking=True),
         dg.AssetCheckSpec("rows_match_raw_users", asset="normalized_users"),
         dg.AssetCheckSpec("row_drop_within_limit", asset="normalized_users", blocking=True),
@@ -37,7 +38,11 @@ def raw_users() -> dg.MaterializeResult:
 def normalized_users() -> dg.MaterializeResult:
     return dg.MaterializeResult(
         check_results=passed(
-            "emails_unique_and_present", "no_plaintext_password", "rows_match_raw_users", "row_drop_within_limit"
+            "emails_unique_and_present",
+            "user_ids_unique",
+            "no_plaintext_password",
+            "rows_match_raw_users",
+            "row_drop_within_limit",
         )
     )
 
@@ -45,10 +50,13 @@ def normalized_users() -> dg.MaterializeResult:
 @dg.asset(
     partitions_def=daily_partitions,
     deps=[normalized_users],
-    check_specs=[dg.AssetCheckSpec("rows_match_normalized_users", asset="users_table", blocking=True)],
+    check_specs=[
+        dg.AssetCheckSpec("rows_match_normalized_users", asset="users_table", blocking=True),
+        dg.AssetCheckSpec("table_matches_normalized_users", asset="users_table", blocking=True),
+    ],
 )
 def users_table() -> dg.MaterializeResult:
-    return dg.MaterializeResult(check_results=passed("rows_match_normalized_users"))
+    return dg.MaterializeResult(check_results=passed("rows_match_normalized_users", "table_matches_normalized_users"))
 
 
 defs = dg.Definitions(assets=[raw_users, normalized_users, users_table], executor=dg.in_process_executor)

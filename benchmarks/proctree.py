@@ -1,4 +1,4 @@
-"""CPU time and peak memory of a whole process tree, from /proc (Linux), without psutil.
+"""CPU time and peak memory of a whole process tree, read with psutil (Linux).
 
     become_subreaper()                     # once, before starting anything
     with TreeMeter(roots=[...]) as meter:  # roots: pids alive now (e.g. a daemon), may be empty
@@ -8,18 +8,21 @@
     meter.cpu_seconds, meter.peak_rss_bytes
 
 CPU: for every process of the tree still present at the end, its user+sys time plus the
-user+sys of the children it reaped (utime+stime+cutime+cstime in /proc/PID/stat), minus the
-same figure at the start; plus the growth of this process's own RUSAGE_CHILDREN, which holds
-the processes it reaped (the subprocesses it waited for). Because this process is a child
-subreaper, a descendant orphaned by its parent (e.g. PySpark's JVM after the Python driver
-exits) is re-parented here rather than to init, and reaped by `settle()`, so its CPU is counted
-too. Nothing is sampled for CPU: the kernel's counters are exact.
+user+sys of the children it reaped (psutil's ``cpu_times()``: user, system, children_user,
+children_system), minus the same figure at the start; plus the growth of this process's own
+RUSAGE_CHILDREN, which holds the processes it reaped (the subprocesses it waited for). Because
+this process is a child subreaper, a descendant orphaned by its parent (e.g. PySpark's JVM after
+the Python driver exits) is re-parented here rather than to init, and reaped by `settle()`, so
+its CPU is counted too. Nothing is sampled for CPU: the kernel's counters are exact.
 
-Memory: the sum of the resident set sizes of all processes of the tree, sampled every
-`interval` seconds by a thread; the peak of that sum. A process counts from its second sample
-on, so a child caught between fork and exec (which shows its parent's RSS) is not counted
-twice. New descendants are found by listing /proc each sample and reading the stat of new pids
-only (a few ms per sample at most).
+Memory: the sum of the resident set sizes (``memory_info().rss``) of all processes of the tree,
+sampled every `interval` seconds by a thread; the peak of that sum. A process counts from its
+second sample on, so a child caught between fork and exec (which shows its parent's RSS) is not
+counted twice. New descendants are found by listing the pids each sample and reading the parent
+of new pids only (a few ms per sample at most). Pages shared between processes (e.g. forked
+workers) are counted once per process, as RSS does.
+
+psutil has no call for PR_SET_CHILD_SUBREAPER, so `become_subreaper` uses prctl(2) through ctypes.
 """
 
 from __future__ import annotations
@@ -30,11 +33,19 @@ import resource
 import threading
 import time
 from collections.abc import Iterable
-from typing import Self
+from typing import NamedTuple, Self
 
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
+import psutil
+
 PR_SET_CHILD_SUBREAPER = 36
+
+
+class ProcStat(NamedTuple):
+    ppid: int
+    zombie: bool
+    cpu_seconds: float  # user+sys, plus the user+sys of the children it reaped
+    rss_bytes: int
+    name: str
 
 
 def become_subreaper(on: bool = True) -> bool:
@@ -47,23 +58,24 @@ def become_subreaper(on: bool = True) -> bool:
         return False
 
 
-def read_stat(pid: int) -> tuple[int, str, int, int, str] | None:
-    """(ppid, state, cpu ticks incl. reaped children, rss pages, command name) of a pid, or None."""
+def read_stat(process: psutil.Process) -> ProcStat | None:
+    """What the meter needs of one process, or None once it is gone (a zombie still answers)."""
     try:
-        with open(f"/proc/{pid}/stat", "rb") as handle:
-            data = handle.read()
-    except OSError:
+        with process.oneshot():
+            times = process.cpu_times()
+            return ProcStat(
+                ppid=process.ppid(),
+                zombie=process.status() == psutil.STATUS_ZOMBIE,
+                cpu_seconds=times.user + times.system + times.children_user + times.children_system,
+                rss_bytes=process.memory_info().rss,
+                name=process.name(),
+            )
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
         return None
-    fields = data[data.rindex(b")") + 2 :].split()
-    # fields[0] is field 3 of proc(5): state; ppid=4, utime=14, stime=15, cutime=16, cstime=17, rss=24.
-    ticks = int(fields[11]) + int(fields[12]) + int(fields[13]) + int(fields[14])
-    name = data[data.index(b"(") + 1 : data.rindex(b")")].decode(errors="replace")
-    return int(fields[1]), fields[0].decode(), ticks, int(fields[21]), name
 
 
 def children_of_this_process() -> set[int]:
-    me = os.getpid()
-    return {pid for pid in _pids() if (stat := read_stat(pid)) is not None and stat[0] == me}
+    return {child.pid for child in psutil.Process().children()}
 
 
 def children_rusage_seconds() -> float:
@@ -71,8 +83,11 @@ def children_rusage_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def _pids() -> set[int]:
-    return {int(name) for name in os.listdir("/proc") if name.isdigit()}
+def _reap(pid: int) -> None:
+    try:
+        os.waitpid(pid, 0)
+    except ChildProcessError:
+        pass
 
 
 class TreeMeter:
@@ -85,8 +100,9 @@ class TreeMeter:
         self._protected = set(protected)
         self._tree: set[int] = set()
         self._outside: set[int] = set()
-        self._start_ticks: dict[int, int] = {}
-        self._last: dict[int, tuple[int, str, int, int, str]] = {}
+        self._processes: dict[int, psutil.Process] = {}  # kept, so that each is created once
+        self._start_cpu: dict[int, float] = {}
+        self._last: dict[int, ProcStat] = {}
         self._previous: set[int] = set()
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -102,7 +118,7 @@ class TreeMeter:
         self._rusage_start = children_rusage_seconds()
         self._sample()
         with self._lock:
-            self._start_ticks = {pid: stat[2] for pid, stat in self._last.items()}
+            self._start_cpu = {pid: stat.cpu_seconds for pid, stat in self._last.items()}
         self._thread = threading.Thread(target=self._run, name="tree-meter", daemon=True)
         self._thread.start()
         return self
@@ -115,7 +131,7 @@ class TreeMeter:
             self._roots.add(pid)
             self._tree.add(pid)
             # Forget what was judged outside the tree: a child the root forked before this call
-            # may be among it. The next sample reads every pid once more (a few ms).
+            # may be among it. The next sample reads every pid's parent once more (a few ms).
             self._outside.clear()
 
     def tree_pids(self) -> set[int]:
@@ -130,13 +146,13 @@ class TreeMeter:
         self._thread = None
         self._sample()
         with self._lock:
-            ticks = sum(max(0, stat[2] - self._start_ticks.get(pid, 0)) for pid, stat in self._last.items())
-        self.cpu_seconds = ticks / CLOCK_TICKS + (children_rusage_seconds() - self._rusage_start)
+            seconds = sum(max(0.0, stat.cpu_seconds - self._start_cpu.get(pid, 0.0)) for pid, stat in self._last.items())
+        self.cpu_seconds = seconds + (children_rusage_seconds() - self._rusage_start)
 
     def extra_processes(self) -> list[tuple[int, str]]:
         """Processes of the tree that were not there at the start."""
         with self._lock:
-            return [(pid, stat[4]) for pid, stat in self._last.items() if pid not in self._start_ticks]
+            return [(pid, stat.name) for pid, stat in self._last.items() if pid not in self._start_cpu]
 
     def settle(self, timeout: float = 30.0, quiet: float | None = None) -> list[tuple[int, str]]:
         """Waits until the processes that were not there at the start have exited, reaping the
@@ -145,17 +161,17 @@ class TreeMeter:
         no CPU for that many seconds (e.g. a code server's multiprocessing resource tracker,
         which lives as long as the server). Returns the new processes still there."""
         deadline = time.monotonic() + timeout
-        last_ticks, quiet_since = None, time.monotonic()
+        last_cpu, quiet_since = None, time.monotonic()
         while True:
             self._reap_orphans()
             with self._lock:
-                extra = {pid: stat for pid, stat in self._last.items() if pid not in self._start_ticks}
-            ticks = sum(stat[2] for stat in extra.values())
+                extra = {pid: stat for pid, stat in self._last.items() if pid not in self._start_cpu}
+            cpu = sum(stat.cpu_seconds for stat in extra.values())
             now = time.monotonic()
-            if ticks != last_ticks:
-                last_ticks, quiet_since = ticks, now
+            if cpu != last_cpu:
+                last_cpu, quiet_since = cpu, now
             if not extra or (quiet is not None and now - quiet_since >= quiet) or now > deadline:
-                return [(pid, stat[4]) for pid, stat in extra.items()]
+                return [(pid, stat.name) for pid, stat in extra.items()]
             time.sleep(self.interval)
             self._sample()
 
@@ -167,31 +183,38 @@ class TreeMeter:
     def _reap_orphans(self) -> None:
         me = os.getpid()
         with self._lock:
-            candidates = [pid for pid, stat in self._last.items() if stat[0] == me and pid not in self._protected]
+            candidates = [pid for pid, stat in self._last.items() if stat.ppid == me and pid not in self._protected]
         for pid in candidates:
-            stat = read_stat(pid)
-            if stat is not None and stat[1] == "Z":
-                try:
-                    os.waitpid(pid, 0)
-                except ChildProcessError:
-                    pass
+            process = self._processes.get(pid)
+            stat = read_stat(process) if process is not None else None
+            if stat is not None and stat.zombie:
+                _reap(pid)
         self._sample()
 
+    def _process(self, pid: int) -> psutil.Process | None:
+        process = self._processes.get(pid)
+        if process is None:
+            try:
+                process = self._processes[pid] = psutil.Process(pid)
+            except psutil.NoSuchProcess:
+                return None
+        return process
+
     def _sample(self) -> None:
-        present = _pids()
+        present = set(psutil.pids())
         with self._lock:
             self._outside &= present
             self._tree = (self._tree & present) | (self._roots & present)
             new = present - self._tree - self._outside
-            current: dict[int, tuple[int, str, int, int, str]] = {}
+            current: dict[int, ProcStat] = {}
             for pid in self._tree:
-                stat = read_stat(pid)
-                if stat is not None:
+                process = self._process(pid)
+                if process is not None and (stat := read_stat(process)) is not None:
                     current[pid] = stat
-            parents: dict[int, tuple[int, str, int, int, str]] = {}
+            parents: dict[int, ProcStat] = {}
             for pid in new:
-                stat = read_stat(pid)
-                if stat is not None:
+                process = self._process(pid)
+                if process is not None and (stat := read_stat(process)) is not None:
                     parents[pid] = stat
             # A new process belongs to the tree when its parent does (parents may be new too),
             # and so does a child of this process that appeared after the first sample and that
@@ -202,24 +225,26 @@ class TreeMeter:
             while grew:
                 grew = False
                 for pid, stat in list(parents.items()):
-                    adopted = self.samples > 0 and stat[0] == me and pid not in self._protected
-                    if stat[0] in current or pid in self._roots or adopted:
+                    adopted = self.samples > 0 and stat.ppid == me and pid not in self._protected
+                    if stat.ppid in current or pid in self._roots or adopted:
                         current[pid] = stat
                         self._tree.add(pid)
                         del parents[pid]
                         grew = True
             self._outside |= set(parents)
             self._tree &= set(current)
+            # Only the tree's processes are kept: an outside pid is never read again unless reused.
+            self._processes = {pid: self._processes[pid] for pid in current if pid in self._processes}
             self._last = current
             self.seen |= set(current)
             # A process first seen in this sample is left out of the memory sum until the next one:
             # a child between vfork/posix_spawn and exec shows its parent's whole RSS.
             counted = {pid: stat for pid, stat in current.items() if pid in self._previous or not self.samples}
             self._previous = set(current)
-            rss = sum(stat[3] for stat in counted.values()) * PAGE_SIZE
+            rss = sum(stat.rss_bytes for stat in counted.values())
             if rss > self.peak_rss_bytes:
                 self.peak_rss_bytes = rss
-                self.peak_processes = [(pid, stat[4], stat[3] * PAGE_SIZE) for pid, stat in counted.items()]
+                self.peak_processes = [(pid, stat.name, stat.rss_bytes) for pid, stat in counted.items()]
             self.samples += 1
 
 
@@ -227,21 +252,20 @@ def reap_strays(protected: Iterable[int] = (), timeout: float = 30.0) -> list[in
     """Waits for the children of this process outside `protected` (orphans re-parented to this
     subreaper, e.g. the code servers of a stopped dagster-daemon) to exit, and reaps them.
     Returns the pids still alive after `timeout` seconds."""
-    me, protected = os.getpid(), set(protected)
+    protected = set(protected)
     deadline = time.monotonic() + timeout
     while True:
         alive = []
-        for pid in _pids():
-            stat = read_stat(pid)
-            if stat is None or stat[0] != me or pid in protected:
+        for child in psutil.Process().children():
+            if child.pid in protected:
                 continue
-            if stat[1] == "Z":
-                try:
-                    os.waitpid(pid, 0)
-                except ChildProcessError:
-                    pass
+            stat = read_stat(child)
+            if stat is None:
+                continue
+            if stat.zombie:
+                _reap(child.pid)
             else:
-                alive.append(pid)
+                alive.append(child.pid)
         if not alive or time.monotonic() > deadline:
             return alive
         time.sleep(0.1)

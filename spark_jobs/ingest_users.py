@@ -15,8 +15,11 @@ Plain PySpark (no Dagster, no ``user_pipeline`` import) so the very same file ca
       from spark_jobs.ingest_users import run_ingestion
       summary = run_ingestion(spark, input_dir=..., start_date=..., end_date=..., output_dir=...)
 
-Input: ``<input_dir>/<YYYY-MM-DD>.csv`` per day (pandas ``to_csv(index=False)``: UTF-8,
-header, RFC-4180 quoting with doubled quotes, empty field = null).
+Input: ``<input_dir>/<YYYY-MM-DD>.csv`` per day, in the pipeline's CSV format
+(``user_pipeline/users/csv_format.py``): UTF-8, a header, every text value quoted (RFC 4180,
+quotes doubled; CR, LF, tabs inside are data), ``""`` = the empty string, an unquoted empty
+field = null. Paths are read literally: ``[``, ``{``, ``*``, ``?`` and ``\\`` in a directory
+name are not glob patterns.
 
 Output (both Parquet, partitioned by ``partition_date``, dynamic partition overwrite so a
 run replaces exactly the days of its range and leaves every other day alone):
@@ -82,6 +85,7 @@ CSV_SCHEMA = StructType(
         StructField("partition_date", DateType(), True),
         StructField("user_id", StringType(), True),
         StructField("email", StringType(), True),
+        StructField("email_key", StringType(), True),
         StructField("username", StringType(), True),
         StructField("title", StringType(), True),
         StructField("first_name", StringType(), True),
@@ -142,7 +146,12 @@ AGE_BANDS = (
 )
 UNKNOWN_AGE_BAND = "unknown"
 
-#: CSV reader options matching pandas ``to_csv(index=False)`` output.
+#: What Spark reads a quoted empty field (``""``) as, before it is turned back into "":
+#: with ``emptyValue`` left at "", Spark reads "" and a missing value alike as null. It holds
+#: U+0000, which no value holds (the pipeline's contract refuses it in text), so it is never data.
+EMPTY_STRING_MARK = "\u0000empty\u0000"
+
+#: CSV reader options matching the pipeline's CSV format (user_pipeline/users/csv_format.py).
 CSV_READ_OPTIONS = {
     "header": "true",
     # Compare the header with CSV_SCHEMA (names and order) instead of ignoring it.
@@ -155,7 +164,13 @@ CSV_READ_OPTIONS = {
     "quote": '"',
     # pandas escapes a quote by doubling it (RFC 4180); Spark's default escape is "\\".
     "escape": '"',
+    # An unquoted empty field is null; a quoted one is EMPTY_STRING_MARK, then "".
     "nullValue": "",
+    "emptyValue": EMPTY_STRING_MARK,
+    # pyarrow writes non-finite floats as nan / inf / -inf.
+    "nanValue": "nan",
+    "positiveInf": "inf",
+    "negativeInf": "-inf",
     "dateFormat": "yyyy-MM-dd",
     "ignoreLeadingWhiteSpace": "false",
     "ignoreTrailingWhiteSpace": "false",
@@ -227,6 +242,18 @@ def _normalize_dir(path: str | os.PathLike) -> str:
 
 def input_path(input_dir: str, day: dt.date) -> str:
     return f"{_normalize_dir(input_dir)}/{day.isoformat()}.csv"
+
+
+_HADOOP_GLOB_CHARACTERS = re.compile(r"([\\{}\[\]*?])")
+
+
+def literal_path(path: str) -> str:
+    """``path`` with Hadoop's glob characters escaped, so that Spark reads exactly that file.
+
+    Spark's file sources expand ``{}[]*?`` (and ``\\`` escapes) in every path they are given
+    (``DataSource.checkAndGlobPathIfNecessary``): ``data dir [v1]/x.csv`` would be a pattern
+    matching ``data dir v/x.csv`` or ``data dir 1/x.csv``, and not itself."""
+    return _HADOOP_GLOB_CHARACTERS.sub(r"\\\1", path)
 
 
 def age_band_column(age_col: str = "age"):
@@ -362,14 +389,23 @@ _FILE_DAY = "__file_day"
 
 def _parse(spark: SparkSession, paths: Sequence[str]) -> DataFrame:
     """Typed view of the CSVs plus the raw timestamp strings and each row's file day."""
-    raw = spark.read.schema(CSV_SCHEMA).options(**CSV_READ_OPTIONS).csv(list(paths))
+    raw = spark.read.schema(CSV_SCHEMA).options(**CSV_READ_OPTIONS).csv([literal_path(p) for p in paths])
+    raw = raw.select(
+        *[
+            F.when(F.col(f.name) == F.lit(EMPTY_STRING_MARK), F.lit("")).otherwise(F.col(f.name)).alias(f.name)
+            if isinstance(f.dataType, StringType)
+            else F.col(f.name)
+            for f in CSV_SCHEMA.fields
+        ],
+        F.col("_metadata.file_name").alias("__file_name"),
+    )
     return raw.select(
         *[
             F.try_to_timestamp(F.col(c)).alias(c) if c in TIMESTAMP_COLUMNS else F.col(c)
             for c in CSV_COLUMNS
         ],
         *[F.col(c).alias(_RAW_PREFIX + c) for c in TIMESTAMP_COLUMNS],
-        F.regexp_extract(F.col("_metadata.file_name"), r"^(\d{4}-\d{2}-\d{2})\.csv$", 1).alias(
+        F.regexp_extract(F.col("__file_name"), r"^(\d{4}-\d{2}-\d{2})\.csv$", 1).alias(
             _FILE_DAY
         ),
     )
@@ -416,11 +452,13 @@ def _read_and_validate(
         if fs.status(path)[2] == 0:
             raise CorruptInputError(path, "file is empty (no header row)")
 
-    typed = _parse(spark, paths).persist(StorageLevel.MEMORY_AND_DISK)
+    typed = None
     try:
+        typed = _parse(spark, paths).persist(StorageLevel.MEMORY_AND_DISK)
         stats = _validation_stats(typed)  # happy path: a single job for the whole range
     except Exception as exc:
-        typed.unpersist()
+        if typed is not None:
+            typed.unpersist()
         _raise_for_bad_file(spark, paths, exc)
         raise  # pragma: no cover - _raise_for_bad_file always raises
 
@@ -452,13 +490,15 @@ def _read_and_validate(
 def _raise_for_bad_file(spark: SparkSession, paths: Sequence[str], exc: BaseException) -> None:
     """Failure path: re-validate file by file to name the offending CSV."""
     for path in paths:
-        single = _parse(spark, [path]).persist(StorageLevel.MEMORY_AND_DISK)
+        single = None
         try:
+            single = _parse(spark, [path]).persist(StorageLevel.MEMORY_AND_DISK)
             _validation_stats(single)
         except Exception as file_exc:
             raise CorruptInputError(path, _spark_error_reason(file_exc)) from file_exc
         finally:
-            single.unpersist()
+            if single is not None:
+                single.unpersist()
     raise IngestionError(
         f"Reading {len(paths)} input CSV(s) failed: {_spark_error_reason(exc)}"
     ) from exc

@@ -18,6 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from user_pipeline.users.atomic_files import atomic_write
+from user_pipeline.users.csv_format import write_csv
 from user_pipeline.users.normalize import read_normalized_csv
 
 # (label, lowest age included, first age excluded); the same bands as the Spark aggregate.
@@ -31,6 +32,7 @@ AGE_BANDS: tuple[tuple[str, int | None, int | None], ...] = (
 UNKNOWN = "unknown"
 READ_CHUNK_ROWS = 50_000
 TABLE_COLUMNS = ["partition_date", "dimension", "value", "users"]
+TABLE_DTYPES = {"partition_date": "string", "dimension": "string", "value": "string", "users": "Int64"}
 
 # More countries than this are drawn as one "other (N countries)" bar; the CSV keeps them all.
 CHART_COUNTRIES = 25
@@ -150,8 +152,9 @@ def chart_countries(by_country: list[tuple[str, int]], limit: int = CHART_COUNTR
 
 def write_report(figures: DailyFigures, paths: ReportPaths) -> WrittenReport:
     """Writes the CSV table and the PNG chart, each replaced atomically."""
-    with atomic_write(paths.csv, encoding="utf-8") as handle:
-        figures_table(figures).to_csv(handle, index=False, lineterminator="\n")
+    # The pipeline's CSV format: a country name holding a CR or a quote stays one field.
+    with atomic_write(paths.csv) as handle:
+        write_csv(handle, figures_table(figures), TABLE_DTYPES)
     png = render_chart(figures)
     with atomic_write(paths.png) as handle:
         handle.write(png)

@@ -22,6 +22,7 @@ from user_pipeline.users.api_client import (
     UsersApiError,
 )
 from user_pipeline.users.columns import COLUMN_DESCRIPTIONS
+from user_pipeline.users.csv_format import read_header
 from user_pipeline.users.normalize import (
     USER_COLUMNS,
     audit_normalized_csv,
@@ -50,7 +51,7 @@ from user_pipeline.users.resources import (
     UsersApi,
     WarehouseResource,
 )
-from user_pipeline.users.warehouse import LATEST_VIEW, TABLE, WarehouseUnavailableError
+from user_pipeline.users.warehouse import LATEST_VIEW, TABLE, TableMismatchError, WarehouseUnavailableError
 
 GROUP = "users"
 LOAD_CHUNK_ROWS = 5000
@@ -95,10 +96,25 @@ def run_metadata(per_day: dict[str, dict], **shared) -> dict:
 
 
 def check_over_days(check_name: str, results: dict[str, tuple[bool, dict]]) -> dg.AssetCheckResult:
-    """One check result for the run: passed if every day passed; failing days named."""
+    """One check result for the run: passed if every day passed; failing days named, with their figures."""
     failing = [day for day, (passed, _) in results.items() if not passed]
     metadata = next(iter(results.values()))[1] if len(results) == 1 else {"failing_days": ", ".join(failing) or "none"}
-    return dg.AssetCheckResult(check_name=check_name, passed=not failing, metadata=metadata)
+    description = None
+    if failing:
+        description = "failed for " + "; ".join(
+            f"{day}: " + ", ".join(f"{key}={value}" for key, value in results[day][1].items()) for day in failing
+        )
+    return dg.AssetCheckResult(check_name=check_name, passed=not failing, metadata=metadata, description=description)
+
+
+def previous_fingerprints(context: dg.AssetExecutionContext, csv_path: Path):
+    """The receipt's "before": the day's current CSV, None if there is none or it predates USER_COLUMNS."""
+    if not csv_path.exists():
+        return None
+    if read_header(csv_path) != list(USER_COLUMNS):
+        context.log.warning(f"{csv_path} has other columns than {', '.join(USER_COLUMNS)} (an older format): no diff against it")
+        return None
+    return row_fingerprints(read_normalized_csv(csv_path, chunk_rows=LOAD_CHUNK_ROWS))
 
 
 @dg.asset(
@@ -167,6 +183,7 @@ class RowDropRefused(Exception):
     output_required=False,
     check_specs=[
         dg.AssetCheckSpec("emails_unique_and_present", asset="normalized_users", blocking=True),
+        dg.AssetCheckSpec("user_ids_unique", asset="normalized_users", blocking=True),
         dg.AssetCheckSpec("no_plaintext_password", asset="normalized_users", blocking=True),
         dg.AssetCheckSpec("rows_match_raw_users", asset="normalized_users"),
         dg.AssetCheckSpec("row_drop_within_limit", asset="normalized_users", blocking=True),
@@ -177,20 +194,23 @@ def normalized_users(
 ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
     """One row per user for the day, as a UTF-8 CSV with a header; postcode is always text.
 
-    Duplicate emails: the first occurrence in API order is kept, later ones are dropped and
-    counted. Passwords appear only as the API's salt and salted SHA-256, never in plaintext.
+    Duplicate emails (compared by email key: trimmed, case-folded): the first occurrence in API
+    order is kept, later ones are dropped and counted. A user_id (login.uuid) on two rows of a
+    day fails the blocking user_ids_unique check, naming the day and the ids. Passwords appear
+    only as the API's salt and salted SHA-256, never in plaintext.
     Every materialization carries a receipt: rows, a content hash, and rows added, removed and
     changed (by user_id) since the day's previous CSV. A re-run that would drop more than
     `max_row_drop_fraction` of the day's rows keeps the previous CSV and fails row_drop_within_limit.
     """
     checks: dict[str, dict[str, tuple[bool, dict]]] = {
-        "emails_unique_and_present": {}, "no_plaintext_password": {}, "rows_match_raw_users": {}, "row_drop_within_limit": {}
+        name: {}
+        for name in ("emails_unique_and_present", "user_ids_unique", "no_plaintext_password", "rows_match_raw_users", "row_drop_within_limit")
     }
     per_day = {}
     check_run_inputs(context)
     for day in context.partition_keys:
         raw_path, csv_path = files.raw_users(day), files.normalized_users(day)
-        previous = row_fingerprints(read_normalized_csv(csv_path, chunk_rows=LOAD_CHUNK_ROWS)) if csv_path.exists() else None
+        previous = previous_fingerprints(context, csv_path)
         receipts: list[PartitionReceipt] = []
 
         def check_row_drop(written: Path) -> None:
@@ -228,6 +248,18 @@ def normalized_users(
             audit.missing_emails == 0 and audit.duplicate_emails == 0,
             {"missing_emails": audit.missing_emails, "duplicate_emails": audit.duplicate_emails},
         )
+        checks["user_ids_unique"][day] = (
+            not audit.repeated_user_ids,
+            {
+                "repeated_user_ids": ", ".join(audit.repeated_user_ids[:20]) or "none",
+                "repeated_user_id_count": len(audit.repeated_user_ids),
+            },
+        )
+        if audit.repeated_user_ids:
+            context.log.error(
+                f"normalized_users {day}: user_id (login.uuid) repeated on several rows: "
+                f"{', '.join(audit.repeated_user_ids[:20])}{' ...' if len(audit.repeated_user_ids) > 20 else ''}"
+            )
         checks["no_plaintext_password"][day] = (
             not audit.plaintext_password_columns,
             {"password_columns": ", ".join(audit.plaintext_password_columns) or "none"},
@@ -259,33 +291,52 @@ def normalized_users(
     backfill_policy=daily_backfill_policy,
     retry_policy=WAREHOUSE_RETRY_POLICY,
     deps=[normalized_users],
-    check_specs=[dg.AssetCheckSpec("rows_match_normalized_users", asset="users_table", blocking=True)],
+    # Without output: a day whose rows do not read back identical is rolled back and records no materialization.
+    output_required=False,
+    check_specs=[
+        dg.AssetCheckSpec("rows_match_normalized_users", asset="users_table", blocking=True),
+        dg.AssetCheckSpec("table_matches_normalized_users", asset="users_table", blocking=True),
+    ],
 )
 def users_table(
     context: dg.AssetExecutionContext, files: PartitionFiles, warehouse: WarehouseResource
-) -> dg.MaterializeResult:
+) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
     """The `users` warehouse table: every day's rows, tagged with their partition_date.
 
-    Loading a day replaces that day's rows in one transaction. The `users_latest` view
-    answers "one row per email": the row from the latest day that has the email.
+    Loading a day replaces that day's rows in one transaction, which commits only if the rows
+    read back have the content hash of the normalized_users CSV (table_matches_normalized_users):
+    any value changed on the way (truncated, NULL for "", a changed byte) rolls the day back and
+    fails the run. The `users_latest` view answers "one row per email": the row from the latest
+    day that has the email key (trimmed, case-folded).
     """
     store = warehouse.open()
-    per_day, row_checks = {}, {}
+    per_day, row_checks, hash_checks = {}, {}, {}
     check_run_inputs(context)
     for day in context.partition_keys:
         csv_path = files.normalized_users(day)
         try:
-            previous = row_fingerprints(store.iter_partition(day, LOAD_CHUNK_ROWS))
-            inserted = store.replace_partition(day, read_normalized_csv(csv_path, chunk_rows=LOAD_CHUNK_ROWS))
-            receipt = make_receipt(previous if len(previous) else None, row_fingerprints(store.iter_partition(day, LOAD_CHUNK_ROWS)))
+            load = store.replace_partition_verified(day, read_normalized_csv(csv_path, chunk_rows=LOAD_CHUNK_ROWS), LOAD_CHUNK_ROWS)
         except WarehouseUnavailableError as error:
             retry_or_fail(context, error, WAREHOUSE_RETRY_POLICY)
+        except TableMismatchError as mismatch:
+            yield dg.AssetCheckResult(
+                check_name="table_matches_normalized_users",
+                passed=False,
+                description=str(mismatch),
+                metadata={"day": day, "csv_content_hash": mismatch.loaded_hash, "table_content_hash": mismatch.stored_hash},
+            )
+            return
         except (OSError, ValueError) as error:
             raise dg.Failure(description=f"loading {csv_path} failed: {error}", allow_retries=False) from error
+        receipt = make_receipt(load.previous, load.stored)
         stored, csv_rows = store.count_rows(day), audit_normalized_csv(csv_path).rows
-        per_day[day] = {"dagster/row_count": stored, "rows_inserted": inserted, **receipt.as_metadata()}
+        per_day[day] = {"dagster/row_count": stored, "rows_inserted": load.rows_inserted, **receipt.as_metadata()}
         row_checks[day] = (stored == csv_rows, {"table_rows": stored, "csv_rows": csv_rows})
-    return dg.MaterializeResult(
+        hash_checks[day] = (
+            receipt.content_hash == load.content_hash,
+            {"csv_content_hash": load.content_hash, "table_content_hash": receipt.content_hash},
+        )
+    yield dg.MaterializeResult(
         metadata=run_metadata(
             per_day,
             **{
@@ -295,7 +346,10 @@ def users_table(
                 "warehouse": store.display_url,
             },
         ),
-        check_results=[check_over_days("rows_match_normalized_users", row_checks)],
+        check_results=[
+            check_over_days("rows_match_normalized_users", row_checks),
+            check_over_days("table_matches_normalized_users", hash_checks),
+        ],
     )
 
 

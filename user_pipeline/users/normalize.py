@@ -3,8 +3,15 @@
 Plain pandas, no Dagster. Pages are processed one chunk at a time so memory stays flat however
 many users a partition holds.
 
-Duplicate rule: within a partition the first occurrence of an email (compared case-insensitively)
-in API order, page 1 first, is kept; later rows with that email are dropped and counted.
+Email identity: an email's key (`email_key`) is the address trimmed and case-folded
+(`str.strip().casefold()`); the address as sent stays in `email`. The key is what the in-day
+dedup, the registry, the table's unique index and `users_latest` compare.
+
+Duplicate rule: within a partition the first occurrence of an email key in API order, page 1
+first, is kept; later rows with that key are dropped and counted.
+
+The CSV is written and read in the format of `csv_format` (every string byte for byte, "" distinct
+from missing).
 
 The plaintext `login.password` is never read: only the API's salt and salted SHA-256 are kept.
 """
@@ -18,12 +25,14 @@ from pathlib import Path
 import pandas as pd
 
 from user_pipeline.users.atomic_files import atomic_write
+from user_pipeline.users.csv_format import CsvWriter, iter_csv, read_csv, read_header
 
 # Column -> pandas dtype, in file order. Postcode is text: the API mixes 48687 and "V0V 4U7".
 USER_COLUMNS: dict[str, str] = {
     "partition_date": "string",
     "user_id": "string",
     "email": "string",
+    "email_key": "string",
     "username": "string",
     "title": "string",
     "first_name": "string",
@@ -101,17 +110,24 @@ def normalize_users(users: list[dict], partition_date: str) -> pd.DataFrame:
         raise ValueError(f"users for {partition_date} lack fields {missing}")
     frame = flat[list(_SOURCE_FIELDS)].rename(columns=_SOURCE_FIELDS)
     frame["partition_date"] = partition_date
+    frame["email_key"] = email_keys(frame["email"].astype("string"))
     # Mixed int/str postcodes become text without a float detour (48687 must not turn into "48687.0").
     frame["postcode"] = frame["postcode"].map(str, na_action="ignore")
     frame["id_value"] = frame["id_value"].map(str, na_action="ignore")
-    frame["latitude"] = pd.to_numeric(frame["latitude"], errors="raise")
-    frame["longitude"] = pd.to_numeric(frame["longitude"], errors="raise")
+    # + 0.0 turns -0.0 into 0.0: equal numbers, and SQLite cannot store the sign of a zero.
+    frame["latitude"] = pd.to_numeric(frame["latitude"], errors="raise") + 0.0
+    frame["longitude"] = pd.to_numeric(frame["longitude"], errors="raise") + 0.0
     return frame[list(USER_COLUMNS)].astype(USER_COLUMNS)
 
 
+def email_keys(emails: pd.Series) -> pd.Series:
+    """The email identity: trimmed (Unicode whitespace) and case-folded (`str.casefold`); null stays null."""
+    return emails.str.strip().map(str.casefold, na_action="ignore").astype("string")
+
+
 def drop_duplicate_emails(frame: pd.DataFrame, seen_emails: set[str]) -> pd.DataFrame:
-    """Keeps the first occurrence of each email across calls; updates `seen_emails`."""
-    keys = frame["email"].str.strip().str.lower()
+    """Keeps the first occurrence of each email key across calls; updates `seen_emails`."""
+    keys = frame["email_key"]
     keep = ~keys.duplicated() & ~keys.isin(seen_emails)
     seen_emails.update(keys[keep])
     return frame[keep]
@@ -131,15 +147,16 @@ def write_normalized_csv(
     seen_emails: set[str] = set()
     users_read = rows_written = 0
     preview = empty_users_frame()
-    with atomic_write(csv_path, encoding="utf-8") as handle:
-        preview.to_csv(handle, index=False, lineterminator="\n")
+    with atomic_write(csv_path) as handle:
+        writer = CsvWriter(handle, USER_COLUMNS)
         for users in raw_chunks:
             users_read += len(users)
             frame = drop_duplicate_emails(normalize_users(users, partition_date), seen_emails)
-            frame.to_csv(handle, index=False, header=False, lineterminator="\n")
+            writer.write(frame)
             if rows_written == 0:
                 preview = frame.head(preview_rows)
             rows_written += len(frame)
+        writer.close()
         handle.flush()
         before_commit(Path(handle.name))
     return NormalizeSummary(
@@ -155,15 +172,13 @@ def empty_users_frame() -> pd.DataFrame:
 
 
 def read_normalized_csv(csv_path: Path, chunk_rows: int | None = None) -> pd.DataFrame | Iterator[pd.DataFrame]:
-    """Reads a normalized CSV with USER_COLUMNS types: postcode stays text, empty fields are null."""
-    return pd.read_csv(
-        csv_path,
-        dtype=USER_COLUMNS,
-        keep_default_na=False,
-        na_values=[""],
-        encoding="utf-8",
-        chunksize=chunk_rows,
-    )
+    """Reads a normalized CSV with USER_COLUMNS types: every value as written, `""` distinct from null.
+
+    With `chunk_rows`, an iterator of frames of at most that many rows. Raises ValueError naming
+    the file when it is not in the `csv_format` format."""
+    if chunk_rows is None:
+        return read_csv(csv_path, USER_COLUMNS)
+    return iter_csv(csv_path, USER_COLUMNS, chunk_rows)
 
 
 @dataclass(frozen=True)
@@ -172,16 +187,24 @@ class CsvAudit:
     missing_emails: int
     duplicate_emails: int
     plaintext_password_columns: list[str]
+    repeated_user_ids: list[str]
+    """user_ids on more than one row of the day, sorted."""
 
 
 def audit_normalized_csv(csv_path: Path) -> CsvAudit:
-    """Reads a written CSV back and counts what the asset checks guard against."""
-    header = pd.read_csv(csv_path, nrows=0, encoding="utf-8").columns
-    emails = pd.read_csv(csv_path, usecols=["email"], dtype="string", keep_default_na=False, na_values=[""])["email"]
-    keys = emails.str.strip().str.lower()
+    """Reads a written CSV back and counts what the asset checks guard against.
+
+    An email is missing when it is null or blank; duplicates compare email keys (`email_keys`)."""
+    header = read_header(csv_path)
+    present = [column for column in ("email", "user_id") if column in header]
+    keyed = read_csv(csv_path, {"email": "string", "user_id": "string"}, usecols=present)
+    keys = email_keys(keyed["email"]) if "email" in present else pd.Series([pd.NA] * len(keyed), dtype="string")
+    blank = keys.isna() | (keys == "")
+    user_ids = keyed["user_id"].dropna() if "user_id" in present else pd.Series([], dtype="string")
     return CsvAudit(
-        rows=len(emails),
-        missing_emails=int(keys.isna().sum()),
-        duplicate_emails=int(keys.dropna().duplicated().sum()),
+        rows=len(keyed),
+        missing_emails=int(blank.sum()),
+        duplicate_emails=int(keys[~blank].duplicated().sum()),
         plaintext_password_columns=[column for column in header if column.lower() in PLAINTEXT_PASSWORD_COLUMNS],
+        repeated_user_ids=sorted(user_ids[user_ids.duplicated()].unique()),
     )

@@ -3,6 +3,11 @@
 A receipt counts rows, fingerprints the content (order-independent), and diffs by user_id:
 rows added, removed and changed. Rows are reduced to 64-bit fingerprints chunk by chunk, so a
 receipt of any size costs a few bytes per row. Plain pandas, no Dagster.
+
+A user_id on several rows of a day (the API repeating a login.uuid) is diffed as the multiset of
+its rows: it counts as changed when that multiset differs. The blocking check
+`user_ids_unique` refuses such a day; receipts still never fail on it, so a re-run of the day
+after the API stops repeating the id works.
 """
 
 import hashlib
@@ -55,22 +60,32 @@ class PartitionReceipt:
 
 
 def content_hash(fingerprints: pd.Series) -> str:
-    """SHA-256 over the rows' fingerprints in user_id order: equal for equal content, whatever the row order."""
-    ordered = fingerprints.sort_index(kind="stable")
-    digest = hashlib.sha256(ordered.index.astype(str).str.cat(sep="\n").encode())
-    digest.update(ordered.to_numpy().tobytes())
+    """SHA-256 over the rows' (user_id, fingerprint) pairs, sorted: equal for equal content, whatever the row order."""
+    ordered = pd.DataFrame({"user_id": fingerprints.index.astype(str), "fingerprint": fingerprints.to_numpy()})
+    ordered = ordered.sort_values(["user_id", "fingerprint"], kind="stable")
+    digest = hashlib.sha256(ordered["user_id"].str.cat(sep="\n").encode())
+    digest.update(ordered["fingerprint"].to_numpy(dtype="uint64").tobytes())
     return digest.hexdigest()
 
 
+def _rows_by_user_id(fingerprints: pd.Series) -> dict[str, tuple[int, ...]]:
+    """user_id -> the sorted fingerprints of its rows (one, unless the id is repeated)."""
+    rows: dict[str, list[int]] = {}
+    for user_id, fingerprint in zip(fingerprints.index, fingerprints.to_numpy().tolist()):
+        rows.setdefault(user_id, []).append(fingerprint)
+    return {user_id: tuple(sorted(values)) for user_id, values in rows.items()}
+
+
 def make_receipt(previous: pd.Series | None, current: pd.Series) -> PartitionReceipt:
+    """The receipt of `current` against `previous` (None: the first materialization); user_ids may repeat."""
     if previous is None:
         return PartitionReceipt(len(current), content_hash(current), None, len(current), 0, 0)
-    common = current.index.intersection(previous.index)
+    now, before = _rows_by_user_id(current), _rows_by_user_id(previous)
     return PartitionReceipt(
         rows=len(current),
         content_hash=content_hash(current),
         previous_rows=len(previous),
-        added=len(current.index.difference(previous.index)),
-        removed=len(previous.index.difference(current.index)),
-        changed=int((current.loc[common] != previous.loc[common]).sum()),
+        added=len(now.keys() - before.keys()),
+        removed=len(before.keys() - now.keys()),
+        changed=sum(now[user_id] != before[user_id] for user_id in now.keys() & before.keys()),
     )

@@ -5,8 +5,12 @@ the previous day or the new one, never a mix, and a failed load leaves the previ
 Values always travel as bound parameters.
 
 Two questions, two relations:
-- `users`: every partition's rows (primary key partition_date + email);
-- `users_latest`: one row per email, from the latest partition that has it.
+- `users`: every partition's rows (unique: partition_date + email_key, the trimmed, case-folded
+  email; `email` keeps the address as sent);
+- `users_latest`: one row per email key, from the latest partition that has it.
+
+Text is stored byte for byte; what a store cannot hold (U+0000 in PostgreSQL text) fails the
+load naming the user and the column, never truncated.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import sqlite3
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -23,7 +28,9 @@ from urllib.parse import urlsplit, urlunsplit
 import pandas as pd
 
 from user_pipeline.users.api_client import InvalidSettingError
-from user_pipeline.users.normalize import USER_COLUMNS
+from user_pipeline.users.normalize import USER_COLUMNS, email_keys
+from user_pipeline.users.receipts import content_hash, row_fingerprints
+
 
 TABLE = "users"
 LATEST_VIEW = "users_latest"
@@ -34,16 +41,41 @@ _SQL_TYPES = {"string": "TEXT", "Int64": "INTEGER", "float64": "DOUBLE PRECISION
 def _create_table_sql(partition_date_type: str) -> str:
     columns = ",\n  ".join(
         f"{name} {partition_date_type if name == 'partition_date' else _SQL_TYPES[dtype]}"
-        + (" NOT NULL" if name in ("partition_date", "user_id", "email") else "")
+        + (" NOT NULL" if name in ("partition_date", "user_id", "email", "email_key") else "")
         for name, dtype in USER_COLUMNS.items()
     )
-    return f"CREATE TABLE IF NOT EXISTS {TABLE} (\n  {columns},\n  PRIMARY KEY (partition_date, email)\n)"
+    return f"CREATE TABLE IF NOT EXISTS {TABLE} (\n  {columns},\n  PRIMARY KEY (partition_date, email_key)\n)"
 
 
-_CREATE_EMAIL_INDEX = f"CREATE INDEX IF NOT EXISTS {TABLE}_email_idx ON {TABLE} (email, partition_date)"
+_CREATE_EMAIL_INDEX = f"CREATE INDEX IF NOT EXISTS {TABLE}_email_key_idx ON {TABLE} (email_key, partition_date)"
+# A table made before email_key had PRIMARY KEY (partition_date, email); this index gives it the same key.
+_CREATE_UNIQUE_EMAIL_KEY = f"CREATE UNIQUE INDEX IF NOT EXISTS {TABLE}_day_email_key_uq ON {TABLE} (partition_date, email_key)"
 _CREATE_LATEST_VIEW = f"""CREATE VIEW {LATEST_VIEW} AS
-SELECT u.* FROM {TABLE} u
-WHERE u.partition_date = (SELECT MAX(l.partition_date) FROM {TABLE} l WHERE l.email = u.email)"""
+SELECT {", ".join(f"u.{name}" for name in USER_COLUMNS)} FROM {TABLE} u
+WHERE u.partition_date = (SELECT MAX(l.partition_date) FROM {TABLE} l WHERE l.email_key = u.email_key)"""
+_DROP_LATEST_VIEW = f"DROP VIEW IF EXISTS {LATEST_VIEW}"
+
+
+class TableMismatchError(ValueError):
+    """The rows read back from the table are not the rows loaded: the load is rolled back."""
+
+    def __init__(self, partition_date: str, loaded_hash: str, stored_hash: str):
+        super().__init__(
+            f"{TABLE} {partition_date}: the rows read back (content hash {stored_hash[:12]}) differ from the "
+            f"normalized_users CSV (content hash {loaded_hash[:12]}); the load was rolled back"
+        )
+        self.partition_date, self.loaded_hash, self.stored_hash = partition_date, loaded_hash, stored_hash
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    rows_inserted: int
+    previous: pd.Series | None
+    """user_id -> row fingerprint of the day before the load; None if the day had no rows."""
+    stored: pd.Series
+    """user_id -> row fingerprint of the day as committed."""
+    content_hash: str
+    """of the rows loaded, equal to the rows stored (receipts.content_hash)."""
 
 
 class WarehouseUnavailableError(RuntimeError):
@@ -71,10 +103,20 @@ class Warehouse(ABC):
 
     def replace_partition(self, partition_date: str, chunks: Iterable[pd.DataFrame]) -> int:
         """Replaces every row of `partition_date` with the rows of `chunks`; returns rows inserted."""
+        return self.replace_partition_verified(partition_date, chunks).rows_inserted
+
+    def replace_partition_verified(self, partition_date: str, chunks: Iterable[pd.DataFrame], chunk_rows: int = 5000) -> LoadResult:
+        """Replaces the day's rows, then reads them back in the same transaction and commits only if
+        their content hash equals the hash of what was loaded (TableMismatchError otherwise).
+
+        Returns the fingerprints of the day's rows before the load (None if there were none) and
+        after it, for the receipt (user_pipeline.users.receipts)."""
         day = date.fromisoformat(partition_date)
+        loaded: list[pd.Series] = []
         inserted = 0
         with self._transaction(write=True) as cursor:
             self._lock_partition(cursor, partition_date)
+            previous = self._fingerprints(cursor, day, chunk_rows)
             cursor.execute(f"DELETE FROM {TABLE} WHERE partition_date = {self._param}", (self._date_param(day),))
             for chunk in chunks:
                 mismatched = chunk["partition_date"] != partition_date
@@ -82,13 +124,29 @@ class Warehouse(ABC):
                     raise ValueError(
                         f"rows for {partition_date} include partition_date {chunk.loc[mismatched, 'partition_date'].iloc[0]!r}"
                     )
+                self._check_storable(chunk, partition_date)
                 self._insert(cursor, _rows_for_sql(chunk, self._date_param(day)))
+                loaded.append(row_fingerprints([chunk]))
                 inserted += len(chunk)
-        return inserted
+            stored = self._fingerprints(cursor, day, chunk_rows)
+            loaded_hash, stored_hash = content_hash(_concat(loaded)), content_hash(stored)
+            if loaded_hash != stored_hash:
+                raise TableMismatchError(partition_date, loaded_hash, stored_hash)
+        return LoadResult(inserted, previous if len(previous) else None, stored, loaded_hash)
+
+    def _fingerprints(self, cursor: Any, day: date, chunk_rows: int) -> pd.Series:
+        cursor.execute(f"SELECT {', '.join(USER_COLUMNS)} FROM {TABLE} WHERE partition_date = {self._param}", (self._date_param(day),))
+        parts = []
+        while records := cursor.fetchmany(chunk_rows):
+            parts.append(row_fingerprints([_users_frame(records)]))
+        return _concat(parts)
+
+    def _check_storable(self, chunk: pd.DataFrame, partition_date: str) -> None:
+        """Raises ValueError naming the user and column of a value this store cannot hold."""
 
     def read_partition(self, partition_date: str) -> pd.DataFrame:
-        """The stored rows of one partition as USER_COLUMNS types, ordered by email."""
-        sql = f"SELECT {', '.join(USER_COLUMNS)} FROM {TABLE} WHERE partition_date = {self._param} ORDER BY email"
+        """The stored rows of one partition as USER_COLUMNS types, ordered by email key."""
+        sql = f"SELECT {', '.join(USER_COLUMNS)} FROM {TABLE} WHERE partition_date = {self._param} ORDER BY email_key"
         return self._read_users(sql, (self._date_param(date.fromisoformat(partition_date)),))
 
     def iter_partition(self, partition_date: str, chunk_rows: int) -> Iterator[pd.DataFrame]:
@@ -100,7 +158,7 @@ class Warehouse(ABC):
                 yield _users_frame(records)
 
     def read_latest(self) -> pd.DataFrame:
-        sql = f"SELECT {', '.join(USER_COLUMNS)} FROM {LATEST_VIEW} ORDER BY email"
+        sql = f"SELECT {', '.join(USER_COLUMNS)} FROM {LATEST_VIEW} ORDER BY email_key"
         return self._read_users(sql, ())
 
     def count_rows(self, partition_date: str | None = None) -> int:
@@ -182,6 +240,12 @@ class SqliteWarehouse(Warehouse):
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("BEGIN IMMEDIATE")
         cursor.execute(_create_table_sql("TEXT"))
+        cursor.execute(f"PRAGMA table_info({TABLE})")
+        if "email_key" not in {row[1] for row in cursor.fetchall()}:
+            cursor.execute(f"ALTER TABLE {TABLE} ADD COLUMN email_key TEXT")
+            _fill_email_keys(cursor, "?")
+            cursor.execute(_CREATE_UNIQUE_EMAIL_KEY)
+            cursor.execute(_DROP_LATEST_VIEW)  # it compared emails, not keys
         cursor.execute(_CREATE_EMAIL_INDEX)
         cursor.execute(_CREATE_LATEST_VIEW.replace("CREATE VIEW", "CREATE VIEW IF NOT EXISTS", 1))
         cursor.execute("COMMIT")
@@ -232,12 +296,34 @@ class PostgresWarehouse(Warehouse):
         # Concurrent first runs would race on CREATE ... IF NOT EXISTS; one lock orders them.
         cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"{TABLE}:schema",))
         cursor.execute(_create_table_sql("DATE"))
+        cursor.execute(
+            "SELECT 1 FROM information_schema.columns WHERE table_schema = current_schema() AND table_name = %s AND column_name = %s",
+            (TABLE, "email_key"),
+        )
+        if cursor.fetchone() is None:
+            cursor.execute(f"ALTER TABLE {TABLE} ADD COLUMN email_key TEXT")
+            _fill_email_keys(cursor, "%s")
+            cursor.execute(_CREATE_UNIQUE_EMAIL_KEY)
+            # Its columns change (CREATE OR REPLACE cannot do that) and it compared emails, not keys.
+            cursor.execute(_DROP_LATEST_VIEW)
         cursor.execute(_CREATE_EMAIL_INDEX)
         cursor.execute(_CREATE_LATEST_VIEW.replace("CREATE VIEW", "CREATE OR REPLACE VIEW", 1))
         self._schema_ready = True
 
     def _lock_partition(self, cursor: Any, partition_date: str) -> None:
         cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"{TABLE}:{partition_date}",))
+
+    def _check_storable(self, chunk: pd.DataFrame, partition_date: str) -> None:
+        # PostgreSQL text cannot hold U+0000; psycopg would fail without naming the value.
+        for column, dtype in USER_COLUMNS.items():
+            if dtype != "string":
+                continue
+            has_nul = chunk[column].str.contains("\x00", regex=False).fillna(False)
+            if has_nul.any():
+                user_id = chunk.loc[has_nul, "user_id"].iloc[0]
+                raise ValueError(
+                    f"{partition_date} user {user_id}: {column} holds U+0000, which PostgreSQL text cannot store"
+                )
 
     def _insert(self, cursor: Any, rows: list[tuple]) -> None:
         with cursor.copy(f"COPY {TABLE} ({', '.join(USER_COLUMNS)}) FROM STDIN") as copy:
@@ -255,6 +341,21 @@ def open_warehouse(url: str, lock_timeout_seconds: float = 30.0) -> Warehouse:
     raise InvalidSettingError(
         "warehouse_url", redact_url(url), "a sqlite:///path or postgresql://user@host:port/database URL"
     )
+
+
+def _fill_email_keys(cursor: Any, param: str) -> None:
+    """Fills email_key of rows loaded before the column existed (same rule as normalize.email_keys)."""
+    cursor.execute(f"SELECT DISTINCT email FROM {TABLE} WHERE email_key IS NULL")
+    emails = [row[0] for row in cursor.fetchall()]
+    if emails:
+        keys = email_keys(pd.Series(emails, dtype="string"))
+        cursor.executemany(
+            f"UPDATE {TABLE} SET email_key = {param} WHERE email = {param} AND email_key IS NULL", list(zip(keys, emails))
+        )
+
+
+def _concat(parts: list[pd.Series]) -> pd.Series:
+    return pd.concat(parts) if parts else pd.Series([], dtype="uint64")
 
 
 def _users_frame(records: list[tuple]) -> pd.DataFrame:

@@ -37,4 +37,4 @@ def test_a_noop_run_materializes_every_asset_and_passes_every_check():
     assert result.success
     assert {event.asset_key.to_user_string() for event in result.get_asset_materialization_events()} == set(DAILY_ASSETS)
     evaluations = result.get_asset_check_evaluations()
-    assert len(evaluations) == 5 and all(evaluation.passed for evaluation in evaluations)
+    assert len(evaluations) == 7 and all(evaluation.passed for evaluation in evaluations)

@@ -24,6 +24,10 @@ CONCURRENCY = "user_pipeline_tests/reliability/test_config_and_concurrency.py"
 SECURITY = "user_pipeline_tests/reliability/test_security.py"
 CORE = "user_pipeline_tests/acceptance/test_core_pipeline.py"
 SPARK = "user_pipeline_tests/spark/test_assets.py"
+SPARK_JOB = "user_pipeline_tests/spark_jobs/test_ingest_users.py"
+LOSSLESS = "user_pipeline_tests/acceptance/test_lossless_day.py"
+LOSSLESS_UNIT = "user_pipeline_tests/users/test_lossless.py"
+TRUST = "user_pipeline_tests/users/test_trustworthy_data.py"
 
 FAULTS = [
     Fault("API: HTTP 200 with `{\"error\": ...}`", "fails at once, no retry, previous day intact", "step `raw_users` failed: `users API answered HTTP 200 with an error for seed=... : 'Uh oh...'`", f"{API}::test_permanent_faults_fail_at_once_naming_what_is_wrong_and_keep_the_good_day"),
@@ -56,6 +60,14 @@ FAULTS = [
     Fault("Plaintext passwords from the API", "dropped at fetch: in no file, table, log or metadata", "only `password_salt`, `password_sha256`", f"{SECURITY}::test_no_plaintext_password_in_any_file_table_or_log"),
     Fault("Names like `O'Brien`, `Robert'); DROP TABLE users;--`", "stored verbatim (bound parameters only)", "nothing", f"{SECURITY}::test_names_that_look_like_sql_are_stored_verbatim_by_the_table_asset"),
     Fault("The PostgreSQL password (even if put in the URL)", "never in the event log or metadata", "`postgresql://user:***@host/db`", f"{SECURITY}::test_the_postgres_password_never_reaches_logs_or_metadata"),
+    # Issue #12, trustworthy data: lossless values, one email identity, unique keys, literal Spark paths.
+    Fault("Text with CR, LF, CRLF, tab, VT, U+2028, quotes, `\\N`, backslashes, emoji, RTL, combining marks, 100,000 characters", "reaches raw, CSV, table (SQLite and PostgreSQL) and Parquet byte for byte", "a successful run", f"{LOSSLESS}::test_hostile_values_reach_csv_table_and_parquet_exactly"),
+    Fault("`id.name = \"\"` (empty, not missing)", "stays `\"\"` in the CSV, the table and Parquet; null stays null", "a successful run", f"{TRUST}::test_a_carriage_return_and_an_empty_id_name_reach_the_table_exactly"),
+    Fault("A value the warehouse would change (e.g. SQLite dropping the sign of -0.0)", "the day's load is rolled back: the previous rows stay", "blocking check `table_matches_normalized_users` failed: `users DAY: the rows read back (content hash ...) differ from the normalized_users CSV (content hash ...); the load was rolled back`", f"{LOSSLESS_UNIT}::test_a_value_the_store_changes_rolls_the_load_back"),
+    Fault("U+0000 in text bound for PostgreSQL", "the load fails naming the user and the column, never truncated; the previous rows stay", "`DAY user ID: last_name holds U+0000, which PostgreSQL text cannot store`", f"{LOSSLESS_UNIT}::test_postgres_refuses_u0000_naming_the_user_and_column_and_keeps_the_day"),
+    Fault("One email in different case or spacing (`Case.Test@Example.com`, `case.test@example.com`)", "one identity (`email_key`: trimmed, case-folded) for the in-day dedup, the registry, `users_latest` and the unique index; `email` keeps the address as sent", "a successful run", f"{TRUST}::test_one_email_identity_in_dedup_registry_and_users_latest"),
+    Fault("Two users sharing a `login.uuid` in one day", "blocking check `user_ids_unique` fails, the table is not loaded; a re-run once the API stops repeating it just works (receipts diff repeated ids)", "`user_ids_unique` failed for DAY: `repeated_user_ids=ID, repeated_user_id_count=1`", f"{TRUST}::test_a_repeated_user_id_fails_the_blocking_check_naming_it_and_a_rerun_without_it_works"),
+    Fault("A data directory named like a glob (`data dir [v1]`, `{a,b}`, `*`, `?`, `\\`)", "Spark reads exactly the given files (glob characters escaped), never a look-alike", "a successful run; a bad file is named: `Invalid input CSV /.../data dir [v1]/DAY.csv: ...`", f"{SPARK_JOB}::test_hostile_values_in_a_glob_like_folder_reach_parquet_exactly"),
 ]
 
 

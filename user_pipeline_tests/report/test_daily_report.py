@@ -80,18 +80,20 @@ def test_the_chart_is_a_png_of_fixed_size_without_a_software_chunk_and_the_same_
 
 
 def test_the_report_files_are_written_whole_beside_no_temporary_file(tmp_path):
-    figures = count_users(DAY, [users([("Spain", 33)])])
+    figures = count_users(DAY, [users([("Spain", 33), ('Zoe\rLand "x"', 20)])])
     paths = report_paths(tmp_path, DAY)
     assert (paths.png, paths.csv) == (tmp_path / "reports" / f"{DAY}.png", tmp_path / "reports" / f"{DAY}.csv")
     written = write_report(figures, paths)
     assert paths.png.read_bytes() == written.png
-    assert paths.csv.read_text(encoding="utf-8").splitlines() == [
+    assert paths.csv.read_bytes().decode("utf-8").split("\n") == [
         "partition_date,dimension,value,users",
-        f"{DAY},country,Spain,1",
-        f"{DAY},age_band,<18,0",
-        f"{DAY},age_band,18-29,0",
-        f"{DAY},age_band,30-44,1",
-        f"{DAY},age_band,45-59,0",
-        f"{DAY},age_band,60+,0",
+        f'"{DAY}","country","Spain",1',
+        f'"{DAY}","country","Zoe\rLand ""x""",1',
+        f'"{DAY}","age_band","<18",0',
+        f'"{DAY}","age_band","18-29",1',
+        f'"{DAY}","age_band","30-44",1',
+        f'"{DAY}","age_band","45-59",0',
+        f'"{DAY}","age_band","60+",0',
+        "",
     ]
     assert temp_files_for(paths.png) == temp_files_for(paths.csv) == []

@@ -7,9 +7,12 @@ from pathlib import Path
 
 import pandas as pd
 
+from user_pipeline.users.csv_format import write_csv
+from user_pipeline.users.normalize import USER_COLUMNS
+
 #: The upstream CSV contract, spelled out independently of spark_jobs.ingest_users.
 CSV_COLUMNS = [
-    "partition_date", "user_id", "email", "username", "title", "first_name", "last_name",
+    "partition_date", "user_id", "email", "email_key", "username", "title", "first_name", "last_name",
     "gender", "date_of_birth", "age", "registered_at", "phone", "cell", "street_number",
     "street_name", "city", "state", "country", "postcode", "latitude", "longitude",
     "timezone_offset", "nationality", "id_name", "id_value", "password_salt",
@@ -24,6 +27,7 @@ def _user(day: str, n: int, **fields) -> dict:
         "partition_date": day,
         "user_id": f"00000000-0000-4000-8000-{day.replace('-', '')}{n:04d}",
         "email": f"user{n}@example.com",
+        "email_key": f"user{n}@example.com",
         "username": f"user{n}",
         "title": "Mr",
         "first_name": "John",
@@ -105,11 +109,12 @@ EXPECTED_AGG = sorted([
 
 
 def write_day(input_dir: Path, day: str, rows: list[dict] | None = None) -> Path:
-    """Write one day exactly like the upstream asset: pandas to_csv(index=False)."""
+    """Write one day exactly like the upstream asset: the pipeline's CSV format."""
     input_dir.mkdir(parents=True, exist_ok=True)
     path = input_dir / f"{day}.csv"
-    frame = pd.DataFrame(ROWS[day] if rows is None else rows, columns=CSV_COLUMNS)
-    frame.to_csv(path, index=False)
+    frame = pd.DataFrame(ROWS[day] if rows is None else rows, columns=CSV_COLUMNS).astype(USER_COLUMNS)
+    with path.open("wb") as handle:
+        write_csv(handle, frame, USER_COLUMNS)
     return path
 
 
@@ -127,9 +132,5 @@ def expected_user_rows(days=DAYS, rows_by_day: dict[str, list[dict]] | None = No
         for row in source[day]:
             expected = dict(row)
             expected["partition_date"] = dt.date.fromisoformat(day)
-            # Empty strings are written by pandas as empty fields and read back as null.
-            for key, value in expected.items():
-                if value == "":
-                    expected[key] = None
             out.append(expected)
     return sorted(out, key=lambda r: r["user_id"])

@@ -70,7 +70,7 @@ def test_golden_output_exact(local_spark, baseline):
     by_id = {r["user_id"]: r for r in baseline["users"]}
     persian = by_id["00000000-0000-4000-8000-202611030001"]
     assert (persian["first_name"], persian["city"]) == ("محمدرضا", "تهران")
-    assert persian["id_name"] is None and persian["id_value"] is None  # empty field = null
+    assert persian["id_name"] == "" and persian["id_value"] is None  # "" stays "", missing stays null
     assert by_id["00000000-0000-4000-8000-202611030002"]["postcode"] == "V0V 4U7"
     assert by_id["00000000-0000-4000-8000-202611030002"]["street_name"] == 'Rue "Principale", app. 4'
     assert by_id["00000000-0000-4000-8000-202611030003"]["postcode"] == "00123"
@@ -220,9 +220,9 @@ def _corrupt_inputs(kind: str, src: Path, dst: Path) -> Path:
     text = path.read_text(encoding="utf-8")
     lines = text.splitlines(keepends=True)
     if kind == "non_numeric_age":
-        rows = [dict(r) for r in golden.ROWS[DAY2]]
-        rows[1]["age"] = "forty-five"
-        golden.write_day(dst, DAY2, rows)
+        assert '",45,"' in lines[2]
+        lines[2] = lines[2].replace('",45,"', '",forty-five,"')
+        path.write_text("".join(lines), encoding="utf-8")
     elif kind == "extra_column":
         lines[2] = lines[2].rstrip("\n") + ",surplus\n"
         path.write_text("".join(lines), encoding="utf-8")
@@ -294,3 +294,57 @@ def test_cli_rejects_reversed_range():
     assert ingest_users.main(
         ["--input-dir", "x", "--output-dir", "y", "--start-date", DAY3, "--end-date", DAY1]
     ) == 2
+
+
+def _hostile_day(day: str):
+    from user_pipeline_tests.hostile import hostile_frame
+
+    frame = hostile_frame(day)
+    # Timestamps are parsed (a bad one fails the run by design); every other text column is hostile.
+    frame["date_of_birth"] = "1967-09-14T06:11:23.469Z"
+    frame["registered_at"] = "2012-05-01T12:00:00.000Z"
+    return frame
+
+
+@pytest.mark.parametrize("folder", ["data dir [v1]", "glob {a,b} * ? chars", "back\\slash"])
+def test_hostile_values_in_a_glob_like_folder_reach_parquet_exactly(local_spark, tmp_path, folder):
+    """Finding 7 (paths are not patterns) and the Parquet leg of lossless values."""
+    import pyarrow.parquet as pq
+
+    from user_pipeline.users.csv_format import write_csv
+    from user_pipeline.users.normalize import USER_COLUMNS
+
+    frame = _hostile_day(DAY1)
+    input_dir = tmp_path / folder / "normalized_users"
+    input_dir.mkdir(parents=True)
+    with (input_dir / f"{DAY1}.csv").open("wb") as handle:
+        write_csv(handle, frame, USER_COLUMNS)
+    # What the glob "data dir [v1]" would match instead: must never be read.
+    decoy = tmp_path / "data dir v" / "normalized_users"
+    decoy.mkdir(parents=True)
+    golden.write_day(decoy, DAY1)
+
+    summary = _ingest(local_spark, input_dir, tmp_path / folder / "parquet", DAY1, DAY1)
+
+    assert summary["users"]["rows"] == {DAY1: len(frame)}
+    stored = pq.read_table(tmp_path / folder / "parquet" / "users" / f"partition_date={DAY1}").to_pandas()
+    stored = stored.sort_values("user_id").reset_index(drop=True)
+    expected = frame.sort_values("user_id").reset_index(drop=True)
+    for column, dtype in USER_COLUMNS.items():
+        if dtype == "string" and column not in ("partition_date", "date_of_birth", "registered_at"):
+            assert stored[column].tolist() == expected[column].tolist(), column
+    assert (stored["id_name"] == "").sum() == 1  # "" stays "", distinct from null
+    assert stored["age"].isna().tolist() == expected["age"].isna().tolist()
+    assert stored["longitude"].tolist() == expected["longitude"].tolist()
+
+
+def test_a_corrupt_file_in_a_glob_like_folder_is_named(local_spark, baseline, tmp_path):
+    input_dir = tmp_path / "data dir [v1]"
+    shutil.copytree(baseline["input_dir"], input_dir)
+    bad = input_dir / f"{DAY2}.csv"
+    bad.write_text(bad.read_text(encoding="utf-8").replace(",age,", ",user_age,"), encoding="utf-8")
+    with pytest.raises(CorruptInputError) as excinfo:
+        _ingest(local_spark, input_dir, tmp_path / "out", DAY1, DAY3)
+    assert excinfo.value.path == str(bad)
+    assert "Expected: age but found: user_age" in str(excinfo.value)
+    assert not (tmp_path / "out").exists()

@@ -60,10 +60,12 @@ def test_every_check_passes_on_good_data(tmp_path):
     evaluations = result.get_asset_check_evaluations()
     assert {evaluation.check_name for evaluation in evaluations} == {
         "emails_unique_and_present",
+        "user_ids_unique",
         "no_plaintext_password",
         "rows_match_raw_users",
         "row_drop_within_limit",
         "rows_match_normalized_users",
+        "table_matches_normalized_users",
     }
     assert all(evaluation.passed for evaluation in evaluations)
 

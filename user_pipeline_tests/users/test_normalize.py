@@ -88,3 +88,16 @@ def test_the_audit_finds_missing_and_duplicate_emails_and_password_columns(tmp_p
     audit = audit_normalized_csv(csv_path)
     assert (audit.rows, audit.missing_emails, audit.duplicate_emails) == (3, 1, 1)
     assert audit.plaintext_password_columns == ["password"]
+
+
+def test_emails_are_one_identity_trimmed_and_case_folded(tmp_path):
+    users = recorded_users("seed-fixture_results-1000_page-1.json")[:4]
+    emails = ["Case.Test@Example.com", " case.test@example.COM\t", "STRASSE@x.com", "straße@X.com"]
+    users = [{**user, "email": email} for user, email in zip(users, emails)]
+    summary = write_normalized_csv([users], tmp_path / "day.csv", "2026-11-23")
+    frame = read_normalized_csv(tmp_path / "day.csv")
+    assert summary.duplicates_dropped == 2
+    assert frame[["email", "email_key"]].values.tolist() == [
+        ["Case.Test@Example.com", "case.test@example.com"],
+        ["STRASSE@x.com", "strasse@x.com"],
+    ]

@@ -82,3 +82,19 @@ def test_a_fifty_percent_drop_fails_the_blocking_check_and_keeps_the_previous_da
     assert "users_table" not in {event.step_key for event in result.all_events if event.is_step_success}
     assert (tmp_path / "normalized_users" / f"{DAY}.csv").read_bytes() == csv_before
     pd.testing.assert_frame_equal(open_warehouse(f"sqlite:///{tmp_path}/warehouse.sqlite").read_partition(DAY), rows_before)
+
+
+def test_receipts_diff_repeated_user_ids_as_multisets_without_failing():
+    """Finding 4: the previous day repeated a user_id; the new one does not (or the other way round)."""
+    from user_pipeline.users.receipts import content_hash, make_receipt
+
+    previous = pd.Series([1, 2, 3], index=["a", "a", "b"], dtype="uint64")
+    current = pd.Series([1, 3, 4], index=["a", "b", "c"], dtype="uint64")
+    receipt = make_receipt(previous, current)
+    assert (receipt.added, receipt.removed, receipt.changed, receipt.previous_rows) == (1, 0, 1, 3)
+    assert make_receipt(current, previous).changed == 1
+    unchanged = make_receipt(previous, previous.iloc[[1, 0, 2]])
+    assert (unchanged.added, unchanged.removed, unchanged.changed) == (0, 0, 0)
+    # Order-independent, also within a repeated id.
+    assert content_hash(previous) == content_hash(previous.iloc[[1, 0, 2]])
+    assert content_hash(previous) != content_hash(current)

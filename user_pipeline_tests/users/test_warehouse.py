@@ -104,3 +104,25 @@ def test_an_unknown_scheme_is_refused_with_the_password_redacted():
 def test_redact_url_hides_only_the_password():
     assert redact_url("postgresql://app:s3cret@db:5432/users") == "postgresql://app:***@db:5432/users"
     assert redact_url("postgresql://app@db/users") == "postgresql://app@db/users"
+
+
+def test_a_table_made_before_email_key_gets_the_column_the_keys_and_the_unique_index(warehouse, recorded_frame):
+    """Upgrading: rows loaded by the previous schema (key: partition_date + email) keep working."""
+    older = [name for name in recorded_frame.columns if name != "email_key"]
+    date_type = "TEXT" if warehouse.url.startswith("sqlite") else "DATE"
+    columns = ", ".join(f"{name} {date_type if name == 'partition_date' else 'TEXT'}" for name in older)
+    warehouse._schema_ready = True  # write the older schema by hand, as the previous release did
+    with warehouse._transaction(write=True) as cursor:
+        cursor.execute(f"CREATE TABLE users ({columns}, PRIMARY KEY (partition_date, email))")
+        cursor.execute(
+            f"INSERT INTO users (partition_date, user_id, email) VALUES ({warehouse._param}, {warehouse._param}, {warehouse._param})",
+            ("2026-11-01", "old-1", " Old.User@Example.com"),
+        )
+    upgraded = open_warehouse(warehouse.url)
+    latest = upgraded.read_latest()
+    assert latest[["user_id", "email", "email_key"]].values.tolist() == [["old-1", " Old.User@Example.com", "old.user@example.com"]]
+    upgraded.replace_partition(DAY, [recorded_frame])
+    assert len(upgraded.read_latest()) == 101
+    duplicate = recorded_frame[:2].assign(email_key=recorded_frame["email_key"].iloc[0])
+    with pytest.raises(Exception, match="(?i)unique"):
+        upgraded.replace_partition(DAY, [duplicate])
