@@ -14,7 +14,12 @@ $(BIN)/.installed: setup.py pyproject.toml
 	$(BIN)/pip install --quiet -e ".[test]"
 	touch $@
 
+# Installs, then creates (or migrates) the instance's storage once, before any command uses it:
+# processes started together on a fresh SQLite instance would otherwise race to create the same
+# tables ("table alembic_version already exists", dagster issue #2124).
 install: $(BIN)/.installed
+	@mkdir -p "$(DAGSTER_HOME)"
+	@$(BIN)/dagster instance migrate >/dev/null
 
 # Servers the tests start themselves but cannot install: PostgreSQL, and Debian's Chromium for
 # the browser test (Playwright drives /usr/bin/chromium; never `playwright install`). Installed
@@ -37,11 +42,13 @@ demo: install
 test: install system-deps
 	$(BIN)/pytest
 
-# The Dagster UI on the demo's data, with the bundled API server so that new runs work offline.
+# The Dagster UI (webserver + daemon, `dg dev`) on the demo's data, with the bundled API server so
+# that new runs work offline; alert links point at this UI's port.
 ui: install
 	@$(BIN)/python -m user_pipeline.randomuser_server --port $(API_PORT) & api=$$!; \
 	trap "kill $$api" EXIT INT TERM; \
-	USER_PIPELINE_API_URL=http://127.0.0.1:$(API_PORT)/api/ $(BIN)/dagster dev -h 127.0.0.1 -p $(UI_PORT)
+	USER_PIPELINE_API_URL=http://127.0.0.1:$(API_PORT)/api/ USER_PIPELINE_UI_URL=http://127.0.0.1:$(UI_PORT) \
+	  $(BIN)/dg dev -h 127.0.0.1 -p $(UI_PORT)
 
 # A standalone Spark master + worker on loopback (from the installed PySpark); then
 # SPARK_MASTER=spark://127.0.0.1:7077 runs the Spark ingestion on it.

@@ -14,6 +14,8 @@ setup(
         "dagster-webserver==1.13.27",
         "dagster-pyspark==0.29.27",
         "dagster-postgres==0.29.27",
+        # The `dg` CLI (dg dev, dg check defs, dg list defs, dg launch).
+        "dagster-dg-cli==1.13.27",
         # PySpark 4 warns on pandas 3.
         "pandas>=2.2,<3",
         # The CSV format (user_pipeline/users/csv_format.py): strings quoted, nulls unquoted, any byte kept.

@@ -1,4 +1,6 @@
-"""Everything Dagster loads for the users pipeline, wired from the environment."""
+"""Everything Dagster loads for the users pipeline, wired from the environment: the resources'
+fields come from the settings declared in `user_pipeline/settings.py` (one declaration per
+setting: field, environment variable, default, bounds)."""
 
 from __future__ import annotations
 
@@ -28,6 +30,8 @@ from user_pipeline.jobs import (
 )
 from user_pipeline.partitions import daily_partitions
 from user_pipeline.report import assets as report_assets
+from user_pipeline.run_checks import executor_checking_settings
+from user_pipeline.settings import resource_fields
 from user_pipeline.spark import assets as spark_assets
 from user_pipeline.spark.resources import SparkSettings
 from user_pipeline.users import assets as users_assets
@@ -54,27 +58,15 @@ defs = dg.Definitions(
     sensors=[users_api_sensor, run_failure_alerts, partition_freshness_sensor, repair_sensor],
     # One process per run: the steps are short and sequential, so a process per step would
     # cost more in start-up than it buys in isolation.
-    executor=dg.in_process_executor,
+    executor=executor_checking_settings(dg.in_process_executor),
     resources={
         "users_api": RandomUserApi(
-            base_url=env_or_default("USER_PIPELINE_API_URL", "https://randomuser.me/api/"),
-            users_per_partition=env_or_default("USER_PIPELINE_USERS_PER_PARTITION", 100, dg.EnvVar.int),
-            page_size=env_or_default("USER_PIPELINE_PAGE_SIZE", 5000, dg.EnvVar.int),
-            nationalities=env_or_default("USER_PIPELINE_NATIONALITIES", ""),
-            timeout_seconds=env_or_default("USER_PIPELINE_API_TIMEOUT_SECONDS", 30, dg.EnvVar.int),
-            max_attempts=env_or_default("USER_PIPELINE_API_MAX_ATTEMPTS", 5, dg.EnvVar.int),
-            circuit_state_path=f"{DATA_DIR}/state/users_api_circuit.json",
-            circuit_failure_threshold=env_or_default("USER_PIPELINE_CIRCUIT_FAILURES", 5, dg.EnvVar.int),
-            circuit_cooldown_seconds=env_or_default("USER_PIPELINE_CIRCUIT_COOLDOWN_SECONDS", 300, dg.EnvVar.int),
-            contract_violations=env_or_default("USER_PIPELINE_CONTRACT_VIOLATIONS", "fail"),
-            max_rejected_fraction=env_or_default("USER_PIPELINE_MAX_REJECTED_FRACTION", "0.01"),
+            **resource_fields("users_api"), circuit_state_path=f"{DATA_DIR}/state/users_api_circuit.json"
         ),
         "files": PartitionFiles(data_dir=DATA_DIR),
-        "warehouse": WarehouseResource(
-            url=env_or_default("USER_PIPELINE_WAREHOUSE_URL", f"sqlite:///{DATA_DIR}/warehouse.sqlite")
-        ),
+        "warehouse": WarehouseResource(**resource_fields("warehouse", url=f"sqlite:///{DATA_DIR}/warehouse.sqlite")),
         "registry_settings": UserRegistrySettings(
-            first_day=env_or_default("USER_PIPELINE_REGISTRY_START_DATE", daily_partitions.get_first_partition_key())
+            **resource_fields("registry_settings", first_day=daily_partitions.get_first_partition_key())
         ),
         "spark": SparkSettings(
             master=env_or_default("SPARK_MASTER", "local[*]"),
@@ -84,13 +76,7 @@ defs = dg.Definitions(
             shuffle_partitions=env_or_default("SPARK_SHUFFLE_PARTITIONS", 4, dg.EnvVar.int),
             master_web_ui_url=env_or_default("SPARK_MASTER_WEB_UI_URL", ""),
         ),
-        "deadlines": PartitionDeadlines(
-            deadline_hours=env_or_default("USER_PIPELINE_FRESHNESS_DEADLINE_HOURS", 6, dg.EnvVar.int),
-            lookback_days=env_or_default("USER_PIPELINE_FRESHNESS_LOOKBACK_DAYS", 7, dg.EnvVar.int),
-        ),
-        "alerts": AlertChannel(
-            webhook_url=env_or_default("USER_PIPELINE_ALERT_WEBHOOK_URL", ""),
-            ui_base_url=env_or_default("USER_PIPELINE_UI_URL", "http://127.0.0.1:3000"),
-        ),
+        "deadlines": PartitionDeadlines(**resource_fields("deadlines")),
+        "alerts": AlertChannel(**resource_fields("alerts")),
     },
 )

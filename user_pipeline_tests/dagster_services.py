@@ -157,3 +157,51 @@ class DagsterServices:
             f"waited {timeout}s for {count} finished runs matching {run_filter}; have "
             f"{[(run['runId'][:8], run['status']) for run in runs]}\n--- daemon log ---\n{self.logs('daemon')}"
         )
+
+
+class MakeUi(DagsterServices):
+    """The stack exactly as a user starts it: `make ui` in the repository root (`dg dev`, i.e.
+    webserver + daemon + code server, beside the bundled API server).
+
+    Substituted, and only these: the ports (UI_PORT, API_PORT: free ones, never 3000/8765),
+    DAGSTER_HOME (a temporary copy of dagster_home/dagster.yaml, so the repository's instance is
+    untouched) and, through `env`, USER_PIPELINE_DATA_DIR. The instance storage is NOT created
+    beforehand: `make ui`'s install step must do it.
+    """
+
+    def __init__(self, home: Path, env: dict[str, str]):
+        super().__init__(home, env)
+        self.api_port = free_port()
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.api_port}/api/"
+
+    def start(self) -> MakeUi:
+        self.home.mkdir(parents=True, exist_ok=True)
+        shutil.copy(self.instance_config, self.home / "dagster.yaml")
+        try:
+            self._spawn("make-ui", ["make", "ui", f"UI_PORT={self.port}", f"API_PORT={self.api_port}", f"DAGSTER_HOME={self.home}"])
+            return self._wait_until_up()
+        except BaseException:
+            self.stop()
+            raise
+
+    def logs(self, name: str = "make-ui") -> str:
+        return super().logs("make-ui")
+
+    def stop(self) -> None:
+        """Ctrl-C, as a user stops `make ui`; what is still up after 20 s is killed."""
+        for process in self._processes.values():
+            if process.poll() is None:
+                try:
+                    os.killpg(process.pid, 2)
+                    process.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    pass
+                try:
+                    os.killpg(process.pid, 9)  # `dg dev`'s children may outlive it
+                except ProcessLookupError:
+                    pass
+                process.wait()
+        self._processes.clear()

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import dagster as dg
 
 from user_pipeline.graphql_triggers import DEFAULT_URL, DagsterGraphQL, TriggerError
-from user_pipeline.partitions import daily_partitions
+from user_pipeline.partitions import InvalidPartitionKeyError, check_partition_keys, daily_partitions
 
 REPAIRED_ASSETS = ("raw_users", "normalized_users", "users_table")
 HISTORY_RUNS = 20
@@ -33,9 +33,10 @@ class RepairPlan:
     def days(self) -> list[str]:
         return sorted({day for days in self.days_by_asset.values() for day in days})
 
-    def describe(self) -> str:
+    def describe(self, dry_run: bool = True) -> str:
         if not self.days:
             return "nothing to repair: every day of every asset is materialized"
+        verb = "would re-run" if dry_run else "re-running"
         lines = [f"{asset}: {', '.join(days)}" for asset, days in self.days_by_asset.items() if days]
         estimate = (
             f"about {self.seconds_per_day * len(self.days):.0f}s of runs ({self.seconds_per_day:.1f}s a day "
@@ -43,7 +44,7 @@ class RepairPlan:
             if self.seconds_per_day
             else "unknown (no successful run yet)"
         )
-        return "\n".join([f"would re-run {len(self.days)} day(s):", *lines, f"estimated time: {estimate}"])
+        return "\n".join([f"{verb} {len(self.days)} day(s):", *lines, f"estimated time: {estimate}"])
 
 
 def plan_repair(instance: dg.DagsterInstance, first_day: str, last_day: str, assets=REPAIRED_ASSETS) -> RepairPlan:
@@ -85,9 +86,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dry-run", action="store_true", help="print the plan and its estimated time only")
     parser.add_argument("--url", default=DEFAULT_URL, help=f"the Dagster webserver (default {DEFAULT_URL})")
     args = parser.parse_args(argv)
+    try:
+        check_partition_keys([args.first_day, args.last_day])
+    except InvalidPartitionKeyError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    if args.first_day > args.last_day:
+        print(f"error: --from {args.first_day} is after --to {args.last_day}", file=sys.stderr)
+        return 2
     with dg.DagsterInstance.get() as instance:
         plan = plan_repair(instance, args.first_day, args.last_day)
-    print(plan.describe())
+    print(plan.describe(dry_run=args.dry_run))
     if args.dry_run or not plan.days:
         return 0
     try:

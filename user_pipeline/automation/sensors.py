@@ -1,3 +1,4 @@
+import inspect
 import json
 import os
 import time
@@ -5,17 +6,27 @@ from datetime import date, datetime, timedelta, timezone
 
 import dagster as dg
 
-from user_pipeline.automation.alerts import FreshnessAlert, RunFailureAlert
+from user_pipeline.automation.alerts import AlertDeliveryError, AlertOutbox, FreshnessAlert, RunFailureAlert
 from user_pipeline.automation.repair import plan_repair
 from user_pipeline.automation.resources import AlertChannel, PartitionDeadlines
 from user_pipeline.jobs import daily_users_job
-from user_pipeline.partitions import daily_partitions
+from user_pipeline.partitions import InvalidPartitionKeyError, check_partition_key, daily_partitions
 from user_pipeline.users.resources import UsersApi
 
 COMPLETION_ASSET = dg.AssetKey("users_table")
 
 
-@dg.sensor(
+def documented_sensor(**kwargs):
+    """@dg.sensor with the function's docstring as the sensor's description (the UI shows it;
+    @dg.sensor alone leaves it empty)."""
+
+    def decorate(fn):
+        return dg.sensor(description=inspect.cleandoc(fn.__doc__ or ""), **kwargs)(fn)
+
+    return decorate
+
+
+@documented_sensor(
     job=daily_users_job,
     minimum_interval_seconds=int(os.getenv("USER_PIPELINE_API_SENSOR_INTERVAL_SECONDS", "60")),
     default_status=dg.DefaultSensorStatus.STOPPED,
@@ -37,7 +48,7 @@ def users_api_sensor(context: dg.SensorEvaluationContext, users_api: UsersApi) -
         # A fresh run key: the day's run refused while the circuit was open used the plain one.
         dg.RunRequest(run_key=f"{day}/after-outage-{int(time.time())}", partition_key=day)
         for day in (breaker.take_skipped_days() if breaker else [])
-        if not _materialized(context.instance, day)
+        if _is_partition(context, day) and not _materialized(context.instance, day)
     ]
     if context.cursor == latest:
         skip_reason = f"the run for {latest} was already requested"
@@ -51,6 +62,16 @@ def users_api_sensor(context: dg.SensorEvaluationContext, users_api: UsersApi) -
     return dg.SensorResult(run_requests=requests)
 
 
+def _is_partition(context: dg.SensorEvaluationContext, day: str) -> bool:
+    """A day recorded by a run is checked before it is requested again: a bad key is logged, not run."""
+    try:
+        check_partition_key(day)
+    except InvalidPartitionKeyError as error:
+        context.log.warning(f"not requesting {day!r} again: {error}")
+        return False
+    return True
+
+
 def _materialized(instance: dg.DagsterInstance, day: str) -> bool:
     return bool(
         instance.fetch_materializations(
@@ -59,28 +80,75 @@ def _materialized(instance: dg.DagsterInstance, day: str) -> bool:
     )
 
 
-@dg.run_failure_sensor(default_status=dg.DefaultSensorStatus.RUNNING)
-def run_failure_alerts(context: dg.RunFailureSensorContext, alerts: AlertChannel) -> None:
-    """Airflow's one_failed trigger rule: every failed run sends an alert (log, and webhook if set)."""
-    step_failures = context.get_step_failure_events()
+# How often the run failure alerts look for failed runs and re-send undelivered alerts.
+ALERT_INTERVAL_SECONDS = int(os.getenv("USER_PIPELINE_ALERT_SENSOR_INTERVAL_SECONDS", "30"))
+# On its very first tick the sensor reads failures back this far, not the whole history.
+FIRST_TICK_LOOKBACK_SECONDS = 24 * 3600
+EVENTS_PER_TICK = 200
+
+
+@documented_sensor(minimum_interval_seconds=ALERT_INTERVAL_SECONDS, default_status=dg.DefaultSensorStatus.RUNNING)
+def run_failure_alerts(context: dg.SensorEvaluationContext, alerts: AlertChannel) -> dg.SkipReason:
+    """Airflow's on_failure_callback: every failed run of this code location's jobs and assets,
+    however it was launched (daemon, UI, `dagster asset materialize`, `dg launch`, the Python API
+    on this instance), gives exactly one alert: the log, and the webhook if set.
+
+    Reads the instance's RUN_FAILURE events with its own cursor (a run launched outside the
+    daemon's code location is seen too). An alert the webhook does not accept (error, timeout)
+    stays in the cursor's outbox and is sent again on later ticks with backoff; delivered alert
+    ids are remembered, so none is sent twice.
+    """
+    outbox = AlertOutbox.from_cursor(context.cursor)
+    our_jobs = set(context.repository_def.job_names) if context.repository_def else None
+    after = None if outbox.position else time.time() - FIRST_TICK_LOOKBACK_SECONDS
+    result = context.instance.fetch_run_status_changes(
+        dg.RunStatusChangeRecordsFilter(event_type=dg.DagsterEventType.RUN_FAILURE, after_timestamp=after),
+        limit=EVENTS_PER_TICK, cursor=outbox.position, ascending=True,
+    )
+    found = 0
+    for record in result.records:
+        run = context.instance.get_run_by_id(record.run_id)
+        if run is None or (our_jobs is not None and run.job_name not in our_jobs):
+            continue
+        alert = run_failure_alert(context.instance, run, alerts)
+        if outbox.add(run.run_id, alert.as_payload()):
+            context.log.error(alert.as_text())
+            found += 1
+    if result.records:
+        outbox.position = result.cursor
+    delivered, stopped = (0, None)
+    if alerts.webhook_url:
+        delivered, stopped = outbox.deliver(alerts.post, now=time.time())
+    else:
+        outbox.delivered += [item.alert_id for item in outbox.pending]
+        outbox.pending.clear()
+    context.update_cursor(outbox.to_cursor())
+    if stopped:
+        context.log.warning(stopped)
+    summary = f"{found} new failed run(s); {delivered} alert(s) delivered to the webhook; {len(outbox.pending)} waiting"
+    return dg.SkipReason(summary + (f" ({stopped})" if stopped else ""))
+
+
+def run_failure_alert(instance: dg.DagsterInstance, run: dg.DagsterRun, alerts: AlertChannel) -> RunFailureAlert:
+    """The alert of a failed run: job, partition, failed steps and their errors, a link to the run."""
+    step_failures = [entry.dagster_event for entry in instance.all_logs(run.run_id, of_type=dg.DagsterEventType.STEP_FAILURE)]
     errors = [event.event_specific_data.error.message.strip() for event in step_failures if event.event_specific_data.error]
-    alerts.send(
-        RunFailureAlert(
-            job=context.dagster_run.job_name,
-            run_id=context.dagster_run.run_id,
-            partition=context.dagster_run.tags.get("dagster/partition"),
-            failed_steps=[event.step_key for event in step_failures if event.step_key],
-            error="\n".join(errors) or context.failure_event.message or "unknown error",
-            run_url=alerts.run_url(context.dagster_run.run_id),
-        ),
-        context.log,
+    run_failure = instance.all_logs(run.run_id, of_type=dg.DagsterEventType.RUN_FAILURE)
+    return RunFailureAlert(
+        job=run.job_name,
+        run_id=run.run_id,
+        partition=run.tags.get("dagster/partition")
+        or ("...".join(filter(None, (run.tags.get("dagster/asset_partition_range_start"), run.tags.get("dagster/asset_partition_range_end")))) or None),
+        failed_steps=[event.step_key for event in step_failures if event.step_key],
+        error="\n".join(errors) or (run_failure[-1].message if run_failure else "") or "unknown error",
+        run_url=alerts.run_url(run.run_id),
     )
 
 
 IN_FLIGHT_STATUSES = {"QUEUED", "NOT_STARTED", "STARTING", "STARTED"}
 
 
-@dg.sensor(minimum_interval_seconds=300, default_status=dg.DefaultSensorStatus.STOPPED)
+@documented_sensor(minimum_interval_seconds=300, default_status=dg.DefaultSensorStatus.STOPPED)
 def partition_freshness_sensor(
     context: dg.SensorEvaluationContext, alerts: AlertChannel, deadlines: PartitionDeadlines, users_api: UsersApi
 ) -> dg.SkipReason:
@@ -99,7 +167,12 @@ def partition_freshness_sensor(
         status, reason = _why_not_ready(context.instance, day, users_api)
         overdue.append(f"{day} {status}")
         if f"{day}:{status}" not in alerted:
-            alerts.send(FreshnessAlert(day, status, reason, due.strftime("%Y-%m-%d %H:%M UTC")), context.log)
+            try:
+                alerts.send(FreshnessAlert(day, status, reason, due.strftime("%Y-%m-%d %H:%M UTC")), context.log)
+            except AlertDeliveryError as error:
+                # Not remembered as sent: the next tick sends it again; the others still go now.
+                context.log.warning(f"freshness alert for {day} not delivered, sent again next tick: {error}")
+                continue
             alerted.add(f"{day}:{status}")
     # Only days still in the window are remembered.
     window = set(daily_partitions.get_partition_keys()[-deadlines.lookback_days :])
@@ -126,7 +199,7 @@ def _why_not_ready(instance: dg.DagsterInstance, day: str, users_api: UsersApi) 
     return "missing", "no run was launched for it (is daily_users_schedule or users_api_sensor running?)"
 
 
-@dg.sensor(
+@documented_sensor(
     job=daily_users_job, minimum_interval_seconds=1800, default_status=dg.DefaultSensorStatus.STOPPED
 )
 def repair_sensor(context: dg.SensorEvaluationContext, deadlines: PartitionDeadlines) -> dg.SensorResult | dg.SkipReason:

@@ -3,6 +3,7 @@
 import dagster as dg
 
 from user_pipeline.partitions import daily_backfill_policy, daily_partitions
+from user_pipeline.run_checks import check_run_inputs
 from user_pipeline.report.daily_report import WrittenReport, png_markdown, read_figures, report_paths, write_report
 from user_pipeline.users.assets import normalized_users, run_metadata
 from user_pipeline.users.resources import PartitionFiles
@@ -26,6 +27,7 @@ def daily_users_report(context: dg.AssetExecutionContext, files: PartitionFiles)
     bands here; a multi-day run lists each day's figures and files.
     """
     per_day = {}
+    check_run_inputs(context)
     for day in context.partition_keys:
         source = files.normalized_users(day)
         if not source.exists():

@@ -3,6 +3,7 @@
 import dagster as dg
 
 from user_pipeline.partitions import daily_partitions
+from user_pipeline.run_checks import check_run_inputs
 from user_pipeline.spark.resources import SparkSettings
 from user_pipeline.spark.submit import SparkSubmitError, spark_submit
 from user_pipeline.users.assets import normalized_users
@@ -26,6 +27,7 @@ def users_parquet(context: dg.AssetExecutionContext, files: PartitionFiles, spar
     # Imported here, not with the definitions: only Spark runs pay for loading PySpark.
     from spark_jobs.ingest_users import IngestionError, run_ingestion
 
+    check_run_inputs(context)
     days = context.partition_key_range
     job_args = {
         "input_dir": str(files.normalized_users_dir()),

@@ -19,6 +19,7 @@ import dagster as dg
 from pydantic import Field
 
 from user_pipeline.partitions import daily_backfill_policy, daily_partitions
+from user_pipeline.run_checks import check_run_inputs
 from user_pipeline.users.api_client import (
     CircuitOpenError,
     InvalidSettingError,
@@ -26,6 +27,7 @@ from user_pipeline.users.api_client import (
     UsersApiError,
 )
 from user_pipeline.users.contract import ContractViolation
+from user_pipeline.users.columns import COLUMN_DESCRIPTIONS
 from user_pipeline.users.csv_format import read_header
 from user_pipeline.users.normalize import (
     USER_COLUMNS,
@@ -62,7 +64,8 @@ LOAD_CHUNK_ROWS = 5000
 PREVIEW_COLUMNS = ["email", "first_name", "last_name", "country", "postcode", "age"]
 
 _COLUMN_SCHEMA = dg.TableSchema(
-    columns=[dg.TableColumn(name, {"string": "text", "Int64": "integer", "float64": "double"}[dtype])
+    columns=[dg.TableColumn(name, {"string": "text", "Int64": "integer", "float64": "double"}[dtype],
+                            description=COLUMN_DESCRIPTIONS.get(name))
              for name, dtype in USER_COLUMNS.items()]
 )
 
@@ -235,6 +238,7 @@ def raw_users(
     day's rejects file (data/rejects/YYYY-MM-DD.jsonl), and rejected_share_within_limit fails
     when more than `max_rejected_fraction` of the day's users were left out.
     """
+    check_run_inputs(context)
     try:
         quarantine, max_rejected = users_api.quarantines(), users_api.validated_max_rejected_fraction()
     except InvalidSettingError as error:
@@ -360,6 +364,7 @@ def normalized_users(
     }
     per_day = {}
     committed: list[str] = []  # day commit (#12): days this step committed
+    check_run_inputs(context)
     for day in context.partition_keys:
         # day commit (#12): the CSV is written to this run's staging; the committed one is the previous.
         raw_path, csv_path, committed_csv = files.raw_users(day), files.staged_normalized_users(day), files.committed_normalized_users(day)
@@ -471,6 +476,7 @@ def users_table(
     store = warehouse.open()
     per_day, row_checks, hash_checks = {}, {}, {}
     committed: list[str] = []  # day commit (#12): days this step committed
+    check_run_inputs(context)
     for day in context.partition_keys:
         csv_path = files.normalized_users(day)
         try:
@@ -546,6 +552,7 @@ def user_registry(
     """
     first_day = registry_settings.validated_first_day()
     per_day = {}
+    check_run_inputs(context)
     for day in sorted(context.partition_keys):
         previous = previous_registry(files, day, first_day)
         registry = update_registry(previous, read_normalized_csv(files.normalized_users(day)), day)

@@ -6,10 +6,13 @@ call is made until `cooldown_seconds` have passed; then one trial call is let th
 while open are remembered, so the sensor can backfill them once the API is back.
 
 The state is a small JSON file under a lock, so every process (daemon, run workers) shares it.
+It is kept per source (the API base URL): failures of one API (an offline CLI run against the
+public randomuser.me) never open the circuit of another (the bundled server the UI's runs use).
 Plain Python, no Dagster.
 """
 
 import fcntl
+import hashlib
 import json
 import os
 import time
@@ -32,11 +35,22 @@ class CircuitState:
     skipped_days: list[str] = field(default_factory=list)
 
 
+def source_key(source: str) -> str:
+    """The key of a source's state: its base URL without a trailing slash, lower-cased, hashed
+    (a file name safe for any URL)."""
+    return hashlib.sha256(source.rstrip("/").lower().encode()).hexdigest()[:16]
+
+
 class CircuitBreaker:
+    """`path` names the state file; with a `source`, each source has its own file beside it
+    (`<stem>-<source key><suffix>`)."""
+
     def __init__(
-        self, path: Path, *, failure_threshold: int = 5, cooldown_seconds: float = 300.0, clock: Callable[[], float] = time.time
+        self, path: Path, *, source: str = "", failure_threshold: int = 5, cooldown_seconds: float = 300.0,
+        clock: Callable[[], float] = time.time,
     ):
-        self.path = path
+        self.source = source
+        self.path = path.with_name(f"{path.stem}-{source_key(source)}{path.suffix}") if source else path
         self.failure_threshold = failure_threshold
         self.cooldown_seconds = cooldown_seconds
         self._clock = clock

@@ -28,6 +28,24 @@ CONTRACT_VIOLATION_MODES = ("fail", "quarantine")
 RAW_USERS, NORMALIZED_USERS, REJECTS = "raw_users.jsonl", "normalized_users.csv", "rejects.jsonl"
 
 
+def validate_contract_violations(mode: object) -> str:
+    """What a contract violation does: 'fail' the day, or 'quarantine' the user."""
+    if mode not in CONTRACT_VIOLATION_MODES:
+        raise InvalidSettingError("contract_violations", mode, "'fail' or 'quarantine'")
+    return mode
+
+
+def validate_max_rejected_fraction(text: object) -> float:
+    """The quarantine limit as a fraction 0..1, from its text (Dagster has no float EnvVar)."""
+    try:
+        fraction = float(text)
+    except (TypeError, ValueError):
+        fraction = math.nan
+    if not 0.0 <= fraction <= 1.0:
+        raise InvalidSettingError("max_rejected_fraction", text, "a fraction from 0 to 1, e.g. 0.01")
+    return fraction
+
+
 class UsersApi(dg.ConfigurableResource, ABC):
     """A source of one day's users, keyed by the day (the seed)."""
 
@@ -38,19 +56,11 @@ class UsersApi(dg.ConfigurableResource, ABC):
 
     def quarantines(self) -> bool:
         """True when users that break the contract are quarantined, False when they fail the day."""
-        if self.contract_violations not in CONTRACT_VIOLATION_MODES:
-            raise InvalidSettingError("contract_violations", self.contract_violations, "'fail' or 'quarantine'")
-        return self.contract_violations == "quarantine"
+        return validate_contract_violations(self.contract_violations) == "quarantine"
 
     def validated_max_rejected_fraction(self) -> float:
         """The largest share of a day's users that quarantine may leave out, 0..1."""
-        try:
-            fraction = float(self.max_rejected_fraction)
-        except ValueError:
-            fraction = math.nan
-        if not 0.0 <= fraction <= 1.0:
-            raise InvalidSettingError("max_rejected_fraction", self.max_rejected_fraction, "a fraction from 0 to 1, e.g. 0.01")
-        return fraction
+        return validate_max_rejected_fraction(self.max_rejected_fraction)
 
     @abstractmethod
     def iter_pages(self, seed: str, on_retry: Callable[[str], None] | None = None) -> Iterator[UsersPage]:
@@ -96,6 +106,7 @@ class RandomUserApi(UsersApi):
             return None
         return CircuitBreaker(
             Path(self.circuit_state_path),
+            source=self.base_url,
             failure_threshold=self.circuit_failure_threshold,
             cooldown_seconds=self.circuit_cooldown_seconds,
         )

@@ -83,18 +83,17 @@ def test_a_failed_run_sends_one_alert_naming_job_partition_step_and_error(users_
         raise_on_error=False,
     )
     assert not result.success
-    context = dg.build_run_status_sensor_context(
-        sensor_name="run_failure_alerts",
-        dagster_event=result.get_run_failure_event(),
-        dagster_instance=instance,
-        dagster_run=result.dagster_run,
-    ).for_run_failure()
     with WebhookReceiver() as receiver:
-        run_failure_alerts(context, alerts=AlertChannel(webhook_url=receiver.url, ui_base_url="http://ui.test"))
+        channel = AlertChannel(webhook_url=receiver.url, ui_base_url="http://ui.test")
+        context = dg.build_sensor_context(instance=instance, resources={"alerts": channel})
+        run_failure_alerts.evaluate_tick(context)
+        # The next tick finds nothing new and sends nothing again.
+        run_failure_alerts.evaluate_tick(dg.build_sensor_context(instance=instance, cursor=context.cursor, resources={"alerts": channel}))
     [alert] = receiver.payloads
     assert alert["partition"] == "2026-11-20"
     assert alert["failed_steps"] == ["raw_users"]
     assert "HTTP 200 with an error" in alert["error"] and "Uh oh" in alert["error"]
     assert alert["run_url"] == f"http://ui.test/runs/{result.run_id}"
     assert alert["job"] == result.dagster_run.job_name
+    assert alert["alert_id"] == result.run_id
     assert "partition 2026-11-20" in alert["text"]

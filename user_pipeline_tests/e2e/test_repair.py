@@ -37,7 +37,7 @@ def test_one_repair_action_reruns_exactly_the_failed_days(api_server, dagster_se
         cwd=REPO_ROOT, env=dagster_services.env, capture_output=True, text=True, timeout=120,
     )
     assert repair.returncode == 0, repair.stderr
-    assert "would re-run 3 day(s)" in repair.stdout
+    assert "re-running 3 day(s)" in repair.stdout
     backfill_id = repair.stdout.strip().splitlines()[-1].removeprefix("launched backfill ")
 
     deadline = time.monotonic() + 400

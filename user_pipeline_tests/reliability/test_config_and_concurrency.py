@@ -41,7 +41,7 @@ def cli_materialize(data_dir: Path, tmp_path: Path, base_url: str, partition: st
     ("env", "partition", "message"),
     [
         ({"USER_PIPELINE_USERS_PER_PARTITION": "abc"}, DAY, 'Value stored in env variable "USER_PIPELINE_USERS_PER_PARTITION" cannot be coerced into an int'),
-        ({"USER_PIPELINE_WAREHOUSE_URL": "mysql://app@db/users"}, DAY, "invalid warehouse_url='mysql://app@db/users'"),
+        ({"USER_PIPELINE_WAREHOUSE_URL": "mysql://app@db/users"}, DAY, "USER_PIPELINE_WAREHOUSE_URL='mysql://app@db/users': expected a sqlite"),
         ({}, "2026-02-30", "2026-02-30"),
     ],
 )
