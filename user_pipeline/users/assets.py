@@ -496,8 +496,11 @@ def users_table(
             )
             return
         except Exception as error:  # noqa: BLE001 - anything but a transient warehouse error is permanent
-            stop_at_day(context, files, day, {d: per_day[d] for d in committed})  # day commit (#12)
             integrity = describe_integrity_error(error)
+            # day commit (#12): rows the warehouse refused are dropped with the day; otherwise (a
+            # warehouse that cannot be opened, say) the staged files stay, so that once it is mended
+            # a re-execution from failure loads exactly what this run fetched and normalized.
+            stop_at_day(context, files, day, {d: per_day[d] for d in committed}, keep_staged=integrity is None)
             if integrity:
                 fail_permanently(
                     f"users_table {day}: the warehouse refused the day's rows: {integrity}; the previous rows were "
