@@ -37,7 +37,7 @@ system-deps:
 	fi
 
 demo: install
-	$(BIN)/python -m user_pipeline.demo
+	$(BIN)/python -m user_pipeline.demo --api-port $(API_PORT)
 
 test: install system-deps
 	$(BIN)/pytest
