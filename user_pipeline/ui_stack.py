@@ -74,7 +74,6 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGINT, _raise_stop)
     signal.signal(signal.SIGTERM, _raise_stop)
-    dg_dev: subprocess.Popen | None = None
     try:
         with RandomUserServer(port=args.api_port, own_session=True) as api:
             print(f"Bundled users API: {api.base_url}", flush=True)
@@ -86,16 +85,21 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 return dg_dev.wait()
             except _Stop as stop:
+                _ignore_stop_signals()
                 print(f"\n{stop}: stopping the Dagster UI ...", flush=True)
-                # A second Ctrl-C must not cut the shutdown short and leave orphans.
-                signal.signal(signal.SIGINT, signal.SIG_IGN)
-                signal.signal(signal.SIGTERM, signal.SIG_IGN)
                 terminate_runs_in_progress(ui_url)
                 return 130 if str(stop) == "SIGINT" else 143
             finally:
+                _ignore_stop_signals()
                 stop_process_group(dg_dev)
     except _Stop:  # before `dg dev` started: the API server is stopped by its context manager
         return 130
+
+
+def _ignore_stop_signals() -> None:
+    # A second Ctrl-C must not cut the shutdown short and leave orphans.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 def terminate_runs_in_progress(ui_url: str) -> None:
