@@ -37,18 +37,16 @@ system-deps:
 	fi
 
 demo: install
-	$(BIN)/python -m user_pipeline.demo
+	$(BIN)/python -m user_pipeline.demo --api-port $(API_PORT)
 
 test: install system-deps
 	$(BIN)/pytest
 
-# The Dagster UI (webserver + daemon, `dg dev`) on the demo's data, with the bundled API server so
-# that new runs work offline; alert links point at this UI's port.
+# The Dagster UI (webserver + daemon + code server, `dg dev`) on the demo's data, with the bundled
+# API server so that new runs work offline; alert links point at this UI's port. Ctrl-C (or SIGTERM)
+# terminates the runs in progress and stops every process it started (user_pipeline/ui_stack.py).
 ui: install
-	@$(BIN)/python -m user_pipeline.randomuser_server --port $(API_PORT) & api=$$!; \
-	trap "kill $$api" EXIT INT TERM; \
-	USER_PIPELINE_API_URL=http://127.0.0.1:$(API_PORT)/api/ USER_PIPELINE_UI_URL=http://127.0.0.1:$(UI_PORT) \
-	  $(BIN)/dg dev -h 127.0.0.1 -p $(UI_PORT)
+	@$(BIN)/python -m user_pipeline.ui_stack --ui-port $(UI_PORT) --api-port $(API_PORT)
 
 # A standalone Spark master + worker on loopback (from the installed PySpark); then
 # SPARK_MASTER=spark://127.0.0.1:7077 runs the Spark ingestion on it.

@@ -23,6 +23,8 @@ setup(
         "requests>=2.31",
         "psycopg[binary]>=3.1",
         "matplotlib>=3.6",
+        # make ui's shutdown (user_pipeline/ui_stack.py) finds what is left of dg dev's process group.
+        "psutil>=5.9",
     ],
     extras_require={
         # psutil: the benchmark's process-tree meter (benchmarks/proctree.py), run by the tests' smoke.

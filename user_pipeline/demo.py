@@ -1,28 +1,47 @@
 """The offline demo: the bundled API server, the last few days materialized, where it all went.
 
-    python -m user_pipeline.demo [--days 3] [--users 100]
+    python -m user_pipeline.demo [--days 3] [--users 100] [--api-port 8765]
 
-Runs are recorded in the DAGSTER_HOME instance, so `dagster dev` shows them afterwards.
+The days are launched the way the UI and the daemon launch runs, through the workspace
+(`dagster job backfill -w workspace.yaml`, one run per day), and executed by a `dagster-daemon`
+on the DAGSTER_HOME instance: the demo's own, stopped at the end, or the one already running there
+(`make ui`). So each run records the code location `user_pipeline` as its origin, and `make ui`
+shows it under Runs, on the assets' pages and on the Overview timeline (the timeline draws only
+runs that have a code-location origin: `repositoryOrigin` of dagster-webserver's
+`CompletedRunTimelineQuery`; a run of `execute_in_process`, `dg launch` or `dagster job execute`
+has none).
 """
+
+from __future__ import annotations
 
 import argparse
 import os
+import re
+import signal
+import subprocess
 import sys
+import time
+from pathlib import Path
 
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+BIN_DIR = Path(sys.executable).parent
 DEMO_API_PORT = 8765
-QUIET_LOGS = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+RUNS_TIMEOUT_SECONDS = 600
+DAEMON_STOP_SECONDS = 30
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m user_pipeline.demo", description=__doc__.splitlines()[0])
     parser.add_argument("--days", type=int, default=3, help="how many of the latest daily partitions")
     parser.add_argument("--users", type=int, default=100, help="users per partition")
+    parser.add_argument("--api-port", type=int, default=DEMO_API_PORT, help="the bundled API server's port")
     args = parser.parse_args(argv)
 
     from user_pipeline.randomuser_server.launcher import RandomUserServer
 
-    with RandomUserServer(port=DEMO_API_PORT) as api:
-        # Set before the definitions are imported: they read the environment once.
+    with RandomUserServer(port=args.api_port) as api:
+        # Set before the definitions are imported (they read the environment once) and inherited by
+        # the daemon, its code server and the run processes.
         os.environ["USER_PIPELINE_API_URL"] = api.base_url
         os.environ["USER_PIPELINE_USERS_PER_PARTITION"] = str(args.users)
         import dagster as dg
@@ -30,24 +49,88 @@ def main(argv: list[str] | None = None) -> int:
         from user_pipeline.definitions import DATA_DIR, defs
         from user_pipeline.partitions import daily_partitions
 
-        job = defs.resolve_job_def("daily_users_job")
         partition_keys = daily_partitions.get_partition_keys()[-args.days :]
         warehouse = defs.resources["warehouse"].open()
+        # Creates (or migrates) the instance's storage before the daemon and the CLI open it together.
         with dg.DagsterInstance.get() as instance:
+            with _daemon():
+                backfill_id = _launch_days(partition_keys)
+                runs = _wait_for_runs(instance, backfill_id, len(partition_keys))
             for partition_key in partition_keys:
-                result = job.execute_in_process(
-                    partition_key=partition_key, instance=instance, run_config=QUIET_LOGS, raise_on_error=False
-                )
-                status = "ok" if result.success else "FAILED"
+                run = runs[partition_key]
+                status = "ok" if run.status == dg.DagsterRunStatus.SUCCESS else f"{run.status.value} (run {run.run_id})"
                 print(f"{partition_key}: {status}, {warehouse.count_rows(partition_key)} rows in the users table", flush=True)
-                if not result.success:
-                    return 1
+            if any(run.status != dg.DagsterRunStatus.SUCCESS for run in runs.values()):
+                return 1
 
     print(f"\nData:      {DATA_DIR}/raw_users, {DATA_DIR}/normalized_users")
     print(f"Warehouse: {warehouse.display_url} (table users, view users_latest)")
     print(f"Instance:  {os.environ.get('DAGSTER_HOME', '(ephemeral)')}")
-    print("UI:        make ui   (then open http://127.0.0.1:3000)")
+    print("UI:        make ui   (then open http://127.0.0.1:3000: Runs, Assets, Overview > Timeline)")
     return 0
+
+
+class _daemon:
+    """A `dagster-daemon run -w workspace.yaml` for the demo's runs, unless one is already live on
+    the instance (two daemons on one instance would both tick its sensors and schedules)."""
+
+    def __enter__(self) -> _daemon:
+        self.process: subprocess.Popen | None = None
+        live = subprocess.run(
+            [str(BIN_DIR / "dagster-daemon"), "liveness-check"], cwd=PROJECT_ROOT, capture_output=True, text=True
+        )
+        if live.returncode == 0:
+            print("A dagster-daemon is already running on this instance: it executes the demo's runs.", flush=True)
+            return self
+        self.log = open(Path(os.environ.get("DAGSTER_HOME", ".")) / "demo-daemon.log", "wb")
+        self.process = subprocess.Popen(
+            [str(BIN_DIR / "dagster-daemon"), "run", "-w", "workspace.yaml"],
+            cwd=PROJECT_ROOT, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self.process is None:
+            return
+        # The daemon, its code server and any run still going share the daemon's process group.
+        try:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            self.process.wait(timeout=DAEMON_STOP_SECONDS)
+        except ProcessLookupError:
+            pass
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+        self.log.close()
+
+
+def _launch_days(partition_keys: list[str]) -> str:
+    """Submits one run per day through the workspace, as `dagster job backfill` documents; returns
+    the backfill id (every run is tagged `dagster/backfill` with it)."""
+    launched = subprocess.run(
+        [str(BIN_DIR / "dagster"), "job", "backfill", "-w", "workspace.yaml", "-j", "daily_users_job",
+         "--from", partition_keys[0], "--to", partition_keys[-1], "--noprompt"],
+        cwd=PROJECT_ROOT, capture_output=True, text=True,
+    )
+    match = re.search(r"Launched backfill job `([^`]+)`", launched.stdout)
+    if launched.returncode != 0 or match is None:
+        raise RuntimeError(f"dagster job backfill failed ({launched.returncode}):\n{launched.stdout}{launched.stderr}")
+    return match.group(1)
+
+
+def _wait_for_runs(instance, backfill_id: str, count: int) -> dict:
+    """Waits until the backfill's runs have finished; returns them by partition key."""
+    import dagster as dg
+
+    deadline = time.monotonic() + RUNS_TIMEOUT_SECONDS
+    while True:
+        runs = [record.dagster_run for record in instance.get_run_records(dg.RunsFilter(tags={"dagster/backfill": backfill_id}))]
+        if len(runs) >= count and all(run.is_finished for run in runs):
+            return {run.tags["dagster/partition"]: run for run in runs}
+        if time.monotonic() > deadline:
+            states = ", ".join(f"{run.tags.get('dagster/partition')}: {run.status.value}" for run in runs)
+            raise TimeoutError(f"the demo's runs did not finish within {RUNS_TIMEOUT_SECONDS} s ({states or 'none created'})")
+        time.sleep(1)
 
 
 if __name__ == "__main__":

@@ -191,12 +191,16 @@ class MakeUi(DagsterServices):
         return super().logs("make-ui")
 
     def stop(self) -> None:
-        """Ctrl-C, as a user stops `make ui`; what is still up after 20 s is killed."""
+        """Ctrl-C, as a user stops `make ui`; what is still up after 40 s is killed.
+
+        40 s: above make ui's own bound (user_pipeline/ui_stack.py: RUNS_STOP_SECONDS + STOP_SECONDS),
+        because `dg dev` runs in its own process group, which the SIGKILL below does not reach.
+        """
         for process in self._processes.values():
             if process.poll() is None:
                 try:
                     os.killpg(process.pid, 2)
-                    process.wait(timeout=20)
+                    process.wait(timeout=40)
                 except subprocess.TimeoutExpired:
                     pass
                 try:

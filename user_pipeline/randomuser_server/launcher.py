@@ -40,7 +40,11 @@ class RandomUserServer:
         startup_timeout: float = 15.0,
         verbose: bool = False,
         faults: list[dict[str, Any]] | None = None,
+        own_session: bool = False,
     ) -> None:
+        # own_session: out of the caller's process group, so a terminal's Ctrl-C does not stop it
+        # before the caller has finished with it (make ui stops it last).
+        self.own_session = own_session
         self.host = host
         self.port = port or free_port(host)
         self.startup_timeout = startup_timeout
@@ -80,7 +84,9 @@ class RandomUserServer:
         if self._log is not None:
             self._log.close()
         self._log = tempfile.TemporaryFile()
-        self._proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, env=env)
+        self._proc = subprocess.Popen(
+            cmd, stdout=self._log, stderr=subprocess.STDOUT, env=env, start_new_session=self.own_session
+        )
         deadline = time.monotonic() + self.startup_timeout
         while True:
             rc = self._proc.poll()

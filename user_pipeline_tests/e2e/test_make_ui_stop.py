@@ -1,0 +1,76 @@
+"""`make ui` stops on Ctrl-C (SIGINT to its process group) and on SIGTERM, with a run in progress:
+every process it started is gone within a bound, none orphaned, and the run ends CANCELED, not left STARTED."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+import requests
+
+from user_pipeline.graphql_triggers import DagsterGraphQL
+from user_pipeline_tests.dagster_services import REPO_ROOT, MakeUi
+
+STOP_BOUND_SECONDS = 30  # a correctness bound on shutdown, not a speed target
+
+
+def alive(pids: set[int]) -> dict[int, str]:
+    """The processes among pids still running (zombies count as gone), with their command lines."""
+    running = {}
+    for pid in pids:
+        try:
+            process = psutil.Process(pid)
+            if process.status() != psutil.STATUS_ZOMBIE:
+                running[pid] = " ".join(process.cmdline())[:120]
+        except psutil.NoSuchProcess:
+            continue
+    return running
+
+
+def run_status(home: Path, run_id: str) -> str:
+    read = subprocess.run(
+        [sys.executable, "-c", f"import dagster as dg; print(dg.DagsterInstance.get().get_run_by_id({run_id!r}).status.value)"],
+        cwd=REPO_ROOT, env={**os.environ, "DAGSTER_HOME": str(home)}, capture_output=True, text=True, timeout=120,
+    )
+    assert read.returncode == 0, read.stderr
+    return read.stdout.strip()
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_make_ui_stops_every_process_with_a_run_in_progress(tmp_path: Path, signum: int):
+    stack = MakeUi(tmp_path / "dagster_home", {"USER_PIPELINE_DATA_DIR": str(tmp_path / "data"), "USER_PIPELINE_USERS_PER_PARTITION": "5"})
+    stack.start()
+    started: set[int] = set()
+    try:
+        # The run waits on a slow API answer, so it is in progress when the stack is stopped.
+        requests.post(f"http://127.0.0.1:{stack.api_port}/_control/faults", json={"kind": "slow", "delay_seconds": 25}, timeout=10).raise_for_status()
+        run_id = DagsterGraphQL(stack.url).launch_run("daily_users_job", partition="2026-11-20")
+        deadline = time.monotonic() + 120
+        while stack.runs(runIds=[run_id])[0]["status"] != "STARTED":
+            assert time.monotonic() < deadline, f"the run did not start:\n{stack.logs()}"
+            time.sleep(1)
+        time.sleep(3)  # into the step's API call
+
+        make = stack._processes["make-ui"]
+        started = {make.pid, *(child.pid for child in psutil.Process(make.pid).children(recursive=True))}
+        commands = " ".join(alive(started).values())
+        for part in ("dg dev", "dagster_webserver", "dagster._daemon", "dagster api grpc", "user_pipeline.randomuser_server"):
+            assert part in commands, f"{part} not among the processes of make ui: {commands}"
+
+        os.killpg(make.pid, signum)
+        deadline = time.monotonic() + STOP_BOUND_SECONDS
+        while alive(started) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert alive(started) == {}, f"still running {STOP_BOUND_SECONDS} s after {signal.Signals(signum).name}:\n{stack.logs()}"
+        assert make.wait(timeout=5) != 0
+        assert run_status(stack.home, run_id) == "CANCELED", stack.logs()
+    finally:
+        for pid in alive(started):  # only what this test's `make ui` started
+            os.kill(pid, signal.SIGKILL)
+        stack.stop()
