@@ -39,8 +39,11 @@ system-deps:
 demo: install
 	$(BIN)/python -m user_pipeline.demo --api-port $(API_PORT)
 
+# Two workers, each taking whole test files (their services are shared per file); the slowest tests
+# are listed at the end. TEST_WORKERS=0 runs everything in one process.
+TEST_WORKERS ?= 2
 test: install system-deps
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile --durations=15
 
 # The Dagster UI (webserver + daemon + code server, `dg dev`) on the demo's data, with the bundled
 # API server so that new runs work offline; alert links point at this UI's port. Ctrl-C (or SIGTERM)

@@ -23,11 +23,12 @@ setup(
         "requests>=2.31",
         "psycopg[binary]>=3.1",
         "matplotlib>=3.6",
-        # make ui's shutdown (user_pipeline/ui_stack.py) finds what is left of dg dev's process group.
+        # make ui's shutdown (user_pipeline/ui_stack.py) finds what is left of dg dev's process group;
+        # stale staging and temporary files are judged by whether their writer is alive.
         "psutil>=5.9",
     ],
     extras_require={
-        # psutil: the benchmark's process-tree meter (benchmarks/proctree.py), run by the tests' smoke.
-        "test": ["pytest>=8", "playwright>=1.45", "hypothesis>=6.100", "psutil>=5.9"],
+        # pytest-xdist: `make test` runs the suite on two workers, one test file at a time each.
+        "test": ["pytest>=8", "pytest-xdist>=3.5", "playwright>=1.45", "hypothesis>=6.100"],
     },
 )

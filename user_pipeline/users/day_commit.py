@@ -29,6 +29,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import psutil
+
 from user_pipeline.users.atomic_files import atomic_write
 
 COMMITS = ".commits"  # <run folder>/.commits/<day>.json: a commit under way
@@ -175,13 +177,7 @@ def _owner_alive(folder: Path) -> bool:
         pid = int((folder / OWNER_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return psutil.pid_exists(pid)
 
 
 @contextmanager
