@@ -41,7 +41,7 @@ def atomic_write(path: Path, *, encoding: str | None = None) -> Iterator[IO]:
             os.fsync(handle.fileno())
         os.chmod(temp_path, 0o644)
         os.replace(temp_path, path)
-        _fsync_directory(path.parent)
+        fsync_directory(path.parent)
     except BaseException:
         temp_path.unlink(missing_ok=True)
         raise
@@ -56,7 +56,8 @@ def _writer_alive(temp_file: Path) -> bool:
     return psutil.pid_exists(pid)
 
 
-def _fsync_directory(directory: Path) -> None:
+def fsync_directory(directory: Path) -> None:
+    """Makes the renames and removals in `directory` durable (a rename is a change of the folder)."""
     fd = os.open(directory, os.O_RDONLY)
     try:
         os.fsync(fd)

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import psutil
 
-from user_pipeline.users.atomic_files import atomic_write
+from user_pipeline.users.atomic_files import atomic_write, fsync_directory
 
 COMMITS = ".commits"  # <run folder>/.commits/<day>.json: a commit under way
 COMMIT_LOCK = ".commit.lock"
@@ -136,7 +136,7 @@ def _apply(marker: Path, plan: Mapping[str, str]) -> list[Path]:
         target.parent.mkdir(parents=True, exist_ok=True)
         if staged.exists():
             os.replace(staged, target)
-            _fsync_directory(target.parent)
+            fsync_directory(target.parent)
             committed.append(target)
         elif absent.exists():
             target.unlink(missing_ok=True)
@@ -190,11 +190,3 @@ def _commit_lock(staging_root: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
-
-
-def _fsync_directory(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
