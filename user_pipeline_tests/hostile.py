@@ -73,6 +73,11 @@ def user_rows(draw, day: str, *, allow_nul: bool = False, max_rows: int = 6) -> 
         row["latitude"] = draw(nullable(coordinates))
         row["longitude"] = draw(nullable(coordinates))
         rows.append(row)
+    return users_frame(rows, day)
+
+
+def users_frame(rows: list[dict], day: str) -> pd.DataFrame:
+    """Rows of every column but partition_date and email_key, as a typed day of normalized users."""
     frame = pd.DataFrame(rows, columns=[name for name in USER_COLUMNS if name != "partition_date"])
     frame.insert(0, "partition_date", day)
     frame = frame.astype(USER_COLUMNS)
@@ -96,8 +101,4 @@ def hostile_frame(day: str, *, with_nul: bool = False) -> pd.DataFrame:
             longitude=(index - 3) / 10,
         )
         rows.append(row)
-    frame = pd.DataFrame(rows, columns=[name for name in USER_COLUMNS if name != "partition_date"])
-    frame.insert(0, "partition_date", day)
-    frame = frame.astype(USER_COLUMNS)
-    frame["email_key"] = email_keys(frame["email"])
-    return frame
+    return users_frame(rows, day)
