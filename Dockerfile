@@ -21,7 +21,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
 WORKDIR /opt/user_pipeline
-COPY setup.py pyproject.toml workspace.yaml ./
+COPY setup.py pyproject.toml ./
 COPY user_pipeline ./user_pipeline
 COPY spark_jobs ./spark_jobs
 

@@ -1,5 +1,4 @@
-"""Protects the Kubernetes deployment files: Helm values that use only the official chart's keys and hold
-no secret, an instance config that Dagster loads, and a Dockerfile whose pip line resolves."""
+"""Protects the deployment files: chart-valid, secret-free Helm values, a loadable instance, a resolvable image."""
 
 from __future__ import annotations
 
@@ -21,7 +20,7 @@ from hypothesis import strategies as st
 
 from user_pipeline.settings import SETTINGS
 from user_pipeline_tests.conftest import skip_or_fail
-from user_pipeline_tests.postgres_cluster import ThrowawayPostgres
+from user_pipeline_tests.postgres_cluster import USER, ThrowawayPostgres
 
 ROOT = Path(__file__).resolve().parents[2]
 VALUES_PATH = ROOT / "deploy" / "helm" / "values.yaml"
@@ -159,7 +158,7 @@ DERIVED_DEFAULT = {"USER_PIPELINE_REGISTRY_START_DATE"}  # the first partition
 
 def unknown_keys(values: object, facts: object, path: tuple = ()) -> list[str]:
     """Dotted paths in `values` that the chart's schema facts do not have."""
-    if facts is FREE:
+    if facts is FREE or values is None:  # null in Helm values removes the chart's default
         return []
     if isinstance(facts, list):
         if not isinstance(values, list):
@@ -320,8 +319,11 @@ def test_concurrency_and_run_retries_mirror_the_local_instance(values: dict, ins
     assert values["concurrency"]["enabled"] is True
     assert camel_to_snake(chart_concurrency) == local["concurrency"] == instance_yaml["concurrency"]
     assert camel_to_snake(values["dagsterDaemon"]["runRetries"]) == local["run_retries"] == instance_yaml["run_retries"]
-    # The chart refuses limits set both here and on the run coordinator (templates/helpers/instance/_concurrency.tpl).
-    assert "config" not in values["dagsterDaemon"]["runCoordinator"]
+    # The chart refuses limits set both here and on the run coordinator (templates/helpers/instance/_concurrency.tpl),
+    # and Dagster refuses an instance with both (dagster_instance_config).
+    queued = values["dagsterDaemon"]["runCoordinator"]["config"]["queuedRunCoordinator"]
+    assert queued["maxConcurrentRuns"] is None and queued["tagConcurrencyLimits"] == []
+    assert queued["blockOpConcurrencyLimitedRuns"] is None
 
 
 def test_instance_yaml_is_what_the_chart_renders_from_the_values(values: dict, instance_yaml: dict) -> None:
@@ -352,8 +354,14 @@ def test_instance_yaml_is_what_the_chart_renders_from_the_values(values: dict, i
         },
     }
     assert set(instance_yaml["run_launcher"]["config"]) <= K8S_RUN_LAUNCHER_FIELDS
-    assert instance_yaml["run_coordinator"]["class"] == values["dagsterDaemon"]["runCoordinator"]["type"]
-    assert instance_yaml["run_monitoring"] == camel_to_snake(values["dagsterDaemon"]["runMonitoring"])
+    # _run-coordinator.tpl renders `config` only from the queuedRunCoordinator values that are set.
+    queued = values["dagsterDaemon"]["runCoordinator"]["config"]["queuedRunCoordinator"]
+    assert not any(queued.values())
+    assert instance_yaml["run_coordinator"] == {
+        "module": "dagster.core.run_coordinator", "class": values["dagsterDaemon"]["runCoordinator"]["type"],
+    }
+    monitoring = {key: value for key, value in values["dagsterDaemon"]["runMonitoring"].items() if value is not None}
+    assert instance_yaml["run_monitoring"] == camel_to_snake(monitoring)
     assert instance_yaml["telemetry"] == values["telemetry"]
 
 
@@ -362,7 +370,7 @@ def _instance_home(tmp_path: Path, config: dict, postgres: ThrowawayPostgres, da
     config = json.loads(json.dumps(config))
     for storage in ("run_storage", "event_log_storage", "schedule_storage"):
         postgres_db = config[storage]["config"]["postgres_db"]
-        postgres_db.update(hostname="127.0.0.1", port=postgres.port, username="pipeline", db_name=database)
+        postgres_db.update(hostname="127.0.0.1", port=postgres.port, username=USER, db_name=database)
         postgres_db["params"] = {"sslmode": "disable"}
     home = tmp_path / "dagster_home"
     home.mkdir()
@@ -422,6 +430,19 @@ def test_dockerfile_installs_the_project_and_dagster_k8s_at_the_family_release()
     assert re.search(r"^USER 10001:10001$", DOCKERFILE.read_text(), re.MULTILINE)
 
 
+def test_the_image_bakes_in_no_secret_and_its_context_holds_only_what_it_copies() -> None:
+    dockerfile = DOCKERFILE.read_text()
+    for line in dockerfile.splitlines():
+        if line.startswith(("ENV", "ARG")):
+            assert not re.search(r"PASSWORD|SECRET|TOKEN|WAREHOUSE_URL|WEBHOOK", line, re.IGNORECASE), line
+    copied = {source.rstrip("/") for line in dockerfile.splitlines() if line.startswith("COPY ")
+              for source in line.split()[1:-1]}
+    ignore = [line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()
+              if line.strip() and not line.startswith("#")]
+    assert ignore[0] == "*", "the build context starts from nothing"
+    assert {line[1:] for line in ignore if line.startswith("!")} == copied
+
+
 UNREACHABLE = ("NewConnectionError", "Temporary failure in name resolution", "Network is unreachable",
                "ProxyError", "Max retries exceeded", "Could not fetch URL")
 
@@ -430,12 +451,14 @@ def test_dockerfile_pip_line_resolves_in_a_fresh_venv(tmp_path: Path) -> None:
     base = re.search(r"^FROM python:(\d+\.\d+)-", DOCKERFILE.read_text(), re.MULTILINE).group(1)
     if f"{sys.version_info.major}.{sys.version_info.minor}" != base:
         skip_or_fail(f"the image's Python is {base}, this interpreter is {sys.version.split()[0]}")
+    # An empty venv (no pip of its own, nothing installed) that this pip resolves for (`--python`):
+    # what `pip install` in the image would pick, without installing 130-odd packages.
     venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
     report = tmp_path / "report.json"
     result = subprocess.run(
-        [str(venv / "bin" / "python"), "-m", "pip", "install", "--dry-run", "--quiet", "--report", str(report),
-         *dockerfile_pip_requirements()],
+        [sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"), "install", "--dry-run", "--quiet",
+         "--report", str(report), *dockerfile_pip_requirements()],
         cwd=ROOT, capture_output=True, text=True, timeout=600,
     )
     if result.returncode != 0 and any(sign in result.stderr for sign in UNREACHABLE):
