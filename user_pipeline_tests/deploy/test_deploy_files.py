@@ -18,7 +18,7 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from user_pipeline.settings import SETTINGS
+from user_pipeline.settings import SETTINGS, settings_problems
 from user_pipeline_tests.conftest import skip_or_fail
 from user_pipeline_tests.postgres_cluster import USER, ThrowawayPostgres
 
@@ -277,6 +277,7 @@ def test_env_states_every_setting_at_its_declared_default(deployment: dict) -> N
     for name in pipeline_env - {"USER_PIPELINE_DATA_DIR"}:
         assert env[name] == str(declared[name].default), name
     assert (FROM_CONFIGMAP | FROM_SECRET) & pipeline_env == set()
+    assert settings_problems(env) == [], "the pipeline's own check refuses these values"
 
 
 def test_data_directory_is_the_shared_volume(deployment: dict) -> None:
@@ -351,8 +352,14 @@ def test_instance_yaml_is_what_the_chart_renders_from_the_values(values: dict, i
             "postgres_password_secret": values["global"]["postgresqlSecretName"],
             "resources": launcher["resources"],
             "fail_pod_on_run_failure": True,
+            "security_context": launcher["securityContext"],
+            "run_k8s_config": {"pod_spec_config": launcher["runK8sConfig"]["podSpecConfig"]},
         },
     }
+    pod_security = launcher["runK8sConfig"]["podSpecConfig"]["securityContext"]
+    deployment = values["dagster-user-deployments"]["deployments"][0]
+    assert pod_security == deployment["podSecurityContext"], "run pods run as the code location does"
+    assert f"USER {pod_security['runAsUser']}:{pod_security['runAsGroup']}" in DOCKERFILE.read_text()
     assert set(instance_yaml["run_launcher"]["config"]) <= K8S_RUN_LAUNCHER_FIELDS
     # _run-coordinator.tpl renders `config` only from the queuedRunCoordinator values that are set.
     queued = values["dagsterDaemon"]["runCoordinator"]["config"]["queuedRunCoordinator"]
