@@ -142,7 +142,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--markdown", type=Path, default=None)
     args = parser.parse_args(argv)
     become_subreaper()
-    from user_pipeline.randomuser_server.launcher import RandomUserServer
+    from user_pipeline_tools.randomuser_server.launcher import RandomUserServer
 
     root = Path(tempfile.mkdtemp(prefix="user-pipeline-profile-"))
     out: list[str] = []

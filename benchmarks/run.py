@@ -6,7 +6,7 @@ with Dagster in process, and through a running dagster-daemon, measured in one r
     python -m benchmarks.run --repeat 5 --sections main,scaling --markdown results.md
     python -m benchmarks.run --airflow-smoke # 2 days x 200 users: bare and the Airflow peer only
 
-Starts the bundled API server (user_pipeline.randomuser_server) and, for every case, runs every
+Starts the bundled API server (user_pipeline_tools.randomuser_server) and, for every case, runs every
 mode once per repetition, round-robin (repetition r starts with mode r mod len(modes)), each in
 fresh data directories or on fresh partition days so that nothing is skipped:
 
@@ -342,7 +342,7 @@ class Benchmark:
         return path
 
     def start(self) -> None:
-        from user_pipeline.randomuser_server.launcher import RandomUserServer
+        from user_pipeline_tools.randomuser_server.launcher import RandomUserServer
 
         self.api = RandomUserServer(startup_timeout=60).start()
         self.log(f"API server on {self.api.base_url}")
@@ -372,7 +372,7 @@ class Benchmark:
         from dagster import DagsterInstance
         from dagster._core.instance.ref import InstanceRef
 
-        from user_pipeline_tests.dagster_services import DagsterServices
+        from user_pipeline_tools.dagster_services import DagsterServices
 
         root = self.workdir / f"daemon-{users}"
         data_dir = root / "data"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from user_pipeline.randomuser_server.launcher import RandomUserServer
+from user_pipeline_tools.randomuser_server.launcher import RandomUserServer
 from user_pipeline_tests.postgres_cluster import ThrowawayPostgres, find_postgres_bin
 
 FIXTURES_DIR = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "randomuser"

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from user_pipeline.partitions import InvalidPartitionKeyError, check_partition_key, daily_partitions
 from user_pipeline.users.assets import normalized_users, raw_users, users_table
 from user_pipeline.users.resources import PartitionFiles, RandomUserApi, WarehouseResource
-from user_pipeline_tests.dagster_services import REPO_ROOT
+from user_pipeline_tools.dagster_services import REPO_ROOT
 
 FIRST = daily_partitions.get_first_partition_key()
 

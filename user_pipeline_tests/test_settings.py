@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from user_pipeline.settings import SETTINGS, InvalidSettingsError, check_settings, resource_fields, settings_problems
-from user_pipeline_tests.dagster_services import BIN_DIR, REPO_ROOT
+from user_pipeline_tools.dagster_services import BIN_DIR, REPO_ROOT
 
 BAD = {
     "USER_PIPELINE_USERS_PER_PARTITION": ("0", "USER_PIPELINE_USERS_PER_PARTITION=0: expected an integer from 1 to 1000000 (sets users_api.users_per_partition)"),

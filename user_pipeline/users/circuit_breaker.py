@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from user_pipeline.users.api_client import CircuitOpenError
+from user_pipeline.users.api_errors import CircuitOpenError
 
 
 @dataclass

@@ -12,8 +12,8 @@ from pathlib import Path
 import dagster as dg
 from pydantic import PrivateAttr
 
+from user_pipeline.shared.errors import InvalidSettingError
 from user_pipeline.users.api_client import (
-    InvalidSettingError,
     RetrySettings,
     UsersApiClient,
     UsersPage,

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from user_pipeline_tests.dagster_services import DagsterServices
+from user_pipeline_tools.dagster_services import DagsterServices
 from user_pipeline_tests.webhook_receiver import WebhookReceiver
 
 USERS_PER_PARTITION = 20

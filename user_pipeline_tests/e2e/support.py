@@ -21,7 +21,7 @@ from user_pipeline.users.resources import (
     WarehouseResource,
 )
 from user_pipeline.users.warehouse import open_warehouse
-from user_pipeline_tests.dagster_services import (
+from user_pipeline_tools.dagster_services import (
     REPO_ROOT,
     TERMINAL_RUN_STATUSES,
     DagsterServices,

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from user_pipeline_tests.dagster_services import REPO_ROOT
+from user_pipeline_tools.dagster_services import REPO_ROOT
 from user_pipeline_tests.e2e.support import daemon_log, sensor_ticks, trigger, wait_for_run, wait_until
 from user_pipeline_tests.webhook_receiver import WebhookReceiver
 

@@ -11,7 +11,7 @@ import pytest
 
 from user_pipeline.users.normalize import read_normalized_csv
 from user_pipeline.users.registry import empty_registry, update_registry, write_registry
-from user_pipeline_tests.dagster_services import BIN_DIR, REPO_ROOT, DagsterServices
+from user_pipeline_tools.dagster_services import BIN_DIR, REPO_ROOT, DagsterServices
 from user_pipeline_tests.e2e.support import (
     DAILY_ASSETS,
     assert_same_partition,

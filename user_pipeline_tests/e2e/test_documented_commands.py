@@ -28,7 +28,7 @@ import requests
 
 from user_pipeline.graphql_triggers import DagsterGraphQL
 from user_pipeline.users.warehouse import open_warehouse
-from user_pipeline_tests.dagster_services import BIN_DIR, REPO_ROOT, TERMINAL_RUN_STATUSES, MakeUi
+from user_pipeline_tools.dagster_services import BIN_DIR, REPO_ROOT, TERMINAL_RUN_STATUSES, MakeUi
 from user_pipeline_tests.e2e.support import run_days, wait_until
 from user_pipeline_tests.webhook_receiver import WebhookReceiver
 

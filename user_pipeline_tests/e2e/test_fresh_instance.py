@@ -6,7 +6,7 @@ import shutil
 import subprocess
 
 from user_pipeline.users.warehouse import open_warehouse
-from user_pipeline_tests.dagster_services import BIN_DIR, REPO_ROOT
+from user_pipeline_tools.dagster_services import BIN_DIR, REPO_ROOT
 
 DAYS = ["2026-07-01", "2026-07-02", "2026-07-03"]
 

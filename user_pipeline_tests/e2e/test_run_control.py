@@ -10,10 +10,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from user_pipeline.randomuser_server.faults import ERROR_MESSAGE
+from user_pipeline_tools.randomuser_server.faults import ERROR_MESSAGE
 from user_pipeline.users.normalize import read_normalized_csv
 from user_pipeline.users.warehouse import open_warehouse
-from user_pipeline_tests.dagster_services import REPO_ROOT, TERMINAL_RUN_STATUSES
+from user_pipeline_tools.dagster_services import REPO_ROOT, TERMINAL_RUN_STATUSES
 from user_pipeline_tests.e2e.support import (
     assert_same_partition,
     daemon_log,

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 import requests
 
-from user_pipeline.randomuser_server.generator import REFERENCE_DATE
-from user_pipeline.randomuser_server.launcher import RandomUserServer
+from user_pipeline_tools.randomuser_server.generator import REFERENCE_DATE
+from user_pipeline_tools.randomuser_server.launcher import RandomUserServer
 from user_pipeline_tests.conftest import FIXTURES_DIR, skip_or_fail
 
 # fixture file -> the request it recorded (see README.md there)

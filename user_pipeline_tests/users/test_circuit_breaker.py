@@ -9,7 +9,7 @@ import pytest
 from user_pipeline.automation.sensors import users_api_sensor
 from user_pipeline.definitions import defs
 from user_pipeline.partitions import daily_partitions
-from user_pipeline.users.api_client import CircuitOpenError
+from user_pipeline.users.api_errors import CircuitOpenError
 from user_pipeline.users.assets import normalized_users, raw_users, users_table
 from user_pipeline.users.circuit_breaker import CircuitBreaker
 from user_pipeline.users.resources import PartitionFiles, RandomUserApi, WarehouseResource

@@ -1,6 +1,6 @@
 """The offline demo: the bundled API server, the last few days materialized, where it all went.
 
-    python -m user_pipeline.demo [--days 3] [--users 100] [--api-port 8765]
+    python -m user_pipeline_tools.demo [--days 3] [--users 100] [--api-port 8765]
 
 The days are launched the way the UI and the daemon launch runs, through the workspace
 (`dagster job backfill -w workspace.yaml`, one run per day), and executed by a `dagster-daemon`
@@ -31,13 +31,13 @@ DAEMON_STOP_SECONDS = 30
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m user_pipeline.demo", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m user_pipeline_tools.demo", description=__doc__.splitlines()[0])
     parser.add_argument("--days", type=int, default=3, help="how many of the latest daily partitions")
     parser.add_argument("--users", type=int, default=100, help="users per partition")
     parser.add_argument("--api-port", type=int, default=DEMO_API_PORT, help="the bundled API server's port")
     args = parser.parse_args(argv)
 
-    from user_pipeline.randomuser_server.launcher import RandomUserServer
+    from user_pipeline_tools.randomuser_server.launcher import RandomUserServer
 
     with RandomUserServer(port=args.api_port) as api:
         # Set before the definitions are imported (they read the environment once) and inherited by

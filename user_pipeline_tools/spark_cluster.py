@@ -12,9 +12,9 @@ In-process (tests, scripts)::
 
 Background (backs ``make spark-cluster``)::
 
-    python -m user_pipeline.spark.cluster start  [--state-dir .spark-cluster] [--master-port 7077]
-    python -m user_pipeline.spark.cluster status [--state-dir .spark-cluster] [--json]
-    python -m user_pipeline.spark.cluster stop   [--state-dir .spark-cluster]
+    python -m user_pipeline_tools.spark_cluster start  [--state-dir .spark-cluster] [--master-port 7077]
+    python -m user_pipeline_tools.spark_cluster status [--state-dir .spark-cluster] [--json]
+    python -m user_pipeline_tools.spark_cluster stop   [--state-dir .spark-cluster]
 
 ``start`` leaves both daemons running in their own session, writes ``state.json`` (pids,
 ports, URLs) and ``master.log`` / ``worker.log`` under the state dir and prints the
@@ -38,6 +38,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any, Callable
 
+from user_pipeline.spark.submit import spark_home
+
 MASTER_CLASS = "org.apache.spark.deploy.master.Master"
 WORKER_CLASS = "org.apache.spark.deploy.worker.Worker"
 DEFAULT_HOST = "127.0.0.1"
@@ -48,18 +50,6 @@ DEFAULT_STARTUP_TIMEOUT = 120.0
 
 class ClusterStartError(RuntimeError):
     """The cluster could not be started (no Java, port clash, timeout...)."""
-
-
-def spark_home() -> str:
-    """SPARK_HOME: $SPARK_HOME if it has bin/spark-class, else the installed pyspark package."""
-    env = os.environ.get("SPARK_HOME")
-    if env and os.path.isfile(os.path.join(env, "bin", "spark-class")):
-        return env
-    try:
-        import pyspark  # noqa: PLC0415 - only needed to locate the jars/scripts
-    except ImportError as exc:  # pragma: no cover
-        raise ClusterStartError("pyspark is not installed and SPARK_HOME is not set") from exc
-    return os.path.dirname(pyspark.__file__)
 
 
 def find_java() -> str | None:
@@ -453,7 +443,7 @@ def status_background(state_dir: str | os.PathLike) -> dict[str, Any]:
 
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m user_pipeline.spark.cluster",
+        prog="python -m user_pipeline_tools.spark_cluster",
         description="Run a local Spark standalone cluster (1 master + 1 worker) in the background.",
     )
     sub = parser.add_subparsers(dest="command", required=True)

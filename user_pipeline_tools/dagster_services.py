@@ -16,7 +16,7 @@ from typing import Any
 
 import requests
 
-from user_pipeline.randomuser_server.launcher import free_port
+from user_pipeline_tools.randomuser_server.launcher import free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BIN_DIR = Path(sys.executable).parent
@@ -193,7 +193,7 @@ class MakeUi(DagsterServices):
     def stop(self) -> None:
         """Ctrl-C, as a user stops `make ui`; what is still up after 40 s is killed.
 
-        40 s: above make ui's own bound (user_pipeline/ui_stack.py: RUNS_STOP_SECONDS + STOP_SECONDS),
+        40 s: above make ui's own bound (user_pipeline_tools/ui_stack.py: RUNS_STOP_SECONDS + STOP_SECONDS),
         because `dg dev` runs in its own process group, which the SIGKILL below does not reach.
         """
         for process in self._processes.values():

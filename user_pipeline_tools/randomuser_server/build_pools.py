@@ -1,6 +1,6 @@
 """Regenerate ``pools.json`` from recorded real randomuser.me API responses.
 
-    python -m user_pipeline.randomuser_server.build_pools /work/shared/fixtures/randomuser
+    python -m user_pipeline_tools.randomuser_server.build_pools /work/shared/fixtures/randomuser
 
 Every value the generator draws (names, cities, states, streets, titles,
 passwords, username words, time zones) is a value seen in those recordings.
@@ -118,7 +118,7 @@ def build(fixture_dir: Path) -> dict:
     numbers = [int(m.group(2)) for m in usernames if m]
     return {
         "_provenance": (
-            "Derived by user_pipeline/randomuser_server/build_pools.py from recorded real "
+            "Derived by user_pipeline_tools/randomuser_server/build_pools.py from recorded real "
             "randomuser.me API 1.4 responses (shared fixtures). Do not edit by hand."
         ),
         "timezones": sorted(

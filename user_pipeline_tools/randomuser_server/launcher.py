@@ -30,7 +30,7 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 class RandomUserServer:
-    """A ``python -m user_pipeline.randomuser_server`` subprocess on 127.0.0.1."""
+    """A ``python -m user_pipeline_tools.randomuser_server`` subprocess on 127.0.0.1."""
 
     def __init__(
         self,
@@ -73,7 +73,7 @@ class RandomUserServer:
         """Start (or restart, on the same port) and wait until the server answers."""
         if self.running:
             return self
-        cmd = [sys.executable, "-m", "user_pipeline.randomuser_server", "--host", self.host, "--port", str(self.port)]
+        cmd = [sys.executable, "-m", "user_pipeline_tools.randomuser_server", "--host", self.host, "--port", str(self.port)]
         for fault in self.initial_faults:
             cmd += ["--fault", json.dumps(fault)]
         if self.verbose:

@@ -1,7 +1,7 @@
 """`make ui`: the Dagster UI (`dg dev`: webserver, daemon, code server) beside the bundled API
 server, stopped as a whole by Ctrl-C (SIGINT) or SIGTERM.
 
-    python -m user_pipeline.ui_stack [--ui-port 3000] [--api-port 8765]
+    python -m user_pipeline_tools.ui_stack [--ui-port 3000] [--api-port 8765]
 
 Why not a plain `dg dev` in the foreground: on Ctrl-C the whole terminal group gets SIGINT at
 once, and dagster's code server (`dagster api grpc`, dagster/_grpc/server.py) only shuts down
@@ -64,13 +64,13 @@ def _raise_stop(signum: int, _frame: FrameType | None) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m user_pipeline.ui_stack", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m user_pipeline_tools.ui_stack", description=__doc__.splitlines()[0])
     parser.add_argument("--ui-port", type=int, default=3000)
     parser.add_argument("--api-port", type=int, default=8765)
     args = parser.parse_args(argv)
     ui_url = f"http://127.0.0.1:{args.ui_port}"
 
-    from user_pipeline.randomuser_server.launcher import RandomUserServer
+    from user_pipeline_tools.randomuser_server.launcher import RandomUserServer
 
     signal.signal(signal.SIGINT, _raise_stop)
     signal.signal(signal.SIGTERM, _raise_stop)
