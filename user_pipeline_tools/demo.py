@@ -40,17 +40,20 @@ def main(argv: list[str] | None = None) -> int:
     from user_pipeline_tools.randomuser_server.launcher import RandomUserServer
 
     with RandomUserServer(port=args.api_port) as api:
-        # Set before the definitions are imported (they read the environment once) and inherited by
-        # the daemon, its code server and the run processes.
+        # Inherited by the daemon, its code server and the run processes, which read them when
+        # they load the definitions.
         os.environ["USER_PIPELINE_API_URL"] = api.base_url
         os.environ["USER_PIPELINE_USERS_PER_PARTITION"] = str(args.users)
         import dagster as dg
 
-        from user_pipeline.definitions import DATA_DIR, defs
+        from user_pipeline.definitions import data_dir, defs
         from user_pipeline.partitions import daily_partitions
 
         partition_keys = daily_partitions.get_partition_keys()[-args.days :]
-        warehouse = defs.resources["warehouse"].open()
+        # Built as a run builds it: a warehouse URL bound to USER_PIPELINE_WAREHOUSE_URL is resolved.
+        with dg.build_resources({"warehouse": defs().resources["warehouse"]}) as built:
+            warehouse = built.warehouse.open()
+        data = data_dir()
         # Creates (or migrates) the instance's storage before the daemon and the CLI open it together.
         with dg.DagsterInstance.get() as instance:
             with _daemon():
@@ -63,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
             if any(run.status != dg.DagsterRunStatus.SUCCESS for run in runs.values()):
                 return 1
 
-    print(f"\nData:      {DATA_DIR}/raw_users, {DATA_DIR}/normalized_users")
+    print(f"\nData:      {data}/raw_users, {data}/normalized_users")
     print(f"Warehouse: {warehouse.display_url} (table users, view users_latest)")
     print(f"Instance:  {os.environ.get('DAGSTER_HOME', '(ephemeral)')}")
     print("UI:        make ui   (then open http://127.0.0.1:3000: Runs, Assets, Overview > Timeline)")

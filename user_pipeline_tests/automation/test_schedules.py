@@ -5,11 +5,11 @@ from datetime import datetime, timezone
 import dagster as dg
 
 from user_pipeline.automation.schedules import daily_users_schedule, user_registry_schedule
-from user_pipeline.definitions import defs
+from user_pipeline.definitions import defs as load_definitions
 
 
 def tick(at: datetime) -> dg.RunRequest:
-    context = dg.build_schedule_context(scheduled_execution_time=at, repository_def=defs.get_repository_def())
+    context = dg.build_schedule_context(scheduled_execution_time=at, repository_def=load_definitions().get_repository_def())
     [request] = daily_users_schedule.evaluate_tick(context).run_requests
     return request
 

@@ -29,9 +29,9 @@ def services_env(root: Path) -> dict[str, str]:
 
 PYTHON_API_RUN = f"""
 import dagster as dg
-from user_pipeline.definitions import defs
+from user_pipeline.definitions import defs as load_definitions
 with dg.DagsterInstance.get() as instance:
-    result = defs.resolve_job_def("daily_users_job").execute_in_process(
+    result = load_definitions().resolve_job_def("daily_users_job").execute_in_process(
         partition_key="{PYTHON_API_DAY}", instance=instance, raise_on_error=False)
     print(result.run_id)
 """
