@@ -156,14 +156,20 @@ def test_quarantine_past_the_limit_fails_its_check_and_keeps_the_good_day(users_
 @pytest.mark.parametrize(
     ("setting", "message"),
     [
-        ({"contract_violations": "maybe"}, "invalid contract_violations='maybe': expected 'fail' or 'quarantine'"),
-        ({"max_rejected_fraction": "1.5"}, "invalid max_rejected_fraction='1.5': expected a fraction from 0 to 1, e.g. 0.01"),
-        ({"max_rejected_fraction": "five percent"}, "invalid max_rejected_fraction='five percent'"),
+        ({"contract_violations": "maybe"}, "contract_violations\n  Value error, invalid value='maybe': expected 'fail' or 'quarantine'"),
+        ({"max_rejected_fraction": "1.5"}, "max_rejected_fraction\n  Value error, invalid fraction='1.5': expected a number from 0 to 1"),
+        ({"max_rejected_fraction": "five percent"}, "max_rejected_fraction\n  Value error, invalid fraction='five percent'"),
     ],
 )
 def test_a_bad_contract_setting_fails_before_any_request(users_api_server, good_day, data_dir, setting, message):
-    result = run_day(users_api_server.base_url, data_dir, **setting)
-    assert message in failure_text(result)
+    """Set in the run's config (the launchpad's resources section): refused as the run sets up
+    the resource, before any step, request or file."""
+    result = materialize_users(
+        users_api_server.base_url, data_dir, DAY, users_per_partition=USERS, page_size=PAGE,
+        run_config={"resources": {"users_api": {"config": setting}}},
+    )
+    [failure] = [event for event in result.all_events if event.event_type == dg.DagsterEventType.RUN_FAILURE]
+    assert message in failure.event_specific_data.error.cause.message
     assert retried_steps(result) == [] and users_api_server.stats()["api_requests"] == 0
     assert_same(data_dir, good_day)
 
