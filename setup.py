@@ -29,6 +29,11 @@ setup(
     ],
     extras_require={
         # pytest-xdist: `make test` runs the suite on two workers, one test file at a time each.
-        "test": ["pytest>=8", "pytest-xdist>=3.5", "playwright>=1.45", "hypothesis>=6.100"],
+        # ruff and import-linter: `make test` lints, checks the format and the import contracts
+        # first; pinned, so a new rule or contract check never turns CI red by itself.
+        "test": [
+            "pytest>=8", "pytest-xdist>=3.5", "playwright>=1.45", "hypothesis>=6.100",
+            "ruff==0.17.6", "import-linter==2.17",
+        ],
     },
 )

@@ -83,7 +83,9 @@ class AutomationSettings(BaseModel):
         default=60, ge=1, le=86400, description="How often `users_api_sensor` ticks, in seconds."
     )
     alert_sensor_interval_seconds: int = Field(
-        default=30, ge=1, le=3600,
+        default=30,
+        ge=1,
+        le=3600,
         description="How often the alert sensor looks for failed runs and re-sends undelivered alerts, in seconds.",
     )
     # A day is due at this hour (UTC) the next day: a daily cron tick, hence 0..23.
@@ -198,12 +200,19 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("USER_PIPELINE_MAX_REJECTED_FRACTION", "users_api", RandomUserApi, "max_rejected_fraction"),
     Setting("USER_PIPELINE_DATA_DIR", "files", PartitionFiles, "data_dir"),
     Setting(
-        "USER_PIPELINE_WAREHOUSE_URL", "warehouse", WarehouseResource, "url",
-        default_text="sqlite:///<data dir>/warehouse.sqlite", shown=redact_url,
+        "USER_PIPELINE_WAREHOUSE_URL",
+        "warehouse",
+        WarehouseResource,
+        "url",
+        default_text="sqlite:///<data dir>/warehouse.sqlite",
+        shown=redact_url,
     ),
     Setting("USER_PIPELINE_MAX_ROW_DROP_FRACTION", "day_limits", DayLimits, "max_row_drop_fraction"),
     Setting(
-        "USER_PIPELINE_REGISTRY_START_DATE", "registry_settings", UserRegistrySettings, "first_day",
+        "USER_PIPELINE_REGISTRY_START_DATE",
+        "registry_settings",
+        UserRegistrySettings,
+        "first_day",
         default_text="the first partition",
     ),
     Setting("USER_PIPELINE_FRESHNESS_DEADLINE_HOURS", "deadlines", PartitionDeadlines, "deadline_hours"),

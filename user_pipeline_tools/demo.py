@@ -62,7 +62,10 @@ def main(argv: list[str] | None = None) -> int:
             for partition_key in partition_keys:
                 run = runs[partition_key]
                 status = "ok" if run.status == dg.DagsterRunStatus.SUCCESS else f"{run.status.value} (run {run.run_id})"
-                print(f"{partition_key}: {status}, {warehouse.count_rows(partition_key)} rows in the users table", flush=True)
+                print(
+                    f"{partition_key}: {status}, {warehouse.count_rows(partition_key)} rows in the users table",
+                    flush=True,
+                )
             if any(run.status != dg.DagsterRunStatus.SUCCESS for run in runs.values()):
                 return 1
 
@@ -88,7 +91,10 @@ class _daemon:
         self.log = open(Path(os.environ.get("DAGSTER_HOME", ".")) / "demo-daemon.log", "wb")
         self.process = subprocess.Popen(
             [str(BIN_DIR / "dagster-daemon"), "run", "-w", "workspace.yaml"],
-            cwd=PROJECT_ROOT, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
+            cwd=PROJECT_ROOT,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         return self
 
@@ -111,9 +117,23 @@ def _launch_days(partition_keys: list[str]) -> str:
     """Submits one run per day through the workspace, as `dagster job backfill` documents; returns
     the backfill id (every run is tagged `dagster/backfill` with it)."""
     launched = subprocess.run(
-        [str(BIN_DIR / "dagster"), "job", "backfill", "-w", "workspace.yaml", "-j", "daily_users_job",
-         "--from", partition_keys[0], "--to", partition_keys[-1], "--noprompt"],
-        cwd=PROJECT_ROOT, capture_output=True, text=True,
+        [
+            str(BIN_DIR / "dagster"),
+            "job",
+            "backfill",
+            "-w",
+            "workspace.yaml",
+            "-j",
+            "daily_users_job",
+            "--from",
+            partition_keys[0],
+            "--to",
+            partition_keys[-1],
+            "--noprompt",
+        ],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
     )
     match = re.search(r"Launched backfill job `([^`]+)`", launched.stdout)
     if launched.returncode != 0 or match is None:
@@ -127,12 +147,17 @@ def _wait_for_runs(instance, backfill_id: str, count: int) -> dict:
 
     deadline = time.monotonic() + RUNS_TIMEOUT_SECONDS
     while True:
-        runs = [record.dagster_run for record in instance.get_run_records(dg.RunsFilter(tags={"dagster/backfill": backfill_id}))]
+        runs = [
+            record.dagster_run
+            for record in instance.get_run_records(dg.RunsFilter(tags={"dagster/backfill": backfill_id}))
+        ]
         if len(runs) >= count and all(run.is_finished for run in runs):
             return {run.tags["dagster/partition"]: run for run in runs}
         if time.monotonic() > deadline:
             states = ", ".join(f"{run.tags.get('dagster/partition')}: {run.status.value}" for run in runs)
-            raise TimeoutError(f"the demo's runs did not finish within {RUNS_TIMEOUT_SECONDS} s ({states or 'none created'})")
+            raise TimeoutError(
+                f"the demo's runs did not finish within {RUNS_TIMEOUT_SECONDS} s ({states or 'none created'})"
+            )
         time.sleep(1)
 
 

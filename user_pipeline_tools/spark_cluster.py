@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import contextlib
 import json
 import os
 import shutil
@@ -35,8 +36,9 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from user_pipeline.spark.submit import spark_home
 
@@ -74,7 +76,7 @@ def _port_in_use(host: str, port: int) -> bool:
 def _tail(path: str | os.PathLike | None, lines: int = 60) -> str:
     if not path or not os.path.exists(path):
         return "<no log>"
-    with open(path, "r", encoding="utf-8", errors="replace") as fh:
+    with open(path, encoding="utf-8", errors="replace") as fh:
         content = fh.readlines()
     return "".join(content[-lines:]) or "<empty log>"
 
@@ -87,7 +89,7 @@ def _pid_alive(pid: int) -> bool:
     except PermissionError:
         return True
     try:  # a zombie is dead for our purposes
-        with open(f"/proc/{pid}/stat", "r", encoding="utf-8") as fh:
+        with open(f"/proc/{pid}/stat", encoding="utf-8") as fh:
             return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
     except OSError:
         return True
@@ -116,10 +118,8 @@ def _terminate_group(pid: int, timeout: float, is_alive: Callable[[], bool]) -> 
         while is_alive() and time.monotonic() < deadline:
             time.sleep(0.2)
     # Also reap stray members of the group (e.g. executors launched by the worker).
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 class StandaloneCluster:
@@ -186,7 +186,7 @@ class StandaloneCluster:
             raise RuntimeError("cluster ports are assigned by start()")
 
     # ------------------------------------------------------------------ lifecycle
-    def __enter__(self) -> "StandaloneCluster":
+    def __enter__(self) -> StandaloneCluster:
         return self.start()
 
     def __exit__(self, *exc_info) -> None:
@@ -226,9 +226,7 @@ class StandaloneCluster:
         return proc
 
     def _failure(self, message: str) -> ClusterStartError:
-        logs = "\n".join(
-            f"----- {name} log ({path}) -----\n{_tail(path)}" for name, path in self.log_paths.items()
-        )
+        logs = "\n".join(f"----- {name} log ({path}) -----\n{_tail(path)}" for name, path in self.log_paths.items())
         return ClusterStartError(f"{message}\n{logs}")
 
     def _wait(self, what: str, predicate: Callable[[dict], bool], deadline: float) -> dict:
@@ -236,9 +234,7 @@ class StandaloneCluster:
         while True:
             for name, proc in self._procs.items():
                 if proc.poll() is not None:
-                    raise self._failure(
-                        f"Spark {name} exited with code {proc.returncode} while waiting for {what}"
-                    )
+                    raise self._failure(f"Spark {name} exited with code {proc.returncode} while waiting for {what}")
             try:
                 state = self.master_json(timeout=2.0)
                 if predicate(state):
@@ -253,7 +249,7 @@ class StandaloneCluster:
                 )
             time.sleep(0.5)
 
-    def start(self) -> "StandaloneCluster":
+    def start(self) -> StandaloneCluster:
         if self._procs:
             raise RuntimeError("cluster already started")
         if find_java() is None:
@@ -280,16 +276,33 @@ class StandaloneCluster:
         try:
             self._spawn(
                 "master",
-                [MASTER_CLASS, "--host", self.host, "--port", str(self.master_port),
-                 "--webui-port", str(self.webui_port)],
+                [
+                    MASTER_CLASS,
+                    "--host",
+                    self.host,
+                    "--port",
+                    str(self.master_port),
+                    "--webui-port",
+                    str(self.webui_port),
+                ],
             )
             self._wait("the master", lambda s: s.get("status") == "ALIVE", deadline)
             self._spawn(
                 "worker",
-                [WORKER_CLASS, self.master_url, "--host", self.host,
-                 "--webui-port", str(self.worker_webui_port),
-                 "--cores", str(self.worker_cores), "--memory", self.worker_memory,
-                 "--work-dir", str(self.work_dir / "worker")],
+                [
+                    WORKER_CLASS,
+                    self.master_url,
+                    "--host",
+                    self.host,
+                    "--webui-port",
+                    str(self.worker_webui_port),
+                    "--cores",
+                    str(self.worker_cores),
+                    "--memory",
+                    self.worker_memory,
+                    "--work-dir",
+                    str(self.work_dir / "worker"),
+                ],
             )
             self._wait("an ALIVE worker", lambda s: bool(self._alive(s.get("workers", []))), deadline)
         except BaseException:
@@ -304,10 +317,8 @@ class StandaloneCluster:
             if proc is None:
                 continue
             _terminate_group(proc.pid, timeout, lambda p=proc: p.poll() is None)
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:  # pragma: no cover
-                pass
         if self._atexit_registered:
             atexit.unregister(self.stop)
             self._atexit_registered = False
@@ -450,7 +461,8 @@ def _build_parser() -> argparse.ArgumentParser:
 
     def add_state_dir(p: argparse.ArgumentParser) -> None:
         p.add_argument(
-            "--state-dir", default=DEFAULT_STATE_DIR,
+            "--state-dir",
+            default=DEFAULT_STATE_DIR,
             help=f"where pids, logs and {STATE_FILE} live (default ./{DEFAULT_STATE_DIR}/)",
         )
 

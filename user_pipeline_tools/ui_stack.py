@@ -22,6 +22,7 @@ after STOP_SECONDS, naming it; (4) stops the API server.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import subprocess
@@ -80,7 +81,9 @@ def main(argv: list[str] | None = None) -> int:
             env = {**os.environ, "USER_PIPELINE_API_URL": api.base_url, "USER_PIPELINE_UI_URL": ui_url}
             dg_dev = subprocess.Popen(
                 [str(BIN_DIR / "dg"), "dev", "-h", "127.0.0.1", "-p", str(args.ui_port)],
-                cwd=PROJECT_ROOT, env=env, start_new_session=True,
+                cwd=PROJECT_ROOT,
+                env=env,
+                start_new_session=True,
             )
             try:
                 return dg_dev.wait()
@@ -116,7 +119,10 @@ def terminate_runs_in_progress(ui_url: str) -> None:
             if not _graphql(ui_url, RUNS_IN_PROGRESS_QUERY, {"statuses": IN_PROGRESS})["runsOrError"]["results"]:
                 return
             time.sleep(0.5)
-        left = [run["runId"] for run in _graphql(ui_url, RUNS_IN_PROGRESS_QUERY, {"statuses": IN_PROGRESS})["runsOrError"]["results"]]
+        left = [
+            run["runId"]
+            for run in _graphql(ui_url, RUNS_IN_PROGRESS_QUERY, {"statuses": IN_PROGRESS})["runsOrError"]["results"]
+        ]
         print(
             f"Run(s) still in progress {RUNS_STOP_SECONDS} s after termination (a step waiting to retry?), "
             f"marked CANCELED and stopped with the code server: {', '.join(left)}",
@@ -139,10 +145,8 @@ def stop_process_group(process: subprocess.Popen) -> None:
         time.sleep(0.2)
     left = _group_members(pgid)
     print(f"Still running {STOP_SECONDS} s after SIGINT, killed: {left}", flush=True)
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(pgid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
     process.wait()
 
 

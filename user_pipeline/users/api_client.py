@@ -15,15 +15,19 @@ from urllib.parse import urlsplit
 import requests
 
 from user_pipeline.shared.errors import InvalidSettingError
-from user_pipeline.users.api_errors import TransientUsersApiError, UsersApiError
+
 # Until users/assets.py takes it from api_errors: the assets catch it with the client's other errors.
-from user_pipeline.users.api_errors import CircuitOpenError  # noqa: F401
+from user_pipeline.users.api_errors import (
+    CircuitOpenError,  # noqa: F401
+    TransientUsersApiError,
+    UsersApiError,
+)
 from user_pipeline.users.circuit_breaker import CircuitBreaker
 
 MAX_PAGE_SIZE = 5000
 MAX_USERS_PER_PARTITION = 1_000_000
 NATIONALITIES = frozenset(
-    "AU BR CA CH DE DK ES FI FR GB IE IN IR MX NL NO NZ RS TR UA US".split()
+    ["AU", "BR", "CA", "CH", "DE", "DK", "ES", "FI", "FR", "GB", "IE", "IN", "IR", "MX", "NL", "NO", "NZ", "RS", "TR", "UA", "US"]
 )
 TRANSIENT_STATUSES = frozenset({429, 500, 502, 503, 504})
 

@@ -43,7 +43,7 @@ def test_three_failed_days_of_seven_are_planned_and_repaired_alone(users_api_ser
 
     plan = plan_repair(instance, WEEK[0], WEEK[-1])
     assert plan.days == FAILED
-    assert plan.days_by_asset == {asset: FAILED for asset in REPAIRED_ASSETS}
+    assert plan.days_by_asset == dict.fromkeys(REPAIRED_ASSETS, FAILED)
     assert "would re-run 3 day(s)" in plan.describe() and "estimated time: unknown" in plan.describe()
 
     context = dg.build_sensor_context(

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from user_pipeline_tools.dagster_services import REPO_ROOT
 from user_pipeline_tests.e2e.support import daemon_log, sensor_ticks, trigger, wait_for_run, wait_until
 from user_pipeline_tests.webhook_receiver import WebhookReceiver
+from user_pipeline_tools.dagster_services import REPO_ROOT
 
 DAEMON_DAY, CLI_DAY, PYTHON_API_DAY = "2026-09-01", "2026-09-02", "2026-09-03"
 # The webhook answers 503 twice, hangs past the alert timeout, answers 503 again, then recovers.

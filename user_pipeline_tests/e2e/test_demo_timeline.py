@@ -9,8 +9,8 @@ import time
 from pathlib import Path
 
 from user_pipeline.partitions import daily_partitions
-from user_pipeline_tools.randomuser_server.launcher import free_port
 from user_pipeline_tools.dagster_services import REPO_ROOT, DagsterServices
+from user_pipeline_tools.randomuser_server.launcher import free_port
 
 DAYS = 3
 

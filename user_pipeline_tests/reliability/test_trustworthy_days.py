@@ -114,7 +114,7 @@ def test_quarantine_leaves_violating_users_out_counts_them_and_writes_their_reas
     )
     result = run_day(users_api_server.base_url, data_dir, contract_violations="quarantine", max_rejected_fraction="0.01")
     assert result.success, failure_text(result)
-    [materialization] = [m for m in result.asset_materializations_for_node("raw_users")]
+    [materialization] = list(result.asset_materializations_for_node("raw_users"))
     assert materialization.metadata["users_received"].value == USERS
     assert materialization.metadata["users_rejected"].value == 2
     assert materialization.metadata["rejected_by_field"].value == {"location.street": 2, "name.last": 2}

@@ -2,7 +2,6 @@
 
 import pytest
 
-from user_pipeline_tools.randomuser_server.launcher import free_port
 from user_pipeline.shared.errors import InvalidSettingError
 from user_pipeline.users.api_client import (
     RetrySettings,
@@ -10,6 +9,7 @@ from user_pipeline.users.api_client import (
     UsersApiClient,
     UsersApiError,
 )
+from user_pipeline_tools.randomuser_server.launcher import free_port
 
 SEED = "2026-11-20"
 

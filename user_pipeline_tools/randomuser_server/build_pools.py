@@ -71,10 +71,10 @@ def build(fixture_dir: Path) -> dict:
     for u in users:
         by_nat[u["nat"]].append(u)
 
-    name_users = {nat: us for nat, us in by_nat.items()}
+    name_users = dict(by_nat.items())
     for group in NAME_GROUPS:
         pooled = [u for nat in group for u in by_nat.get(nat, [])]
-        name_users.update({nat: pooled for nat in group})
+        name_users.update(dict.fromkeys(group, pooled))
 
     nationalities = {}
     for nat, us in sorted(by_nat.items()):
@@ -83,7 +83,7 @@ def build(fixture_dir: Path) -> dict:
             local = u["email"].split("@")[0].split(".")
             if len(local) != 2:
                 continue
-            for name, tok in zip((u["name"]["first"], u["name"]["last"]), local):
+            for name, tok in zip((u["name"]["first"], u["name"]["last"]), local, strict=True):
                 if email_token(name) != tok:
                     tokens.setdefault(name, tok)
         postcodes = [u["location"]["postcode"] for u in us]
@@ -99,8 +99,7 @@ def build(fixture_dir: Path) -> dict:
                 for g in ("male", "female")
             },
             "first": {
-                g: sorted({u["name"]["first"] for u in name_users[nat] if u["gender"] == g})
-                for g in ("male", "female")
+                g: sorted({u["name"]["first"] for u in name_users[nat] if u["gender"] == g}) for g in ("male", "female")
             },
             "last": sorted({u["name"]["last"] for u in name_users[nat]}),
             "city": sorted({u["location"]["city"] for u in us}),
