@@ -48,6 +48,7 @@ NOT_RUN = {
     ): "a name in prose, not a command",
     r"(\.venv/bin/)?(dg|dagster) dev( .*)?|dagster-webserver .*|dagster-daemon run .*": "starts the services: `make ui` runs `dg dev`, and this test starts it",
     r"python -m user_pipeline_tools\.randomuser_server .*": "the bundled API server: `make ui` runs it",
+    r"(\.venv/bin/)?python -m user_pipeline\.settings": "prints the README's configuration table (user_pipeline_tests/test_settings.py compares them)",
     r"python -m user_pipeline_tools\.spark_cluster .*": "starts a Spark cluster (user_pipeline_tests/spark/test_cluster.py)",
     r"dagster (schedule|sensor) (start|stop) .*": "switches automation on or off (user_pipeline_tests/e2e and automation tests)",
     r"dagster instance concurrency set .*": "changes the instance's settings, neither launches nor queries",
