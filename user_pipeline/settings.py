@@ -255,7 +255,7 @@ def setting_value(env_var: str, environ: Mapping[str, str] | None = None) -> Any
     environ = os.environ if environ is None else environ
     [setting] = [setting for setting in SETTINGS if setting.env_var == env_var]
     if env_var not in environ:
-        return setting.info.default
+        return None if setting.info.is_required() else setting.info.default
     if problem := setting.problem(environ):
         raise InvalidSettingsError(problem)
     return setting.parse(environ[env_var])
