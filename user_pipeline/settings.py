@@ -9,7 +9,9 @@ When the environment is read (never at import):
   `dagster asset materialize -m`, `dagster job launch -w`, `dg check defs`, and again in every
   run's own process. For each resource setting it only decides whether the variable is set: a set
   one binds the field to `dg.EnvVar` (Dagster reads its value when a run sets the resource up, and
-  the UI shows the variable's name), an unset one leaves the field's declared default.
+  the UI shows the variable's name), an unset one leaves the field's declared default. A float
+  field (a fraction) takes the variable's value there: Dagster binds variables to str, int and
+  bool fields only.
   `USER_PIPELINE_DATA_DIR` and the definition-time settings (`AutomationSettings`: schedule, sensor
   intervals) are read for their values there; a bad definition-time value fails the load, naming
   the variable.
@@ -38,7 +40,7 @@ from pydantic.fields import FieldInfo
 
 from user_pipeline.automation.resources import AlertChannel, PartitionDeadlines
 from user_pipeline.shared.errors import InvalidSettingError
-from user_pipeline.shared.settings_fields import FRACTION_CHECK, checked_by
+from user_pipeline.shared.settings_fields import checked_by
 from user_pipeline.spark.resources import SparkSettings
 from user_pipeline.users.resources import (
     DayLimits,
@@ -121,26 +123,35 @@ class Setting:
         return self.info.annotation is int
 
     @property
+    def is_float(self) -> bool:
+        return self.info.annotation is float
+
+    @property
     def target(self) -> str:
         return f"{self.resource}.{self.field}" if self.resource else f"the definitions' {self.field}"
 
     @property
     def is_number(self) -> bool:
-        return self.is_int or FRACTION_CHECK in self.info.metadata
+        return self.is_int or self.is_float
 
-    def bound(self) -> Any:
-        """The field's value in the definitions: `dg.EnvVar` naming the variable (an int field: `dg.EnvVar.int`)."""
+    def bound(self, environ: Mapping[str, str]) -> Any:
+        """The field's value in the definitions: `dg.EnvVar` naming the variable (an int field:
+        `dg.EnvVar.int`). Dagster binds no variable to a float field: it gets the number the variable
+        holds now, or its default if that is out of bounds (the definitions still load, and every
+        run fails when it starts, naming the variable)."""
+        if self.is_float:
+            return self.info.default if self.problem(environ) else self.parse(environ[self.env_var])
         return dg.EnvVar.int(self.env_var) if self.is_int else dg.EnvVar(self.env_var)
 
     def parse(self, text: str) -> Any:
         """The value the variable's text sets, checked against the field's declaration; raises
         InvalidSettingError whose `expected` is the bounds in words."""
         value: Any = text
-        if self.is_int:
+        if self.is_number:
             try:
-                value = int(text.strip())
+                value = int(text.strip()) if self.is_int else float(text.strip())
             except ValueError:
-                raise InvalidSettingError(self.field, text, "an integer") from None
+                raise InvalidSettingError(self.field, text, "an integer" if self.is_int else "a number") from None
         try:
             return _adapter(self.model, self.field).validate_python(value)
         except ValidationError as error:
@@ -156,9 +167,9 @@ class Setting:
         high = next((rule.le for rule in self.info.metadata if isinstance(rule, annotated_types.Le)), None)
         kind = "an integer" if self.is_int else "a number"
         if low is not None and high is not None:
-            return f"{kind} from {low} to {high}"
+            return f"{kind} from {_number(low)} to {_number(high)}"
         if low is not None:
-            return f"{kind} of at least {low}"
+            return f"{kind} of at least {_number(low)}"
         return error.errors()[0]["msg"] if error else "a valid value"
 
     def problem(self, environ: Mapping[str, str]) -> str | None:
@@ -173,6 +184,11 @@ class Setting:
             shown = f"{self.env_var}={text}" if self.is_number else f"{self.env_var}={self.shown(text)!r}"
             return f"{shown}: expected {error.expected} (sets {self.target})"
         return None
+
+
+def _number(bound: float) -> str:
+    """A bound as the operator writes it: 1000000, 0, 1, 0.5."""
+    return str(int(bound)) if float(bound).is_integer() else str(bound)
 
 
 _ADAPTERS: dict[tuple[type, str], TypeAdapter] = {}
@@ -243,7 +259,7 @@ def resource_fields(resource: str, environ: Mapping[str, str] | None = None) -> 
     `dg.EnvVar`; an unset variable leaves its field out, so the field's declared default applies."""
     environ = os.environ if environ is None else environ
     return {
-        setting.field: setting.bound()
+        setting.field: setting.bound(environ)
         for setting in SETTINGS
         if setting.resource == resource and setting.env_var in environ
     }

@@ -58,7 +58,7 @@ BAD = {
     ),
     "USER_PIPELINE_MAX_REJECTED_FRACTION": (
         "five percent",
-        "USER_PIPELINE_MAX_REJECTED_FRACTION=five percent: expected a number from 0 to 1 (sets users_api.max_rejected_fraction)",
+        "USER_PIPELINE_MAX_REJECTED_FRACTION=five percent: expected a number (sets users_api.max_rejected_fraction)",
     ),
     "USER_PIPELINE_CONTRACT_VIOLATIONS": (
         "maybe",
@@ -124,12 +124,26 @@ def test_an_unset_variable_leaves_the_declared_default_and_a_set_one_binds_an_en
         assert built.users_api.users_per_partition == 100
 
 
-def test_every_environment_bound_field_has_a_type_dagster_can_bind_and_a_description():
-    """dg.EnvVar binds str and int fields only (no float or enum config source): a fraction is its text."""
+def test_every_setting_is_a_str_int_or_float_field_with_a_description():
+    """dg.EnvVar binds str and int fields (no enum config source: a choice is a checked str)."""
     for setting in SETTINGS:
-        assert setting.info.annotation in (str, int), setting.env_var
+        assert setting.info.annotation in (str, int, float), setting.env_var
         assert setting.info.description, setting.env_var
     assert len({setting.env_var for setting in SETTINGS}) == len(SETTINGS)
+
+
+def test_a_float_field_takes_the_variables_number_when_valid_and_its_default_otherwise():
+    """Dagster has no float config source: the definitions give the value; a bad one is the
+    declared default there, and the run-start check names the variable."""
+    assert resource_fields("day_limits", {"USER_PIPELINE_MAX_ROW_DROP_FRACTION": " 0.5 "}) == {
+        "max_row_drop_fraction": 0.5
+    }
+    assert resource_fields("day_limits", {"USER_PIPELINE_MAX_ROW_DROP_FRACTION": "1.5"}) == {
+        "max_row_drop_fraction": 0.2
+    }
+    assert settings_problems({"USER_PIPELINE_MAX_ROW_DROP_FRACTION": "1.5"}) == [
+        BAD["USER_PIPELINE_MAX_ROW_DROP_FRACTION"][1]
+    ]
 
 
 def test_the_readme_configuration_table_is_the_one_generated_from_the_declarations():

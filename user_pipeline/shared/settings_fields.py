@@ -7,13 +7,14 @@ Source of the mechanics: dagster/_config/pythonic_config (Dagster 1.13). A `dg.E
 for its value until a run sets the resource up (it is the variable's name, and `dg.EnvVar.int` is
 0, at definition time); Dagster then builds the resource again from the resolved values, and the
 declared bounds apply to those. Dagster binds environment variables to str, int and bool fields
-only (there is no float config source), so a fraction is carried as its text (`FractionText`).
+only (there is no float config source; nor, dagster-io/dagster#16232, an EnvVar default), so
+user_pipeline/settings.py gives a float field its value when the definitions load.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated, Any
+from typing import Any
 from urllib.parse import urlsplit
 
 import dagster as dg
@@ -45,17 +46,6 @@ def checked_by(check: Callable[[Any], object]) -> AfterValidator:
     return AfterValidator(validate)
 
 
-def check_fraction_text(text: str) -> float:
-    """The fraction 0..1 that `text` holds; raises InvalidSettingError for anything else."""
-    try:
-        fraction = float(text)
-    except (TypeError, ValueError):
-        fraction = float("nan")
-    if not 0.0 <= fraction <= 1.0:
-        raise InvalidSettingError("fraction", text, "a number from 0 to 1")
-    return fraction
-
-
 def check_one_of(*choices: str) -> Callable[[object], str]:
     """A check accepting exactly one of `choices` (a Literal field cannot be bound to an
     environment variable: Dagster makes it an enum config type)."""
@@ -80,8 +70,3 @@ def check_http_url(*, optional: bool = False) -> Callable[[str], str]:
         return url
 
     return check
-
-
-FRACTION_CHECK = checked_by(check_fraction_text)
-# A fraction 0..1 as its text, e.g. "0.01": parse it with check_fraction_text.
-FractionText = Annotated[str, FRACTION_CHECK]

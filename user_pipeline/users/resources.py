@@ -19,13 +19,7 @@ import dagster as dg
 from pydantic import Field, PrivateAttr
 
 from user_pipeline.shared.errors import InvalidSettingError
-from user_pipeline.shared.settings_fields import (
-    FractionText,
-    SettingsResource,
-    check_fraction_text,
-    check_one_of,
-    checked_by,
-)
+from user_pipeline.shared.settings_fields import SettingsResource, check_one_of, checked_by
 from user_pipeline.users.api_client import (
     MAX_PAGE_SIZE,
     MAX_USERS_PER_PARTITION,
@@ -47,11 +41,6 @@ WAREHOUSE_SCHEMES = ("sqlite", "postgresql", "postgres")
 def validate_contract_violations(mode: object) -> str:
     """What a contract violation does: 'fail' the day, or 'quarantine' the user."""
     return check_one_of(*CONTRACT_VIOLATION_MODES)(mode)
-
-
-def validate_max_rejected_fraction(text: object) -> float:
-    """The quarantine limit as a fraction 0..1, from its text (Dagster has no float EnvVar)."""
-    return check_fraction_text(text)
 
 
 def check_warehouse_url(url: str) -> str:
@@ -81,8 +70,8 @@ class UsersApi(SettingsResource, ABC):
         description="`fail`: a user breaking the contract fails the day; `quarantine`: such users are left out "
         "and written to `data/rejects/`.",
     )
-    max_rejected_fraction: FractionText = Field(
-        default="0.01",
+    max_rejected_fraction: float = Field(
+        default=0.01, ge=0.0, le=1.0,
         description="With quarantine, the largest share of a day's users that may be left out; more fails "
         "`rejected_share_within_limit`.",
     )
@@ -93,7 +82,7 @@ class UsersApi(SettingsResource, ABC):
 
     def validated_max_rejected_fraction(self) -> float:
         """The largest share of a day's users that quarantine may leave out, 0..1."""
-        return validate_max_rejected_fraction(self.max_rejected_fraction)
+        return self.max_rejected_fraction
 
     @abstractmethod
     def iter_pages(self, seed: str, on_retry: Callable[[str], None] | None = None) -> Iterator[UsersPage]:
@@ -315,11 +304,12 @@ class UserRegistrySettings(SettingsResource):
 
 
 class DayLimits(SettingsResource):
-    """What a re-run may change of a day already materialized."""
+    """Limits a day's new data must keep to before it replaces the day's previous version."""
 
-    max_row_drop_fraction: FractionText = Field(
-        default="0.2", description="A re-run shrinking a day by more keeps the previous day."
+    max_row_drop_fraction: float = Field(
+        default=0.2,
+        ge=0.0,
+        le=1.0,
+        description="A re-run that would shrink a day by more than this fraction of its rows keeps the previous day "
+        "instead.",
     )
-
-    def validated_max_row_drop_fraction(self) -> float:
-        return check_fraction_text(self.max_row_drop_fraction)
