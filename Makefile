@@ -6,7 +6,7 @@ API_PORT ?= 8765
 UI_PORT ?= 3000
 export DAGSTER_HOME := $(CURDIR)/dagster_home
 
-.PHONY: install system-deps demo test ui spark-cluster spark-cluster-stop benchmark benchmark-smoke benchmark-airflow-setup clean
+.PHONY: install system-deps demo test lint ui spark-cluster spark-cluster-stop benchmark benchmark-smoke benchmark-airflow-setup clean
 
 $(BIN)/.installed: setup.py pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,27 +37,33 @@ system-deps:
 	fi
 
 demo: install
-	$(BIN)/python -m user_pipeline.demo --api-port $(API_PORT)
+	$(BIN)/python -m user_pipeline_tools.demo --api-port $(API_PORT)
 
-# Two workers, each taking whole test files (their services are shared per file); the slowest tests
-# are listed at the end. TEST_WORKERS=0 runs everything in one process.
+# Lint, format and the import contracts first (pyproject.toml: [tool.ruff], [tool.importlinter]),
+# then the tests on two workers, each taking whole test files (their services are shared per
+# file); the slowest tests are listed at the end. TEST_WORKERS=0 runs everything in one process.
 TEST_WORKERS ?= 2
-test: install system-deps
+test: install system-deps lint
 	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile --durations=15
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 # The Dagster UI (webserver + daemon + code server, `dg dev`) on the demo's data, with the bundled
 # API server so that new runs work offline; alert links point at this UI's port. Ctrl-C (or SIGTERM)
-# terminates the runs in progress and stops every process it started (user_pipeline/ui_stack.py).
+# terminates the runs in progress and stops every process it started (user_pipeline_tools/ui_stack.py).
 ui: install
-	@$(BIN)/python -m user_pipeline.ui_stack --ui-port $(UI_PORT) --api-port $(API_PORT)
+	@$(BIN)/python -m user_pipeline_tools.ui_stack --ui-port $(UI_PORT) --api-port $(API_PORT)
 
 # A standalone Spark master + worker on loopback (from the installed PySpark); then
 # SPARK_MASTER=spark://127.0.0.1:7077 runs the Spark ingestion on it.
 spark-cluster: install
-	$(BIN)/python -m user_pipeline.spark.cluster start
+	$(BIN)/python -m user_pipeline_tools.spark_cluster start
 
 spark-cluster-stop:
-	$(BIN)/python -m user_pipeline.spark.cluster stop
+	$(BIN)/python -m user_pipeline_tools.spark_cluster stop
 
 # Orchestration overhead and scaling against the same work without an orchestrator
 # (a table on stdout; docs/benchmarks.md holds one run). The smoke mode also runs in `make test`.

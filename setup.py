@@ -5,7 +5,7 @@ setup(
     version="0.1.0",
     description="Daily-partitioned Dagster pipeline for Random User Generator records",
     packages=find_packages(exclude=["user_pipeline_tests*", "benchmarks*"]),
-    package_data={"user_pipeline.randomuser_server": ["*.json"]},
+    package_data={"user_pipeline_tools.randomuser_server": ["*.json"]},
     python_requires=">=3.10",
     install_requires=[
         # The Dagster family is pinned together: unpinned, pip resolves
@@ -23,12 +23,17 @@ setup(
         "requests>=2.31",
         "psycopg[binary]>=3.1",
         "matplotlib>=3.6",
-        # make ui's shutdown (user_pipeline/ui_stack.py) finds what is left of dg dev's process group;
+        # make ui's shutdown (user_pipeline_tools/ui_stack.py) finds what is left of dg dev's process group;
         # stale staging and temporary files are judged by whether their writer is alive.
         "psutil>=5.9",
     ],
     extras_require={
         # pytest-xdist: `make test` runs the suite on two workers, one test file at a time each.
-        "test": ["pytest>=8", "pytest-xdist>=3.5", "playwright>=1.45", "hypothesis>=6.100"],
+        # ruff and import-linter: `make test` lints, checks the format and the import contracts
+        # first; pinned, so a new rule or contract check never turns CI red by itself.
+        "test": [
+            "pytest>=8", "pytest-xdist>=3.5", "playwright>=1.45", "hypothesis>=6.100",
+            "ruff==0.17.6", "import-linter==2.17",
+        ],
     },
 )

@@ -41,7 +41,7 @@ from pathlib import Path
 
 import requests
 
-from user_pipeline.randomuser_server.launcher import free_port
+from user_pipeline_tools.randomuser_server.launcher import free_port
 
 AIRFLOW_DIR = Path(__file__).resolve().parent / "airflow"
 DAGS_FOLDER = AIRFLOW_DIR / "dags"

@@ -21,10 +21,10 @@ def daily_assets(floor: bool) -> tuple[list[dg.AssetsDefinition], dict]:
         from benchmarks.noop_assets import normalized_users, raw_users, users_table
 
         return [raw_users, normalized_users, users_table], {}
-    from user_pipeline.definitions import defs
+    from user_pipeline.definitions import resources
     from user_pipeline.users.assets import normalized_users, raw_users, users_table
 
-    return [raw_users, normalized_users, users_table], {name: defs.resources[name] for name in RESOURCES}
+    return [raw_users, normalized_users, users_table], {name: resource for name, resource in resources().items() if name in RESOURCES}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -27,6 +27,7 @@ psutil has no call for PR_SET_CHILD_SUBREAPER, so `become_subreaper` uses prctl(
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import resource
@@ -84,10 +85,8 @@ def children_rusage_seconds() -> float:
 
 
 def _reap(pid: int) -> None:
-    try:
+    with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, 0)
-    except ChildProcessError:
-        pass
 
 
 class TreeMeter:

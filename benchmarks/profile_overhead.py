@@ -49,6 +49,8 @@ from benchmarks.run import (
 )
 
 ASSET_FUNCTIONS = {"raw_users", "normalized_users", "users_table"}
+# Instance configuration, not an import: dagster.yaml names a compute log manager by module and
+# class, and Dagster documents this one only at its internal module (API reference, "Internals").
 NOOP_COMPUTE_LOGS = """
 compute_logs:
   module: dagster._core.storage.noop_compute_log_manager
@@ -142,7 +144,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--markdown", type=Path, default=None)
     args = parser.parse_args(argv)
     become_subreaper()
-    from user_pipeline.randomuser_server.launcher import RandomUserServer
+    from user_pipeline_tools.randomuser_server.launcher import RandomUserServer
 
     root = Path(tempfile.mkdtemp(prefix="user-pipeline-profile-"))
     out: list[str] = []

@@ -6,7 +6,7 @@ with Dagster in process, and through a running dagster-daemon, measured in one r
     python -m benchmarks.run --repeat 5 --sections main,scaling --markdown results.md
     python -m benchmarks.run --airflow-smoke # 2 days x 200 users: bare and the Airflow peer only
 
-Starts the bundled API server (user_pipeline.randomuser_server) and, for every case, runs every
+Starts the bundled API server (user_pipeline_tools.randomuser_server) and, for every case, runs every
 mode once per repetition, round-robin (repetition r starts with mode r mod len(modes)), each in
 fresh data directories or on fresh partition days so that nothing is skipped:
 
@@ -75,6 +75,7 @@ from user_pipeline.graphql_triggers import DagsterGraphQL, TriggerError
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BIN_DIR = Path(sys.executable).parent
 INSTANCE_CONFIG = REPO_ROOT / "dagster_home" / "dagster.yaml"
+BACKFILL_FAILED_STATUSES = frozenset({"FAILED", "FAILING", "CANCELED", "COMPLETED_FAILED"})
 DAILY_ASSETS = ("raw_users", "normalized_users", "users_table")
 FIRST_DAY = date(2026, 1, 1)  # user_pipeline.partitions.daily_partitions' start
 PAGE_SIZE = 5000
@@ -342,7 +343,7 @@ class Benchmark:
         return path
 
     def start(self) -> None:
-        from user_pipeline.randomuser_server.launcher import RandomUserServer
+        from user_pipeline_tools.randomuser_server.launcher import RandomUserServer
 
         self.api = RandomUserServer(startup_timeout=60).start()
         self.log(f"API server on {self.api.base_url}")
@@ -370,9 +371,8 @@ class Benchmark:
             return
         self.stop_services()
         from dagster import DagsterInstance
-        from dagster._core.instance.ref import InstanceRef
 
-        from user_pipeline_tests.dagster_services import DagsterServices
+        from user_pipeline_tools.dagster_services import DagsterServices
 
         root = self.workdir / f"daemon-{users}"
         data_dir = root / "data"
@@ -384,7 +384,7 @@ class Benchmark:
         self.services.data_dir = data_dir
         self.services_users = users
         self.services_days = Days()
-        self.services_instance = DagsterInstance.from_ref(InstanceRef.from_dir(str(root / "dagster_home")))
+        self.services_instance = DagsterInstance.from_config(str(root / "dagster_home"))
         self.log(f"  up in {time.monotonic() - started:.1f}s on {self.services.url}")
         if self.plan.warmup:
             self.log("  warm-up: a one-day job backfill (not timed) ...")
@@ -418,7 +418,6 @@ class Benchmark:
     def wait_for_backfill(self, backfill_id: str, days: list[str], *, expected_runs: int | None, launched: float) -> Result:
         """Waits until the backfill's runs all succeeded and every asset has every day."""
         from dagster import AssetKey, DagsterRunStatus, RunsFilter
-        from dagster._core.execution.backfill import BulkActionStatus
 
         instance = self.services_instance
         deadline = time.monotonic() + self.plan.timeout
@@ -432,10 +431,8 @@ class Benchmark:
                     f"\n--- daemon log ---\n{self.services.logs('daemon')}"
                 )
             backfill = instance.get_backfill(backfill_id)
-            if backfill is not None and backfill.status in (
-                BulkActionStatus.FAILED, BulkActionStatus.FAILING, BulkActionStatus.CANCELED,
-                BulkActionStatus.COMPLETED_FAILED,
-            ):
+            # By the status's name: its enum (BulkActionStatus) is not exported by `dagster`.
+            if backfill is not None and backfill.status.value in BACKFILL_FAILED_STATUSES:
                 raise ModeFailed(f"backfill {backfill_id} is {backfill.status.value}: {backfill.error}")
             if records and all(status == DagsterRunStatus.SUCCESS for status in statuses):
                 if expected_runs is not None:

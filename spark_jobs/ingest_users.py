@@ -53,7 +53,8 @@ import os
 import re
 import sys
 import time
-from typing import Any, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
@@ -335,7 +336,7 @@ class _FileSystem:
 
 def is_data_file(name: str) -> bool:
     """Hadoop convention: names starting with '_' or '.' are metadata/checksums."""
-    return not (name.startswith("_") or name.startswith("."))
+    return not (name.startswith(("_", ".")))
 
 
 def _spark_error_reason(exc: BaseException, limit: int = 600) -> str:
@@ -462,7 +463,7 @@ def _read_and_validate(
         _raise_for_bad_file(spark, paths, exc)
         raise  # pragma: no cover - _raise_for_bad_file always raises
 
-    for day, path in zip(days, paths):
+    for day, path in zip(days, paths, strict=True):
         day_stats = stats.get(day.isoformat())
         if not day_stats:
             continue

@@ -1,10 +1,17 @@
-"""Everything Dagster loads for the users pipeline, wired from the environment: the resources'
-fields come from the settings declared in `user_pipeline/settings.py` (one declaration per
-setting: field, environment variable, default, bounds)."""
+"""Everything Dagster loads for the users pipeline, assembled by `defs`, a `@dg.definitions`
+function: Dagster calls it when the code location loads (the code server of `dagster dev`/`dg dev`,
+`dagster asset materialize -m`, `dagster job launch -w`, `dg check defs`, each run's process), never
+at import, so importing this module reads no environment variable. Tests call `defs()`.
+
+Each resource field is bound to its environment variable with `dg.EnvVar` when the variable is set,
+and keeps its declared default otherwise (user_pipeline/settings.py says which variable sets which
+field, and exactly when each is read).
+"""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 import dagster as dg
@@ -31,11 +38,12 @@ from user_pipeline.jobs import (
 from user_pipeline.partitions import daily_partitions
 from user_pipeline.report import assets as report_assets
 from user_pipeline.run_checks import executor_checking_settings
-from user_pipeline.settings import resource_fields
+from user_pipeline.settings import resource_fields, setting_value
 from user_pipeline.spark import assets as spark_assets
 from user_pipeline.spark.resources import SparkSettings
 from user_pipeline.users import assets as users_assets
 from user_pipeline.users.resources import (
+    DayLimits,
     PartitionFiles,
     RandomUserApi,
     UserRegistrySettings,
@@ -43,40 +51,45 @@ from user_pipeline.users.resources import (
 )
 
 
-def env_or_default(name: str, default, parse=dg.EnvVar):
-    """An EnvVar when `name` is set, so the UI shows the variable's name rather than its value."""
-    return parse(name) if name in os.environ else default
+def data_dir(environ: Mapping[str, str] | None = None) -> Path:
+    """USER_PIPELINE_DATA_DIR (default `data`) as an absolute path, read now: the warehouse's and
+    the circuit breaker's default paths lie in it, and a run's process may start elsewhere."""
+    return Path(setting_value("USER_PIPELINE_DATA_DIR", environ)).resolve()
 
 
-DATA_DIR = str(Path(os.environ.get("USER_PIPELINE_DATA_DIR", "data")).resolve())
-
-defs = dg.Definitions(
-    assets=dg.load_assets_from_modules([users_assets, spark_assets, report_assets]),
-    asset_checks=dg.load_asset_checks_from_modules([users_assets]),
-    jobs=[daily_users_job, user_registry_job, spark_ingestion_job, daily_users_report_job],
-    schedules=[daily_users_schedule, user_registry_schedule, spark_ingestion_schedule, daily_users_report_schedule],
-    sensors=[users_api_sensor, run_failure_alerts, partition_freshness_sensor, repair_sensor],
-    # One process per run: the steps are short and sequential, so a process per step would
-    # cost more in start-up than it buys in isolation.
-    executor=executor_checking_settings(dg.in_process_executor),
-    resources={
+def resources(environ: Mapping[str, str] | None = None) -> dict[str, dg.ConfigurableResource]:
+    """The resources, each field bound to its environment variable when that is set in `environ`
+    (default: the process environment, read now)."""
+    environ = os.environ if environ is None else environ
+    data = data_dir(environ)
+    return {
         "users_api": RandomUserApi(
-            **resource_fields("users_api"), circuit_state_path=f"{DATA_DIR}/state/users_api_circuit.json"
+            **resource_fields("users_api", environ), circuit_state_path=str(data / "state" / "users_api_circuit.json")
         ),
-        "files": PartitionFiles(data_dir=DATA_DIR),
-        "warehouse": WarehouseResource(**resource_fields("warehouse", url=f"sqlite:///{DATA_DIR}/warehouse.sqlite")),
+        "files": PartitionFiles(data_dir=str(data)),
+        "warehouse": WarehouseResource(
+            **{"url": f"sqlite:///{data}/warehouse.sqlite", **resource_fields("warehouse", environ)}
+        ),
         "registry_settings": UserRegistrySettings(
-            **resource_fields("registry_settings", first_day=daily_partitions.get_first_partition_key())
+            **{"first_day": daily_partitions.get_first_partition_key(), **resource_fields("registry_settings", environ)}
         ),
-        "spark": SparkSettings(
-            master=env_or_default("SPARK_MASTER", "local[*]"),
-            driver_memory=env_or_default("SPARK_DRIVER_MEMORY", "1g"),
-            executor_memory=env_or_default("SPARK_EXECUTOR_MEMORY", "1g"),
-            total_executor_cores=env_or_default("SPARK_TOTAL_EXECUTOR_CORES", 1, dg.EnvVar.int),
-            shuffle_partitions=env_or_default("SPARK_SHUFFLE_PARTITIONS", 4, dg.EnvVar.int),
-            master_web_ui_url=env_or_default("SPARK_MASTER_WEB_UI_URL", ""),
-        ),
-        "deadlines": PartitionDeadlines(**resource_fields("deadlines")),
-        "alerts": AlertChannel(**resource_fields("alerts")),
-    },
-)
+        "day_limits": DayLimits(**resource_fields("day_limits", environ)),
+        "spark": SparkSettings(**resource_fields("spark", environ)),
+        "deadlines": PartitionDeadlines(**resource_fields("deadlines", environ)),
+        "alerts": AlertChannel(**resource_fields("alerts", environ)),
+    }
+
+
+@dg.definitions
+def defs() -> dg.Definitions:
+    return dg.Definitions(
+        assets=dg.load_assets_from_modules([users_assets, spark_assets, report_assets]),
+        asset_checks=dg.load_asset_checks_from_modules([users_assets]),
+        jobs=[daily_users_job, user_registry_job, spark_ingestion_job, daily_users_report_job],
+        schedules=[daily_users_schedule, user_registry_schedule, spark_ingestion_schedule, daily_users_report_schedule],
+        sensors=[users_api_sensor, run_failure_alerts, partition_freshness_sensor, repair_sensor],
+        # One process per run: the steps are short and sequential, so a process per step would
+        # cost more in start-up than it buys in isolation.
+        executor=executor_checking_settings(dg.in_process_executor),
+        resources=resources(),
+    )

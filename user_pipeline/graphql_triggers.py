@@ -37,7 +37,7 @@ from typing import Any
 
 import requests
 
-DEFAULT_URL = os.environ.get("DAGSTER_WEBSERVER_URL", "http://127.0.0.1:3000")
+DEFAULT_URL = "http://127.0.0.1:3000"
 PARTITION_TAG = "dagster/partition"
 TIMEOUT_SECONDS = 60
 
@@ -125,11 +125,16 @@ class JobLocation:
         return {**self.repository_selector, "jobName": self.job_name}
 
 
-class DagsterGraphQL:
-    """A minimal client for the webserver's /graphql endpoint."""
+def webserver_url() -> str:
+    """$DAGSTER_WEBSERVER_URL, read when called, or DEFAULT_URL."""
+    return os.environ.get("DAGSTER_WEBSERVER_URL") or DEFAULT_URL
 
-    def __init__(self, url: str = DEFAULT_URL, timeout: float = TIMEOUT_SECONDS):
-        self.endpoint = url.rstrip("/") + "/graphql"
+
+class DagsterGraphQL:
+    """A minimal client for the webserver's /graphql endpoint (`url` None: `webserver_url()`)."""
+
+    def __init__(self, url: str | None = None, timeout: float = TIMEOUT_SECONDS):
+        self.endpoint = (url or webserver_url()).rstrip("/") + "/graphql"
         self.timeout = timeout
 
     def execute(self, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -303,8 +308,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Launch runs, backfills and re-executions through the Dagster webserver's GraphQL API.",
     )
     parser.add_argument(
-        "--url", default=DEFAULT_URL,
-        help="the webserver's base URL (default: $DAGSTER_WEBSERVER_URL or http://127.0.0.1:3000)",
+        "--url", default=None,
+        help=f"the webserver's base URL (default: $DAGSTER_WEBSERVER_URL or {DEFAULT_URL})",
     )
     commands = parser.add_subparsers(dest="command", required=True)
 

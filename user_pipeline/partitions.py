@@ -46,3 +46,19 @@ def check_partition_key(key: object) -> str:
 def check_partition_keys(keys: Iterable[object]) -> list[str]:
     return [check_partition_key(key) for key in keys]
 
+
+
+PARTITION_TAGS = ("dagster/partition", "dagster/asset_partition_range_start", "dagster/asset_partition_range_end")
+
+
+def check_run_inputs(context: dg.AssetExecutionContext) -> None:
+    """Raises dg.Failure(allow_retries=False) naming the run's bad partition key and the valid days.
+
+    Dagster itself turns a bad `dagster/partition` tag into an internal invariant error deep in
+    the step, after its retries; every asset's body calls this first instead. (The settings are
+    checked earlier, when the run starts: user_pipeline/run_checks.py.)
+    """
+    try:
+        check_partition_keys(context.run.tags[tag] for tag in PARTITION_TAGS if tag in context.run.tags)
+    except InvalidPartitionKeyError as error:
+        raise dg.Failure(description=str(error), allow_retries=False) from None

@@ -1,28 +1,11 @@
-"""What every run checks before any work, in the first step it runs: its settings and its
-partition keys. A bad one fails the step with one line in the operator's words (the environment
-variable and its bounds; the partition key and the valid range), never retried."""
+"""What every run of the definitions checks when it starts, before any resource is set up or
+step runs: its settings. A bad one fails the run with one line per setting in the operator's words
+(the environment variable and its bounds), never retried. (Each asset also checks the run's
+partition keys first: `user_pipeline.partitions.check_run_inputs`.)"""
 
 import dagster as dg
 
-from user_pipeline.partitions import InvalidPartitionKeyError, check_partition_keys
 from user_pipeline.settings import InvalidSettingsError, check_settings
-
-PARTITION_TAGS = ("dagster/partition", "dagster/asset_partition_range_start", "dagster/asset_partition_range_end")
-
-
-def check_run_inputs(context: dg.AssetExecutionContext) -> None:
-    """Raises dg.Failure(allow_retries=False) naming every bad setting, or the bad partition key.
-
-    Dagster itself turns a bad `dagster/partition` tag into an internal invariant error deep in
-    the step, after its retries, and a setting out of bounds into the resource field's name under
-    a stack trace; this check runs first instead.
-    """
-    try:
-        check_settings()
-        check_partition_keys(context.run.tags[tag] for tag in PARTITION_TAGS if tag in context.run.tags)
-    except (InvalidSettingsError, InvalidPartitionKeyError) as error:
-        raise dg.Failure(description=str(error), allow_retries=False) from None
-
 
 
 class _SettingsCheckingExecutor(dg.Executor):

@@ -1,155 +1,293 @@
-"""The pipeline's settings, each declared once: the resource field it sets, its environment
-variable, its default and its bounds. `definitions.py` builds the resources from these
-declarations, and every run checks them before any work (`check_settings`), so an error names
-what the operator set (`USER_PIPELINE_USERS_PER_PARTITION=0: expected an integer from 1 to
-1000000`), not the resource field alone.
+"""Which environment variable sets which setting, and nothing else: each setting's default, bounds
+and description are declared once, on its field (the resource classes, and `AutomationSettings`
+below for what the definitions are built from), with pydantic `Field(default=..., ge=..., le=...,
+description=...)` or a check in the field's annotation; everything here is derived from them.
 
-The bounds are the plain modules' own validators (users/api_client.py, users/warehouse.py) where
-they exist, so a bound is written in one place.
+When the environment is read (never at import):
+- When the code location loads, that is when the `@dg.definitions` function in definitions.py is
+  called: by the code server of `dagster dev`/`dg dev`/the daemon/the webserver, by
+  `dagster asset materialize -m`, `dagster job launch -w`, `dg check defs`, and again in every
+  run's own process. For each resource setting it only decides whether the variable is set: a set
+  one binds the field to `dg.EnvVar` (Dagster reads its value when a run sets the resource up, and
+  the UI shows the variable's name), an unset one leaves the field's declared default. A float
+  field (a fraction) takes the variable's value there: Dagster binds variables to str, int and
+  bool fields only.
+  `USER_PIPELINE_DATA_DIR` and the definition-time settings (`AutomationSettings`: schedule, sensor
+  intervals) are read for their values there; a bad definition-time value fails the load, naming
+  the variable.
+- When a run starts (`run_checks.executor_checking_settings`, before any resource is set up): every
+  set variable is checked against its field's bounds, and a bad one fails the run at once with one
+  line naming it, e.g. `USER_PIPELINE_USERS_PER_PARTITION=0: expected an integer from 1 to 1000000
+  (sets users_api.users_per_partition)`.
+
+`python -m user_pipeline.settings` prints the README's configuration table, generated from the
+declarations (a test keeps the README equal to it).
 """
 
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import date
-from urllib.parse import urlsplit
+from typing import Annotated, Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import annotated_types
 import dagster as dg
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic.fields import FieldInfo
 
-from user_pipeline.users.api_client import (
-    InvalidSettingError,
-    validate_base_url,
-    validate_nationalities,
-    validate_page_size,
-    validate_users_per_partition,
+from user_pipeline.automation.resources import AlertChannel, PartitionDeadlines
+from user_pipeline.shared.errors import InvalidSettingError
+from user_pipeline.shared.settings_fields import checked_by
+from user_pipeline.spark.resources import SparkSettings
+from user_pipeline.users.resources import (
+    DayLimits,
+    PartitionFiles,
+    RandomUserApi,
+    UserRegistrySettings,
+    WarehouseResource,
 )
-from user_pipeline.users.resources import validate_contract_violations, validate_max_rejected_fraction
 from user_pipeline.users.warehouse import redact_url
 
 
-def _expected(error: InvalidSettingError) -> str:
-    return str(error).split(": expected ", 1)[-1]
-
-
-def _int_range(low: int, high: int | None = None) -> Callable[[object], object]:
-    def check(value: object) -> object:
-        if isinstance(value, bool) or not isinstance(value, int) or value < low or (high is not None and value > high):
-            raise InvalidSettingError("value", value, f"an integer from {low} to {high}" if high is not None else f"an integer of at least {low}")
-        return value
-
-    return check
-
-
-def _fraction(value: object) -> object:
-    if not isinstance(value, float) or not 0.0 <= value <= 1.0:
-        raise InvalidSettingError("value", value, "a number from 0 to 1")
-    return value
-
-
-def _http_url(optional: bool) -> Callable[[object], object]:
-    def check(value: object) -> object:
-        if optional and value == "":
-            return value
-        parts = urlsplit(str(value))
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise InvalidSettingError("value", value, "an http(s) URL" + (" or nothing" if optional else ""))
-        return value
-
-    return check
-
-
-def _warehouse_url(value: object) -> object:
-    if urlsplit(str(value)).scheme not in ("sqlite", "postgresql", "postgres"):
-        raise InvalidSettingError("value", value, "a sqlite:///path or postgresql://user@host:port/database URL")
-    return value
-
-
-def _day(value: object) -> object:
+def check_cron(cron: str) -> str:
     try:
-        return date.fromisoformat(str(value)).isoformat()
-    except ValueError:
-        raise InvalidSettingError("value", value, "a date YYYY-MM-DD") from None
+        dg.ScheduleDefinition(name="check", cron_schedule=cron, job_name="check")
+    except dg.DagsterInvalidDefinitionError:
+        raise InvalidSettingError("cron", cron, "a cron expression of 5 fields, e.g. '0 1 * * *'") from None
+    return cron
+
+
+def check_timezone(name: str) -> str:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise InvalidSettingError("timezone", name, "an IANA timezone such as UTC or Europe/Paris") from None
+    return name
+
+
+class AutomationSettings(BaseModel):
+    """The settings the definitions themselves are built from (when the schedule ticks, how often
+    the sensors tick, the freshness deadline): unlike resource fields they are fixed when the code
+    location loads (`automation_settings()`, called by definitions.py's `@dg.definitions` function)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    schedule_cron: Annotated[str, checked_by(check_cron)] = Field(
+        default="0 1 * * *", description="When `daily_users_schedule` ticks (partitions stay UTC days)."
+    )
+    schedule_timezone: Annotated[str, checked_by(check_timezone)] = Field(
+        default="UTC", description="The timezone of the schedule's cron."
+    )
+    api_sensor_interval_seconds: int = Field(
+        default=60, ge=1, le=86400, description="How often `users_api_sensor` ticks, in seconds."
+    )
+    alert_sensor_interval_seconds: int = Field(
+        default=30,
+        ge=1,
+        le=3600,
+        description="How often the alert sensor looks for failed runs and re-sends undelivered alerts, in seconds.",
+    )
+    # A day is due at this hour (UTC) the next day: a daily cron tick, hence 0..23.
+    freshness_deadline_hour: int = Field(
+        default=6, ge=0, le=23, description="A day is late at this hour (UTC) of the next day."
+    )
+
+    @property
+    def freshness_deadline_cron(self) -> str:
+        return f"0 {self.freshness_deadline_hour} * * *"
 
 
 @dataclass(frozen=True)
 class Setting:
-    """One setting: `env_var` sets `resource`.`field` (or, without a resource, a config default read
-    at run time); `parse` turns the variable's text into the value, `check` raises
-    InvalidSettingError when it is out of bounds."""
+    """`env_var` sets the field `field` of `model`, the class of the resource `resource` (None: a
+    definition-time setting of AutomationSettings). `default_text` stands for a default the
+    definitions derive when they load (the warehouse URL in the data directory); `shown` is how the
+    operator's value appears in messages (a URL's password redacted)."""
 
     env_var: str
     resource: str | None
+    model: type[BaseModel]
     field: str
-    default: object
-    parse: type = str
-    check: Callable[[object], object] | None = None
-    display: Callable[[str], str] = lambda text: text
+    default_text: str | None = None
+    shown: Callable[[str], str] = lambda text: text
 
-    def source(self, environ: Mapping[str, str]) -> object:
-        """The resource field's value: a dg.EnvVar when the variable is set (the UI shows its name),
-        the default otherwise."""
-        if self.env_var not in environ:
-            return self.default
-        return dg.EnvVar.int(self.env_var) if self.parse is int else dg.EnvVar(self.env_var)
+    @property
+    def info(self) -> FieldInfo:
+        return self.model.model_fields[self.field]
+
+    @property
+    def is_int(self) -> bool:
+        return self.info.annotation is int
+
+    @property
+    def is_float(self) -> bool:
+        return self.info.annotation is float
+
+    @property
+    def target(self) -> str:
+        return f"{self.resource}.{self.field}" if self.resource else f"the definitions' {self.field}"
+
+    @property
+    def is_number(self) -> bool:
+        return self.is_int or self.is_float
+
+    def bound(self, environ: Mapping[str, str]) -> Any:
+        """The field's value in the definitions: `dg.EnvVar` naming the variable (an int field:
+        `dg.EnvVar.int`). Dagster binds no variable to a float field: it gets the number the variable
+        holds now, or its default if that is out of bounds (the definitions still load, and every
+        run fails when it starts, naming the variable)."""
+        if self.is_float:
+            return self.info.default if self.problem(environ) else self.parse(environ[self.env_var])
+        return dg.EnvVar.int(self.env_var) if self.is_int else dg.EnvVar(self.env_var)
+
+    def parse(self, text: str) -> Any:
+        """The value the variable's text sets, checked against the field's declaration; raises
+        InvalidSettingError whose `expected` is the bounds in words."""
+        value: Any = text
+        if self.is_number:
+            try:
+                value = int(text.strip()) if self.is_int else float(text.strip())
+            except ValueError:
+                raise InvalidSettingError(self.field, text, "an integer" if self.is_int else "a number") from None
+        try:
+            return _adapter(self.model, self.field).validate_python(value)
+        except ValidationError as error:
+            raise InvalidSettingError(self.field, text, self.expected(error)) from None
+
+    def expected(self, error: ValidationError | None = None) -> str:
+        """The field's bounds in words: from its `ge`/`le`, or what its check says it expects."""
+        for item in error.errors() if error else ():
+            cause = (item.get("ctx") or {}).get("error")
+            if isinstance(cause, InvalidSettingError):
+                return cause.expected
+        low = next((rule.ge for rule in self.info.metadata if isinstance(rule, annotated_types.Ge)), None)
+        high = next((rule.le for rule in self.info.metadata if isinstance(rule, annotated_types.Le)), None)
+        kind = "an integer" if self.is_int else "a number"
+        if low is not None and high is not None:
+            return f"{kind} from {_number(low)} to {_number(high)}"
+        if low is not None:
+            return f"{kind} of at least {_number(low)}"
+        return error.errors()[0]["msg"] if error else "a valid value"
 
     def problem(self, environ: Mapping[str, str]) -> str | None:
-        """None if the setting is valid, else one line naming the variable, the value and the bounds."""
+        """None if the variable is unset or valid, else one line naming it, the value and the bounds."""
         if self.env_var not in environ:
             return None
         text = environ[self.env_var]
-        # What the operator typed: a number as is, a text quoted (and a URL's password redacted).
-        shown = f"{self.env_var}={text}" if self.parse is not str else f"{self.env_var}={self.display(text)!r}"
-        where = f"sets {self.resource}.{self.field}" if self.resource else f"sets the {self.field}"
         try:
-            value = self.parse(text.strip()) if self.parse is not str else text
-        except ValueError:
-            return f"{shown}: expected {'an integer' if self.parse is int else 'a number'} ({where})"
-        if self.check is not None:
-            try:
-                self.check(value)
-            except InvalidSettingError as error:
-                return f"{shown}: expected {_expected(error)} ({where})"
+            self.parse(text)
+        except InvalidSettingError as error:
+            # What the operator typed: a number as is, a text quoted (a URL's password redacted).
+            shown = f"{self.env_var}={text}" if self.is_number else f"{self.env_var}={self.shown(text)!r}"
+            return f"{shown}: expected {error.expected} (sets {self.target})"
         return None
 
 
+def _number(bound: float) -> str:
+    """A bound as the operator writes it: 1000000, 0, 1, 0.5."""
+    return str(int(bound)) if float(bound).is_integer() else str(bound)
+
+
+_ADAPTERS: dict[tuple[type, str], TypeAdapter] = {}
+
+
+def _adapter(model: type[BaseModel], field: str) -> TypeAdapter:
+    """Validates one field of `model` alone, by its declaration (type, bounds, checks)."""
+    key = (model, field)
+    if key not in _ADAPTERS:
+        info = model.model_fields[field]
+        _ADAPTERS[key] = TypeAdapter(Annotated[(info.annotation, *info.metadata)] if info.metadata else info.annotation)
+    return _ADAPTERS[key]
+
+
 SETTINGS: tuple[Setting, ...] = (
-    Setting("USER_PIPELINE_API_URL", "users_api", "base_url", "https://randomuser.me/api/", check=validate_base_url),
-    Setting("USER_PIPELINE_USERS_PER_PARTITION", "users_api", "users_per_partition", 100, int, validate_users_per_partition),
-    Setting("USER_PIPELINE_PAGE_SIZE", "users_api", "page_size", 5000, int, validate_page_size),
-    Setting("USER_PIPELINE_NATIONALITIES", "users_api", "nationalities", "", check=validate_nationalities),
-    Setting("USER_PIPELINE_API_TIMEOUT_SECONDS", "users_api", "timeout_seconds", 30, int, _int_range(1, 3600)),
-    Setting("USER_PIPELINE_API_MAX_ATTEMPTS", "users_api", "max_attempts", 5, int, _int_range(1, 100)),
-    Setting("USER_PIPELINE_CONTRACT_VIOLATIONS", "users_api", "contract_violations", "fail", check=validate_contract_violations),
-    Setting("USER_PIPELINE_MAX_REJECTED_FRACTION", "users_api", "max_rejected_fraction", "0.01", check=validate_max_rejected_fraction),
-    Setting("USER_PIPELINE_CIRCUIT_FAILURES", "users_api", "circuit_failure_threshold", 5, int, _int_range(1, 1000)),
-    Setting("USER_PIPELINE_CIRCUIT_COOLDOWN_SECONDS", "users_api", "circuit_cooldown_seconds", 300, int, _int_range(0, 86400)),
-    Setting("USER_PIPELINE_WAREHOUSE_URL", "warehouse", "url", None, check=_warehouse_url, display=redact_url),
-    Setting("USER_PIPELINE_REGISTRY_START_DATE", "registry_settings", "first_day", None, check=_day),
-    Setting("USER_PIPELINE_MAX_ROW_DROP_FRACTION", None, "normalized_users config max_row_drop_fraction", 0.2, float, _fraction),
-    Setting("USER_PIPELINE_FRESHNESS_DEADLINE_HOURS", "deadlines", "deadline_hours", 6, int, _int_range(0, 24 * 30)),
-    Setting("USER_PIPELINE_FRESHNESS_LOOKBACK_DAYS", "deadlines", "lookback_days", 7, int, _int_range(1, 366)),
-    Setting("USER_PIPELINE_ALERT_WEBHOOK_URL", "alerts", "webhook_url", "", check=_http_url(optional=True)),
-    Setting("USER_PIPELINE_UI_URL", "alerts", "ui_base_url", "http://127.0.0.1:3000", check=_http_url(optional=False)),
-    Setting("USER_PIPELINE_ALERT_TIMEOUT_SECONDS", "alerts", "timeout_seconds", 10, int, _int_range(1, 300)),
+    Setting("USER_PIPELINE_API_URL", "users_api", RandomUserApi, "base_url"),
+    Setting("USER_PIPELINE_USERS_PER_PARTITION", "users_api", RandomUserApi, "users_per_partition"),
+    Setting("USER_PIPELINE_PAGE_SIZE", "users_api", RandomUserApi, "page_size"),
+    Setting("USER_PIPELINE_NATIONALITIES", "users_api", RandomUserApi, "nationalities"),
+    Setting("USER_PIPELINE_API_TIMEOUT_SECONDS", "users_api", RandomUserApi, "timeout_seconds"),
+    Setting("USER_PIPELINE_API_MAX_ATTEMPTS", "users_api", RandomUserApi, "max_attempts"),
+    Setting("USER_PIPELINE_CIRCUIT_FAILURES", "users_api", RandomUserApi, "circuit_failure_threshold"),
+    Setting("USER_PIPELINE_CIRCUIT_COOLDOWN_SECONDS", "users_api", RandomUserApi, "circuit_cooldown_seconds"),
+    Setting("USER_PIPELINE_CONTRACT_VIOLATIONS", "users_api", RandomUserApi, "contract_violations"),
+    Setting("USER_PIPELINE_MAX_REJECTED_FRACTION", "users_api", RandomUserApi, "max_rejected_fraction"),
+    Setting("USER_PIPELINE_DATA_DIR", "files", PartitionFiles, "data_dir"),
+    Setting(
+        "USER_PIPELINE_WAREHOUSE_URL",
+        "warehouse",
+        WarehouseResource,
+        "url",
+        default_text="sqlite:///<data dir>/warehouse.sqlite",
+        shown=redact_url,
+    ),
+    Setting("USER_PIPELINE_MAX_ROW_DROP_FRACTION", "day_limits", DayLimits, "max_row_drop_fraction"),
+    Setting(
+        "USER_PIPELINE_REGISTRY_START_DATE",
+        "registry_settings",
+        UserRegistrySettings,
+        "first_day",
+        default_text="the first partition",
+    ),
+    Setting("USER_PIPELINE_FRESHNESS_DEADLINE_HOURS", "deadlines", PartitionDeadlines, "deadline_hours"),
+    Setting("USER_PIPELINE_FRESHNESS_LOOKBACK_DAYS", "deadlines", PartitionDeadlines, "lookback_days"),
+    Setting("USER_PIPELINE_ALERT_WEBHOOK_URL", "alerts", AlertChannel, "webhook_url"),
+    Setting("USER_PIPELINE_UI_URL", "alerts", AlertChannel, "ui_base_url"),
+    Setting("USER_PIPELINE_ALERT_TIMEOUT_SECONDS", "alerts", AlertChannel, "timeout_seconds"),
+    Setting("SPARK_MASTER", "spark", SparkSettings, "master"),
+    Setting("SPARK_DRIVER_MEMORY", "spark", SparkSettings, "driver_memory"),
+    Setting("SPARK_EXECUTOR_MEMORY", "spark", SparkSettings, "executor_memory"),
+    Setting("SPARK_TOTAL_EXECUTOR_CORES", "spark", SparkSettings, "total_executor_cores"),
+    Setting("SPARK_SHUFFLE_PARTITIONS", "spark", SparkSettings, "shuffle_partitions"),
+    Setting("SPARK_MASTER_WEB_UI_URL", "spark", SparkSettings, "master_web_ui_url"),
+    Setting("USER_PIPELINE_SCHEDULE_CRON", None, AutomationSettings, "schedule_cron"),
+    Setting("USER_PIPELINE_SCHEDULE_TIMEZONE", None, AutomationSettings, "schedule_timezone"),
+    Setting("USER_PIPELINE_API_SENSOR_INTERVAL_SECONDS", None, AutomationSettings, "api_sensor_interval_seconds"),
+    Setting("USER_PIPELINE_ALERT_SENSOR_INTERVAL_SECONDS", None, AutomationSettings, "alert_sensor_interval_seconds"),
+    Setting("USER_PIPELINE_FRESHNESS_DEADLINE_HOUR", None, AutomationSettings, "freshness_deadline_hour"),
 )
-
-
-def resource_fields(resource: str, environ: Mapping[str, str] | None = None, **defaults: object) -> dict[str, object]:
-    """The fields of `resource` from its declared settings; `defaults` replace declared defaults
-    that depend on other settings (the warehouse URL in the data directory)."""
-    environ = os.environ if environ is None else environ
-    fields = {}
-    for setting in SETTINGS:
-        if setting.resource == resource:
-            value = setting.source(environ)
-            fields[setting.field] = defaults[setting.field] if value is None else value
-    return fields
 
 
 class InvalidSettingsError(ValueError):
     """One or more settings out of bounds; the message has one line per setting."""
+
+
+def resource_fields(resource: str, environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The fields of `resource` whose environment variable is set, each bound to it with
+    `dg.EnvVar`; an unset variable leaves its field out, so the field's declared default applies."""
+    environ = os.environ if environ is None else environ
+    return {
+        setting.field: setting.bound(environ)
+        for setting in SETTINGS
+        if setting.resource == resource and setting.env_var in environ
+    }
+
+
+def setting_value(env_var: str, environ: Mapping[str, str] | None = None) -> Any:
+    """The value `env_var` sets now (its field's default when unset); raises InvalidSettingsError.
+    For the few values the definitions need when they load (the data directory)."""
+    environ = os.environ if environ is None else environ
+    [setting] = [setting for setting in SETTINGS if setting.env_var == env_var]
+    if env_var not in environ:
+        return None if setting.info.is_required() else setting.info.default
+    if problem := setting.problem(environ):
+        raise InvalidSettingsError(problem)
+    return setting.parse(environ[env_var])
+
+
+def automation_settings(environ: Mapping[str, str] | None = None) -> AutomationSettings:
+    """The definition-time settings from `environ` (default: the process environment, read now);
+    raises InvalidSettingsError with one line per bad variable, naming it and its bounds."""
+    environ = os.environ if environ is None else environ
+    mine = [setting for setting in SETTINGS if setting.model is AutomationSettings]
+    problems = [problem for setting in mine if (problem := setting.problem(environ))]
+    if problems:
+        raise InvalidSettingsError("; ".join(problems))
+    return AutomationSettings(
+        **{setting.field: setting.parse(environ[setting.env_var]) for setting in mine if setting.env_var in environ}
+    )
 
 
 def settings_problems(environ: Mapping[str, str] | None = None) -> list[str]:
@@ -159,7 +297,24 @@ def settings_problems(environ: Mapping[str, str] | None = None) -> list[str]:
 
 def check_settings(environ: Mapping[str, str] | None = None) -> None:
     """Raises InvalidSettingsError naming every environment variable whose value is out of bounds.
-    Reads the environment when called (in the run), never at import."""
+    Reads the environment when called (when a run starts), never at import."""
     problems = settings_problems(environ)
     if problems:
         raise InvalidSettingsError("; ".join(problems))
+
+
+def configuration_table() -> str:
+    """The README's configuration table: one row per variable, from its field's declaration."""
+    rows = ["| environment variable | default | sets | meaning |", "| --- | --- | --- | --- |"]
+    for setting in SETTINGS:
+        info = setting.info
+        default = setting.default_text or ("" if info.is_required() else str(info.default))
+        default = f"`{default}`" if default and not setting.default_text else (default or "none")
+        bounds = "" if setting.expected().startswith("a valid") else f" Expected: {setting.expected()}."
+        where = f"`{setting.target}`" if setting.resource else f"definitions: `{setting.field}`"
+        rows.append(f"| `{setting.env_var}` | {default} | {where} | {info.description}{bounds} |")
+    return "\n".join(rows) + "\n"
+
+
+if __name__ == "__main__":
+    sys.stdout.write(configuration_table())

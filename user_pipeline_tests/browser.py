@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from user_pipeline_tests.dagster_services import REPO_ROOT
+from user_pipeline_tools.dagster_services import REPO_ROOT
 
 CHROMIUM = Path("/usr/bin/chromium")
 # Without the background-networking switches Chromium phones home (component updates, sync,

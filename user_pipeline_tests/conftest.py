@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from user_pipeline.randomuser_server.launcher import RandomUserServer
 from user_pipeline_tests.postgres_cluster import ThrowawayPostgres, find_postgres_bin
+from user_pipeline_tools.randomuser_server.launcher import RandomUserServer
 
 FIXTURES_DIR = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "randomuser"
 IN_CI = os.environ.get("CI") == "true"

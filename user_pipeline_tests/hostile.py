@@ -91,7 +91,7 @@ def hostile_frame(day: str, *, with_nul: bool = False) -> pd.DataFrame:
     texts = HOSTILE_TEXTS + ([NUL_TEXT] if with_nul else [])
     rows = []
     for index, text in enumerate(texts):
-        row = {name: text for name in TEXT_COLUMNS}
+        row = dict.fromkeys(TEXT_COLUMNS, text)
         row.update(
             user_id=f"{index}\x1f{text}",
             email=f"{index}\x1f{text}",

@@ -7,6 +7,7 @@ in a URL, so that a test can grep logs for it.
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import secrets
@@ -89,8 +90,6 @@ class ThrowawayPostgres:
         return self.url(name)
 
     def destroy(self) -> None:
-        try:
+        with contextlib.suppress(RuntimeError):  # already stopped
             self.stop()
-        except RuntimeError:
-            pass  # Already stopped.
         shutil.rmtree(self.root, ignore_errors=True)

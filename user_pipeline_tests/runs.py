@@ -20,6 +20,7 @@ def materialize_users(
     lock_timeout_seconds: int = 30,
     instance: dg.DagsterInstance | None = None,
     assets=USERS_ASSETS,
+    run_config: dict | None = None,
     **api_settings,
 ) -> dg.ExecuteInProcessResult:
     """`assets` for `day`; the warehouse defaults to a SQLite file in `data_dir`; failures are returned, not raised."""
@@ -34,5 +35,6 @@ def materialize_users(
                 url=warehouse_url or f"sqlite:///{data_dir}/warehouse.sqlite", lock_timeout_seconds=lock_timeout_seconds
             ),
         },
+        run_config=run_config,
         raise_on_error=False,
     )

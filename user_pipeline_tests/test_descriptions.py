@@ -2,12 +2,12 @@
 
 import dagster as dg
 
-from user_pipeline.definitions import defs
+from user_pipeline.definitions import defs as load_definitions
 from user_pipeline.users.normalize import USER_COLUMNS
 
 
 def test_every_job_sensor_and_schedule_has_a_description():
-    repository = defs.get_repository_def()
+    repository = load_definitions().get_repository_def()
     missing = [job.name for job in repository.get_all_jobs() if not job.name.startswith("__") and not job.description]
     missing += [sensor.name for sensor in repository.sensor_defs if not sensor.description]
     missing += [schedule.name for schedule in repository.schedule_defs if not schedule.description]
@@ -15,7 +15,7 @@ def test_every_job_sensor_and_schedule_has_a_description():
 
 
 def test_every_column_of_the_users_table_has_a_description():
-    spec = defs.get_assets_def("users_table").specs_by_key[dg.AssetKey("users_table")]
+    spec = load_definitions().get_assets_def("users_table").specs_by_key[dg.AssetKey("users_table")]
     schema = spec.metadata.get("dagster/column_schema") if spec.metadata else None
     if schema is None:  # set on the materialization instead: read it from the asset module
         from user_pipeline.users.assets import _COLUMN_SCHEMA as schema

@@ -2,7 +2,7 @@
 
 import subprocess
 import sys
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 import pytest
@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from user_pipeline.partitions import InvalidPartitionKeyError, check_partition_key, daily_partitions
 from user_pipeline.users.assets import normalized_users, raw_users, users_table
 from user_pipeline.users.resources import PartitionFiles, RandomUserApi, WarehouseResource
-from user_pipeline_tests.dagster_services import REPO_ROOT
+from user_pipeline_tools.dagster_services import REPO_ROOT
 
 FIRST = daily_partitions.get_first_partition_key()
 
@@ -39,7 +39,7 @@ def test_a_bad_key_is_refused_in_one_line_naming_it_and_the_range(key, why):
 
 
 def test_today_is_not_a_partition_until_it_closes():
-    today = datetime.now(timezone.utc).date()
+    today = datetime.now(UTC).date()
     with pytest.raises(InvalidPartitionKeyError):
         check_partition_key(today.isoformat())
     assert check_partition_key((today - timedelta(days=1)).isoformat())

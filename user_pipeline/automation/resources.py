@@ -1,16 +1,28 @@
-import dagster as dg
+"""Resources of the automation: where alerts go, when a day is due. Each setting's default and
+bounds are declared here, once (user_pipeline/shared/settings_fields.py)."""
+
+from typing import Annotated
+
+from pydantic import Field
 
 from user_pipeline.automation.alerts import Alert, post_alert, post_payload
+from user_pipeline.shared.settings_fields import SettingsResource, check_http_url, checked_by
 
 
-class AlertChannel(dg.ConfigurableResource):
+class AlertChannel(SettingsResource):
     """Where alerts go: always the sensor's log, and a webhook when one is set. Each POST has
     `timeout_seconds` to connect and to answer, and is retried twice at once with backoff; an
     alert still undelivered stays in the run failure sensor's outbox for later ticks."""
 
-    webhook_url: str = ""
-    ui_base_url: str = "http://127.0.0.1:3000"
-    timeout_seconds: int = 10
+    webhook_url: Annotated[str, checked_by(check_http_url(optional=True))] = Field(
+        default="",
+        description="Where alerts are POSTed (JSON with a Slack-style `text` and an `alert_id`, the run id); "
+        "empty: the sensor's log only.",
+    )
+    ui_base_url: Annotated[str, checked_by(check_http_url())] = Field(
+        default="http://127.0.0.1:3000", description="For the run links in alerts (`make ui` sets its own port)."
+    )
+    timeout_seconds: int = Field(default=10, ge=1, le=300, description="Seconds per webhook request, to connect and to answer.")
 
     def post(self, payload: dict) -> None:
         """Raises AlertDeliveryError unless the webhook accepted the payload."""
@@ -25,9 +37,9 @@ class AlertChannel(dg.ConfigurableResource):
             post_alert(alert, self.webhook_url, self.timeout_seconds)
 
 
-class PartitionDeadlines(dg.ConfigurableResource):
+class PartitionDeadlines(SettingsResource):
     """When each day is due: `deadline_hours` after the UTC day ends (6 = 06:00 UTC the next day),
     checked over the last `lookback_days` days."""
 
-    deadline_hours: int = 6
-    lookback_days: int = 7
+    deadline_hours: int = Field(default=6, ge=0, le=24 * 30, description="A day is due this many hours after it ends (UTC).")
+    lookback_days: int = Field(default=7, ge=1, le=366, description="How many of the latest days are checked.")

@@ -3,8 +3,8 @@
 import dagster as dg
 
 from user_pipeline.partitions import daily_backfill_policy, daily_partitions
-from user_pipeline.run_checks import check_run_inputs
 from user_pipeline.report.daily_report import WrittenReport, png_markdown, read_figures, report_paths, write_report
+from user_pipeline.partitions import check_run_inputs
 from user_pipeline.users.assets import normalized_users, run_metadata
 from user_pipeline.users.resources import PartitionFiles
 

@@ -3,7 +3,7 @@
 import dagster as dg
 
 from user_pipeline.partitions import daily_partitions
-from user_pipeline.run_checks import check_run_inputs
+from user_pipeline.partitions import check_run_inputs
 from user_pipeline.spark.resources import SparkSettings
 from user_pipeline.spark.submit import SparkSubmitError, spark_submit
 from user_pipeline.users.assets import normalized_users

@@ -1,12 +1,31 @@
-from typing import Any
+import re
+from typing import Annotated, Any
 from urllib.parse import urlsplit
 
-import dagster as dg
+from pydantic import Field
+
+from user_pipeline.shared.errors import InvalidSettingError
+from user_pipeline.shared.settings_fields import SettingsResource, check_http_url, checked_by
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost")
+# Spark's own forms (SparkContext's master URL; a JVM memory size such as 512m or 2g).
+_MASTER = re.compile(r"local(\[(\*|\d+)(,\d+)?\])?|spark://[^\s/]+:\d+")
+_MEMORY = re.compile(r"\d+[kmgt]?", re.IGNORECASE)
 
 
-class SparkSettings(dg.ConfigurableResource):
+def check_master(master: str) -> str:
+    if not _MASTER.fullmatch(master):
+        raise InvalidSettingError("master", master, "local, local[N], local[*] or spark://host:port")
+    return master
+
+
+def check_memory(size: str) -> str:
+    if not _MEMORY.fullmatch(size):
+        raise InvalidSettingError("memory", size, "a JVM memory size such as 512m or 2g")
+    return size
+
+
+class SparkSettings(SettingsResource):
     """Where and how the Spark ingestion runs.
 
     `master` local[*] (the default) runs the job in the Dagster step's own process, in a session
@@ -14,12 +33,16 @@ class SparkSettings(dg.ConfigurableResource):
     standalone cluster with spark-submit. Defaults suit a 2-core laptop and a small daily batch.
     """
 
-    master: str = "local[*]"
-    driver_memory: str = "1g"
-    executor_memory: str = "1g"
-    total_executor_cores: int = 1
-    shuffle_partitions: int = 4
-    master_web_ui_url: str = ""
+    master: Annotated[str, checked_by(check_master)] = Field(
+        default="local[*]", description="`spark://host:port` submits to a standalone cluster."
+    )
+    driver_memory: Annotated[str, checked_by(check_memory)] = Field(default="1g", description="Sized for a 2-core laptop.")
+    executor_memory: Annotated[str, checked_by(check_memory)] = Field(default="1g", description="Per executor, on a cluster.")
+    total_executor_cores: int = Field(default=1, ge=1, le=1024, description="Cores the application takes on a cluster.")
+    shuffle_partitions: int = Field(default=4, ge=1, le=100_000, description="`spark.sql.shuffle.partitions`, sized for a small daily batch.")
+    master_web_ui_url: Annotated[str, checked_by(check_http_url(optional=True))] = Field(
+        default="", description="For the Spark UI link in the metadata."
+    )
 
     @property
     def on_cluster(self) -> bool:

@@ -10,7 +10,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import spark_jobs
-from user_pipeline.spark.cluster import spark_home
 
 # The job is submitted as a file; importing it here would load PySpark in this process.
 JOB_FILE = Path(spark_jobs.__file__).resolve().parent / "ingest_users.py"
@@ -18,6 +17,18 @@ JOB_FILE = Path(spark_jobs.__file__).resolve().parent / "ingest_users.py"
 
 class SparkSubmitError(RuntimeError):
     """spark-submit exited non-zero; the message carries the job's own error lines."""
+
+
+def spark_home() -> str:
+    """SPARK_HOME: $SPARK_HOME if it has bin/spark-class, else the installed pyspark package."""
+    env = os.environ.get("SPARK_HOME")
+    if env and os.path.isfile(os.path.join(env, "bin", "spark-class")):
+        return env
+    try:
+        import pyspark  # only needed to locate the jars and scripts
+    except ImportError as exc:  # pragma: no cover
+        raise SparkSubmitError("pyspark is not installed and SPARK_HOME is not set") from exc
+    return os.path.dirname(pyspark.__file__)
 
 
 def spark_submit(

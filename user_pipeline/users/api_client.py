@@ -10,39 +10,26 @@ import random
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import requests
 
-if TYPE_CHECKING:
-    from user_pipeline.users.circuit_breaker import CircuitBreaker
+from user_pipeline.shared.errors import InvalidSettingError
+
+# Until users/assets.py takes it from api_errors: the assets catch it with the client's other errors.
+from user_pipeline.users.api_errors import (
+    CircuitOpenError,  # noqa: F401
+    TransientUsersApiError,
+    UsersApiError,
+)
+from user_pipeline.users.circuit_breaker import CircuitBreaker
 
 MAX_PAGE_SIZE = 5000
 MAX_USERS_PER_PARTITION = 1_000_000
 NATIONALITIES = frozenset(
-    "AU BR CA CH DE DK ES FI FR GB IE IN IR MX NL NO NZ RS TR UA US".split()
+    ["AU", "BR", "CA", "CH", "DE", "DK", "ES", "FI", "FR", "GB", "IE", "IN", "IR", "MX", "NL", "NO", "NZ", "RS", "TR", "UA", "US"]
 )
 TRANSIENT_STATUSES = frozenset({429, 500, 502, 503, 504})
-
-class InvalidSettingError(ValueError):
-    """A configuration value is out of its range; the message names the setting."""
-
-    def __init__(self, setting: str, value: object, expected: str):
-        super().__init__(f"invalid {setting}={value!r}: expected {expected}")
-        self.setting = setting
-
-
-class UsersApiError(RuntimeError):
-    """The API answered something that is not users: retrying will not help."""
-
-
-class TransientUsersApiError(UsersApiError):
-    """The API was unavailable (429, 5xx, timeout, refused connection) on every attempt."""
-
-
-class CircuitOpenError(TransientUsersApiError):
-    """The users API failed repeatedly; no call is made until the circuit's cool-down has passed."""
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ import dagster as dg
 from pydantic import Field
 
 from user_pipeline.partitions import daily_backfill_policy, daily_partitions
-from user_pipeline.run_checks import check_run_inputs
+from user_pipeline.partitions import check_run_inputs
 from user_pipeline.users.api_client import (
     CircuitOpenError,
     InvalidSettingError,

@@ -19,10 +19,10 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
-from user_pipeline.users.api_client import CircuitOpenError
+from user_pipeline.users.api_errors import CircuitOpenError
 
 
 @dataclass
@@ -108,8 +108,8 @@ class CircuitBreaker:
     def _describe(self, state: CircuitState) -> str:
         if state.state == "closed":
             return "circuit closed"
-        since = datetime.fromtimestamp(state.opened_at or state.trial_started_at or 0, timezone.utc).strftime("%H:%M:%S UTC")
-        retry_at = datetime.fromtimestamp((state.opened_at or state.trial_started_at or 0) + self.cooldown_seconds, timezone.utc)
+        since = datetime.fromtimestamp(state.opened_at or state.trial_started_at or 0, UTC).strftime("%H:%M:%S UTC")
+        retry_at = datetime.fromtimestamp((state.opened_at or state.trial_started_at or 0) + self.cooldown_seconds, UTC)
         return (
             f"circuit {state.state.replace('_', '-')} since {since} after {state.consecutive_failures} failures "
             f"(last: {state.last_error}); next trial call after {retry_at.strftime('%H:%M:%S UTC')}"

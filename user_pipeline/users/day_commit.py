@@ -31,7 +31,7 @@ from pathlib import Path
 
 import psutil
 
-from user_pipeline.users.atomic_files import atomic_write, fsync_directory
+from user_pipeline.shared.atomic_files import atomic_write, fsync_directory
 
 COMMITS = ".commits"  # <run folder>/.commits/<day>.json: a commit under way
 COMMIT_LOCK = ".commit.lock"

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from user_pipeline.users.atomic_files import atomic_write
+from user_pipeline.shared.atomic_files import atomic_write
 from user_pipeline.users.csv_format import CsvWriter, iter_csv, read_csv, read_header
 
 # Column -> pandas dtype, in file order. Postcode is text: the API mixes 48687 and "V0V 4U7".

@@ -18,7 +18,7 @@ from itertools import islice
 from pathlib import Path
 
 from user_pipeline.users.api_client import UsersPage
-from user_pipeline.users.atomic_files import atomic_write
+from user_pipeline.shared.atomic_files import atomic_write
 from user_pipeline.users.contract import ContractViolation, Violation, check_page
 
 CHUNK_USERS = 5000

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from user_pipeline.users.atomic_files import atomic_write
+from user_pipeline.shared.atomic_files import atomic_write
 from user_pipeline.users.csv_format import read_csv, read_header, write_csv
 from user_pipeline.users.normalize import email_keys
 

@@ -1,58 +1,80 @@
-"""Resources of the users pipeline: where users come from, where files go, which warehouse."""
+"""Resources of the users pipeline: where users come from, where files go, which warehouse.
+
+Each setting is a field whose default and bounds are declared here, once
+(user_pipeline/shared/settings_fields.py); user_pipeline/settings.py binds them to their
+environment variables.
+"""
 
 from __future__ import annotations
 
+import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from datetime import date
-import math
-import os
 from pathlib import Path
+from typing import Annotated
+from urllib.parse import urlsplit
 
 import dagster as dg
-from pydantic import PrivateAttr
+from pydantic import Field, PrivateAttr
 
+from user_pipeline.shared.errors import InvalidSettingError
+from user_pipeline.shared.settings_fields import SettingsResource, check_one_of, checked_by
 from user_pipeline.users.api_client import (
-    InvalidSettingError,
+    MAX_PAGE_SIZE,
+    MAX_USERS_PER_PARTITION,
     RetrySettings,
     UsersApiClient,
     UsersPage,
-    validate_users_per_partition,
+    validate_base_url,
+    validate_nationalities,
 )
 from user_pipeline.users.circuit_breaker import CircuitBreaker
 from user_pipeline.users.day_commit import RunStaging, finish_interrupted_commits, remove_stale_staging
 from user_pipeline.users.warehouse import Warehouse, open_warehouse
 
-
 CONTRACT_VIOLATION_MODES = ("fail", "quarantine")
 RAW_USERS, NORMALIZED_USERS, REJECTS = "raw_users.jsonl", "normalized_users.csv", "rejects.jsonl"
+WAREHOUSE_SCHEMES = ("sqlite", "postgresql", "postgres")
 
 
 def validate_contract_violations(mode: object) -> str:
     """What a contract violation does: 'fail' the day, or 'quarantine' the user."""
-    if mode not in CONTRACT_VIOLATION_MODES:
-        raise InvalidSettingError("contract_violations", mode, "'fail' or 'quarantine'")
-    return mode
+    return check_one_of(*CONTRACT_VIOLATION_MODES)(mode)
 
 
-def validate_max_rejected_fraction(text: object) -> float:
-    """The quarantine limit as a fraction 0..1, from its text (Dagster has no float EnvVar)."""
+def check_warehouse_url(url: str) -> str:
+    """sqlite:///path or postgresql://user@host:port/database; the message never shows a password."""
+    if urlsplit(url).scheme not in WAREHOUSE_SCHEMES:
+        raise InvalidSettingError("url", "<not shown>", "a sqlite:///path or postgresql://user@host:port/database URL")
+    return url
+
+
+def check_day(text: str) -> str:
     try:
-        fraction = float(text)
+        return date.fromisoformat(text).isoformat()
     except (TypeError, ValueError):
-        fraction = math.nan
-    if not 0.0 <= fraction <= 1.0:
-        raise InvalidSettingError("max_rejected_fraction", text, "a fraction from 0 to 1, e.g. 0.01")
-    return fraction
+        raise InvalidSettingError("day", text, "a date YYYY-MM-DD") from None
 
 
-class UsersApi(dg.ConfigurableResource, ABC):
+class UsersApi(SettingsResource, ABC):
     """A source of one day's users, keyed by the day (the seed)."""
 
-    users_per_partition: int = 100
-    contract_violations: str = "fail"
-    # Text, as the environment gives it (Dagster has no float EnvVar): parsed and bounded below.
-    max_rejected_fraction: str = "0.01"
+    users_per_partition: int = Field(
+        default=100, ge=1, le=MAX_USERS_PER_PARTITION,
+        description="Users fetched per day (more than a page means several pages).",
+    )
+    # Not a Literal: Dagster makes that an enum config type, which no environment variable can set.
+    contract_violations: Annotated[str, checked_by(validate_contract_violations)] = Field(
+        default="fail",
+        description="`fail`: a user breaking the contract fails the day; `quarantine`: such users are left out "
+        "and written to `data/rejects/`.",
+    )
+    max_rejected_fraction: float = Field(
+        default=0.01, ge=0.0, le=1.0,
+        description="With quarantine, the largest share of a day's users that may be left out; more fails "
+        "`rejected_share_within_limit`.",
+    )
 
     def quarantines(self) -> bool:
         """True when users that break the contract are quarantined, False when they fail the day."""
@@ -60,7 +82,7 @@ class UsersApi(dg.ConfigurableResource, ABC):
 
     def validated_max_rejected_fraction(self) -> float:
         """The largest share of a day's users that quarantine may leave out, 0..1."""
-        return validate_max_rejected_fraction(self.max_rejected_fraction)
+        return self.max_rejected_fraction
 
     @abstractmethod
     def iter_pages(self, seed: str, on_retry: Callable[[str], None] | None = None) -> Iterator[UsersPage]:
@@ -76,7 +98,7 @@ class UsersApi(dg.ConfigurableResource, ABC):
         """None when the source can serve users now, otherwise why it cannot."""
 
     def expected_users(self) -> int:
-        return validate_users_per_partition(self.users_per_partition)
+        return self.users_per_partition
 
     def breaker(self) -> CircuitBreaker | None:
         """The circuit breaker guarding the source, if it has one."""
@@ -86,16 +108,27 @@ class UsersApi(dg.ConfigurableResource, ABC):
 class RandomUserApi(UsersApi):
     """The Random User Generator HTTP API (randomuser.me or a compatible server)."""
 
-    base_url: str = "https://randomuser.me/api/"
-    page_size: int = 5000
-    nationalities: str = ""
-    timeout_seconds: int = 30
-    max_attempts: int = 5
-    backoff_seconds: float = 1.0
-    max_backoff_seconds: float = 60.0
-    circuit_state_path: str = ""
-    circuit_failure_threshold: int = 5
-    circuit_cooldown_seconds: int = 300
+    base_url: Annotated[str, checked_by(validate_base_url)] = Field(
+        default="https://randomuser.me/api/",
+        description="Users API base URL (`make demo`/`make ui` point it at the bundled server).",
+    )
+    page_size: int = Field(default=MAX_PAGE_SIZE, ge=1, le=MAX_PAGE_SIZE, description="Users per API request (the API's limit is 5000).")
+    nationalities: Annotated[str, checked_by(validate_nationalities)] = Field(
+        default="", description="Comma list, e.g. `us,gb,fr`; empty: all."
+    )
+    timeout_seconds: int = Field(default=30, ge=1, le=3600, description="Seconds per API request.")
+    max_attempts: int = Field(
+        default=5, ge=1, le=100, description="Attempts per request on 429, 5xx, timeouts, refused connections."
+    )
+    backoff_seconds: float = Field(default=1.0, ge=0.0, le=3600.0, description="First retry's backoff ceiling (full jitter, doubling).")
+    max_backoff_seconds: float = Field(default=60.0, ge=0.0, le=3600.0, description="Longest wait between attempts.")
+    circuit_state_path: str = Field(default="", description="The circuit breaker's state file; empty: no breaker.")
+    circuit_failure_threshold: int = Field(
+        default=5, ge=1, le=1000, description="Transient failures in a row that open the circuit."
+    )
+    circuit_cooldown_seconds: int = Field(
+        default=300, ge=0, le=86400, description="Seconds the open circuit waits before a trial call."
+    )
 
     @property
     def source(self) -> str:
@@ -142,7 +175,7 @@ def _close_after(client: UsersApiClient, pages: Iterator[UsersPage]) -> Iterator
         yield from pages
 
 
-class PartitionFiles(dg.ConfigurableResource):
+class PartitionFiles(SettingsResource):
     """The local folder holding one file per partition and asset.
 
     Inside a run, a day's raw users, normalized CSV and rejects are staged (`staged_*`) and only
@@ -151,7 +184,7 @@ class PartitionFiles(dg.ConfigurableResource):
     this run staged for the day, else the committed file. Outside a run they are the committed files.
     """
 
-    data_dir: str = "data"
+    data_dir: str = Field(default="data", min_length=1, description="Partition files (and the circuit state, `state/`).")
     _staging: RunStaging | None = PrivateAttr(default=None)
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
@@ -236,14 +269,18 @@ class PartitionFiles(dg.ConfigurableResource):
         return Path(self.data_dir) / "user_registry" / f"{partition_key}.csv"
 
 
-class WarehouseResource(dg.ConfigurableResource):
+class WarehouseResource(SettingsResource):
     """The SQL warehouse: sqlite:///path or postgresql://user@host:port/database.
 
     Keep a PostgreSQL password out of the URL: PGPASSWORD or ~/.pgpass supply it.
     """
 
-    url: str
-    lock_timeout_seconds: int = 30
+    # No default here: the definitions derive it from the data directory.
+    url: Annotated[str, checked_by(check_warehouse_url)] = Field(
+        description="Or `postgresql://user@host:5432/database`; a password put in the URL is redacted wherever "
+        "the URL is shown (keep it in PGPASSWORD or `~/.pgpass`)."
+    )
+    lock_timeout_seconds: int = Field(default=30, ge=1, le=3600, description="Seconds to wait for the table's lock.")
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         # Parsing the URL here fails a run with a bad one before any step fetches or writes.
@@ -253,14 +290,26 @@ class WarehouseResource(dg.ConfigurableResource):
         return open_warehouse(self.url, self.lock_timeout_seconds)
 
 
-class UserRegistrySettings(dg.ConfigurableResource):
+class UserRegistrySettings(SettingsResource):
     """The user registry's first day (YYYY-MM-DD): it starts empty there, and every later day
     needs the day before."""
 
-    first_day: str
+    # No default here: the definitions give the partitions' first day.
+    first_day: Annotated[str, checked_by(check_day)] = Field(
+        description="The registry's first day, where it starts empty."
+    )
 
     def validated_first_day(self) -> str:
-        try:
-            return date.fromisoformat(self.first_day).isoformat()
-        except ValueError:
-            raise InvalidSettingError("registry first_day", self.first_day, "a date YYYY-MM-DD") from None
+        return check_day(self.first_day)
+
+
+class DayLimits(SettingsResource):
+    """Limits a day's new data must keep to before it replaces the day's previous version."""
+
+    max_row_drop_fraction: float = Field(
+        default=0.2,
+        ge=0.0,
+        le=1.0,
+        description="A re-run that would shrink a day by more than this fraction of its rows keeps the previous day "
+        "instead.",
+    )

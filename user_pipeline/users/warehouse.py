@@ -27,7 +27,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pandas as pd
 
-from user_pipeline.users.api_client import InvalidSettingError
+from user_pipeline.shared.errors import InvalidSettingError
 from user_pipeline.users.normalize import USER_COLUMNS, email_keys
 from user_pipeline.users.receipts import content_hash, row_fingerprints
 

@@ -2,12 +2,14 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import dagster as dg
 import pandas as pd
+import pydantic
 import pytest
 
 from user_pipeline.users.assets import normalized_users, raw_users, users_table
@@ -107,30 +109,37 @@ def test_duplicates_non_latin_names_and_postcodes_reach_the_table_intact(users_a
 
 
 @pytest.mark.parametrize(
-    ("setting", "value"),
+    ("setting", "value", "expected"),
     [
-        ("users_per_partition", 0),
-        ("users_per_partition", -1),
-        ("page_size", 5001),
-        ("base_url", "not a url"),
-        ("nationalities", "US,XX"),
+        ("users_per_partition", 0, "Input should be greater than or equal to 1"),
+        ("users_per_partition", -1, "Input should be greater than or equal to 1"),
+        ("page_size", 5001, "Input should be less than or equal to 5000"),
+        ("base_url", "not a url", "invalid base_url='not a url': expected an http(s) URL"),
+        ("nationalities", "US,XX", "invalid nationalities='US,XX'"),
     ],
 )
-def test_a_bad_setting_fails_before_any_data_is_touched(users_api_server, tmp_path, setting, value):
+def test_a_bad_setting_is_refused_before_any_data_is_touched(users_api_server, tmp_path, setting, value, expected):
+    """Built in Python, the resource refuses it at once; set in a run's config (the launchpad), the
+    run fails setting the resource up, before any step, naming the field and its bounds."""
+    with pytest.raises(pydantic.ValidationError, match=re.escape(expected)):
+        RandomUserApi(**{"base_url": users_api_server.base_url, setting: value})
     data_dir = tmp_path / "data"
-    settings = {"base_url": users_api_server.base_url, setting: value}
     result = dg.materialize(
         [raw_users, normalized_users, users_table],
         partition_key=DAY,
         resources={
-            "users_api": RandomUserApi(**settings),
+            "users_api": RandomUserApi(base_url=users_api_server.base_url),
             "files": PartitionFiles(data_dir=str(data_dir)),
             "warehouse": WarehouseResource(url=f"sqlite:///{data_dir}/warehouse.sqlite"),
         },
+        run_config={"resources": {"users_api": {"config": {setting: value}}}},
         raise_on_error=False,
     )
     assert not result.success
-    assert f"invalid {setting}=" in failure_messages(result)
+    [failure] = [event for event in result.all_events if event.event_type == dg.DagsterEventType.RUN_FAILURE]
+    assert setting in failure.event_specific_data.error.cause.message
+    assert expected in failure.event_specific_data.error.cause.message
+    assert not result.get_step_success_events()
     assert users_api_server.stats()["api_requests"] == 0
     assert not data_dir.exists()
 

@@ -6,7 +6,7 @@ import pytest
 
 from user_pipeline.automation.resources import AlertChannel, PartitionDeadlines
 from user_pipeline.automation.sensors import partition_freshness_sensor
-from user_pipeline.definitions import defs
+from user_pipeline.definitions import defs as load_definitions
 from user_pipeline.partitions import daily_partitions
 from user_pipeline.users.resources import RandomUserApi
 from user_pipeline_tests.runs import materialize_users
@@ -29,7 +29,7 @@ def tick(instance, base_url: str, webhook_url: str, cursor: str | None):
     context = dg.build_sensor_context(
         instance=instance,
         cursor=cursor,
-        definitions=defs,
+        definitions=load_definitions(),
         resources={
             "alerts": AlertChannel(webhook_url=webhook_url),
             # Deadline at the end of the day itself: every closed day in the window is past due.

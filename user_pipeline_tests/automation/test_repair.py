@@ -7,7 +7,7 @@ import pytest
 from user_pipeline.automation.repair import REPAIRED_ASSETS, plan_repair
 from user_pipeline.automation.resources import PartitionDeadlines
 from user_pipeline.automation.sensors import repair_sensor
-from user_pipeline.definitions import defs
+from user_pipeline.definitions import defs as load_definitions
 from user_pipeline.partitions import daily_partitions
 from user_pipeline.users.assets import normalized_users, raw_users
 from user_pipeline_tests.runs import USERS_ASSETS, materialize_users
@@ -43,11 +43,11 @@ def test_three_failed_days_of_seven_are_planned_and_repaired_alone(users_api_ser
 
     plan = plan_repair(instance, WEEK[0], WEEK[-1])
     assert plan.days == FAILED
-    assert plan.days_by_asset == {asset: FAILED for asset in REPAIRED_ASSETS}
+    assert plan.days_by_asset == dict.fromkeys(REPAIRED_ASSETS, FAILED)
     assert "would re-run 3 day(s)" in plan.describe() and "estimated time: unknown" in plan.describe()
 
     context = dg.build_sensor_context(
-        instance=instance, definitions=defs, resources={"deadlines": PartitionDeadlines(lookback_days=7)}
+        instance=instance, definitions=load_definitions(), resources={"deadlines": PartitionDeadlines(lookback_days=7)}
     )
     requests = repair_sensor.evaluate_tick(context).run_requests
     assert sorted(request.partition_key for request in requests) == FAILED

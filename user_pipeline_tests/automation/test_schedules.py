@@ -1,26 +1,26 @@
 """The daily schedule: which day a tick materializes, in whatever timezone it runs."""
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import dagster as dg
 
 from user_pipeline.automation.schedules import daily_users_schedule, user_registry_schedule
-from user_pipeline.definitions import defs
+from user_pipeline.definitions import defs as load_definitions
 
 
 def tick(at: datetime) -> dg.RunRequest:
-    context = dg.build_schedule_context(scheduled_execution_time=at, repository_def=defs.get_repository_def())
+    context = dg.build_schedule_context(scheduled_execution_time=at, repository_def=load_definitions().get_repository_def())
     [request] = daily_users_schedule.evaluate_tick(context).run_requests
     return request
 
 
 def test_a_tick_after_midnight_utc_materializes_the_day_that_just_closed():
-    request = tick(datetime(2026, 11, 25, 1, 0, tzinfo=timezone.utc))
+    request = tick(datetime(2026, 11, 25, 1, 0, tzinfo=UTC))
     assert (request.partition_key, request.run_key) == ("2026-11-24", "2026-11-24")
 
 
 def test_a_tick_late_in_the_day_still_materializes_the_last_closed_utc_day():
-    assert tick(datetime(2026, 11, 25, 23, 30, tzinfo=timezone.utc)).partition_key == "2026-11-24"
+    assert tick(datetime(2026, 11, 25, 23, 30, tzinfo=UTC)).partition_key == "2026-11-24"
 
 
 def test_the_schedules_start_stopped_the_registry_an_hour_after_the_ingestion():

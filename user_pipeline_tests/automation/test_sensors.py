@@ -5,7 +5,7 @@ import pytest
 
 from user_pipeline.automation.resources import AlertChannel
 from user_pipeline.automation.sensors import run_failure_alerts, users_api_sensor
-from user_pipeline.definitions import defs
+from user_pipeline.definitions import defs as load_definitions
 from user_pipeline.partitions import daily_partitions
 from user_pipeline.users.assets import normalized_users, raw_users, users_table
 from user_pipeline.users.resources import PartitionFiles, RandomUserApi, WarehouseResource
@@ -24,7 +24,7 @@ def evaluate(instance, base_url: str, cursor: str | None = None):
     context = dg.build_sensor_context(
         instance=instance,
         cursor=cursor,
-        definitions=defs,
+        definitions=load_definitions(),
         resources={"users_api": RandomUserApi(base_url=base_url, timeout_seconds=2)},
     )
     return users_api_sensor.evaluate_tick(context), context

@@ -13,11 +13,11 @@ from hypothesis import strategies as st
 
 from benchmarks import airflow_peer
 from benchmarks.run import AIRFLOW, BARE, Case, Result, case_table
-from user_pipeline.randomuser_server.generator import generate_page
 from user_pipeline.users.api_client import UsersApiClient
 from user_pipeline.users.normalize import USER_COLUMNS, read_normalized_csv, write_normalized_csv
-from user_pipeline.users.raw_files import read_raw_users, write_raw_users
+from user_pipeline.users.raw_files import write_raw_users
 from user_pipeline.users.warehouse import open_warehouse
+from user_pipeline_tools.randomuser_server.generator import generate_page
 
 WORK_MODULE = airflow_peer.DAGS_FOLDER / "user_processing_work.py"
 DAY = "2026-03-04"

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from user_pipeline_tests.dagster_services import DagsterServices
 from user_pipeline_tests.webhook_receiver import WebhookReceiver
+from user_pipeline_tools.dagster_services import DagsterServices
 
 USERS_PER_PARTITION = 20
 

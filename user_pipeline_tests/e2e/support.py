@@ -21,12 +21,12 @@ from user_pipeline.users.resources import (
     WarehouseResource,
 )
 from user_pipeline.users.warehouse import open_warehouse
-from user_pipeline_tests.dagster_services import (
+from user_pipeline_tests.e2e.conftest import USERS_PER_PARTITION
+from user_pipeline_tools.dagster_services import (
     REPO_ROOT,
     TERMINAL_RUN_STATUSES,
     DagsterServices,
 )
-from user_pipeline_tests.e2e.conftest import USERS_PER_PARTITION
 
 T = TypeVar("T")
 DAILY_ASSETS = ("raw_users", "normalized_users", "users_table")

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from user_pipeline_tests.dagster_services import REPO_ROOT
 from user_pipeline_tests.e2e.support import daemon_log, sensor_ticks, trigger, wait_for_run, wait_until
 from user_pipeline_tests.webhook_receiver import WebhookReceiver
+from user_pipeline_tools.dagster_services import REPO_ROOT
 
 DAEMON_DAY, CLI_DAY, PYTHON_API_DAY = "2026-09-01", "2026-09-02", "2026-09-03"
 # The webhook answers 503 twice, hangs past the alert timeout, answers 503 again, then recovers.
@@ -29,9 +29,9 @@ def services_env(root: Path) -> dict[str, str]:
 
 PYTHON_API_RUN = f"""
 import dagster as dg
-from user_pipeline.definitions import defs
+from user_pipeline.definitions import defs as load_definitions
 with dg.DagsterInstance.get() as instance:
-    result = defs.resolve_job_def("daily_users_job").execute_in_process(
+    result = load_definitions().resolve_job_def("daily_users_job").execute_in_process(
         partition_key="{PYTHON_API_DAY}", instance=instance, raise_on_error=False)
     print(result.run_id)
 """

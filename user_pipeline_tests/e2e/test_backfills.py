@@ -1,4 +1,5 @@
-"""Runs and backfills from the dagster CLI and graphql_triggers: every day lands as single in-process runs make it, registry days go in date order, errors exit non-zero."""
+"""Runs and backfills from the dagster CLI and graphql_triggers: every day lands as single in-process
+runs make it, registry days go in date order, errors exit non-zero."""
 
 import itertools
 import re
@@ -11,7 +12,6 @@ import pytest
 
 from user_pipeline.users.normalize import read_normalized_csv
 from user_pipeline.users.registry import empty_registry, update_registry, write_registry
-from user_pipeline_tests.dagster_services import BIN_DIR, REPO_ROOT, DagsterServices
 from user_pipeline_tests.e2e.support import (
     DAILY_ASSETS,
     assert_same_partition,
@@ -27,6 +27,7 @@ from user_pipeline_tests.e2e.support import (
     wait_for_backfill_runs,
     wait_for_run,
 )
+from user_pipeline_tools.dagster_services import BIN_DIR, REPO_ROOT, DagsterServices
 
 CLI_DAYS = days("2026-10-02", 5)
 GRAPHQL_DAYS = days("2026-10-09", 5)

@@ -22,7 +22,7 @@ from user_pipeline.partitions import daily_partitions
 from user_pipeline.users.warehouse import open_warehouse
 from user_pipeline_tests.browser import BrowserUnavailable, UiSession, chromium, clear_artifacts
 from user_pipeline_tests.conftest import skip_or_fail
-from user_pipeline_tests.dagster_services import TERMINAL_RUN_STATUSES
+from user_pipeline_tools.dagster_services import TERMINAL_RUN_STATUSES
 
 try:
     from playwright.sync_api import expect

@@ -9,8 +9,8 @@ import time
 from pathlib import Path
 
 from user_pipeline.partitions import daily_partitions
-from user_pipeline.randomuser_server.launcher import free_port
-from user_pipeline_tests.dagster_services import REPO_ROOT, DagsterServices
+from user_pipeline_tools.dagster_services import REPO_ROOT, DagsterServices
+from user_pipeline_tools.randomuser_server.launcher import free_port
 
 DAYS = 3
 
@@ -75,7 +75,7 @@ def test_demo_runs_are_on_the_overview_timeline(tmp_path: Path):
     (home / "dagster.yaml").write_bytes((REPO_ROOT / "dagster_home" / "dagster.yaml").read_bytes())
     started = time.time()
     demo = subprocess.run(
-        [sys.executable, "-m", "user_pipeline.demo", "--days", str(DAYS), "--users", "5", "--api-port", str(free_port())],
+        [sys.executable, "-m", "user_pipeline_tools.demo", "--days", str(DAYS), "--users", "5", "--api-port", str(free_port())],
         cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600,
     )
     assert demo.returncode == 0, demo.stdout + demo.stderr

@@ -14,7 +14,6 @@ project's .venv/bin first on PATH (the docs' bare `dagster`/`python` mean the pr
 from __future__ import annotations
 
 import json
-import os
 import re
 import shlex
 import subprocess
@@ -28,9 +27,9 @@ import requests
 
 from user_pipeline.graphql_triggers import DagsterGraphQL
 from user_pipeline.users.warehouse import open_warehouse
-from user_pipeline_tests.dagster_services import BIN_DIR, REPO_ROOT, TERMINAL_RUN_STATUSES, MakeUi
 from user_pipeline_tests.e2e.support import run_days, wait_until
 from user_pipeline_tests.webhook_receiver import WebhookReceiver
+from user_pipeline_tools.dagster_services import BIN_DIR, REPO_ROOT, TERMINAL_RUN_STATUSES, MakeUi
 
 DOCS = [REPO_ROOT / "README.md", *sorted((REPO_ROOT / "docs").glob("*.md"))]
 USERS_PER_PARTITION = 5
@@ -43,10 +42,14 @@ COMMAND_START = re.compile(r"^(\.venv/bin/)?(dagster|dagster-[a-z]+|dg|python -m
 # a command must be run and checked by CHECKS below.
 NOT_RUN = {
     r"export \w+=.*": "sets the environment of the commands after it (applied to them)",
-    r"(dagster|dagster-daemon|dagster-webserver|dagster-postgres|dagster-pyspark|dagster asset materialize|dagster job launch|dagster job backfill|dagster dev|dagster sensor start \.\.\.|dg launch|dg launch --partition-range)": "a name in prose, not a command",
+    (
+        r"(dagster|dagster-daemon|dagster-webserver|dagster-postgres|dagster-pyspark|dagster asset materialize"
+        r"|dagster job launch|dagster job backfill|dagster dev|dagster sensor start \.\.\.|dg launch|dg launch --partition-range)"
+    ): "a name in prose, not a command",
     r"(\.venv/bin/)?(dg|dagster) dev( .*)?|dagster-webserver .*|dagster-daemon run .*": "starts the services: `make ui` runs `dg dev`, and this test starts it",
-    r"python -m user_pipeline\.randomuser_server .*": "the bundled API server: `make ui` runs it",
-    r"python -m user_pipeline\.spark\.cluster .*": "starts a Spark cluster (user_pipeline_tests/spark/test_cluster.py)",
+    r"python -m user_pipeline_tools\.randomuser_server .*": "the bundled API server: `make ui` runs it",
+    r"(\.venv/bin/)?python -m user_pipeline\.settings": "prints the README's configuration table (user_pipeline_tests/test_settings.py compares them)",
+    r"python -m user_pipeline_tools\.spark_cluster .*": "starts a Spark cluster (user_pipeline_tests/spark/test_cluster.py)",
     r"dagster (schedule|sensor) (start|stop) .*": "switches automation on or off (user_pipeline_tests/e2e and automation tests)",
     r"dagster instance concurrency set .*": "changes the instance's settings, neither launches nor queries",
     r"dagster run delete RUN_ID": "deletes a run, neither launches nor queries",
@@ -250,7 +253,7 @@ def test_every_documented_trigger_works_as_written_against_make_ui(make_ui, webh
         assert result.returncode == 0, f"{what}\nexit {result.returncode}\n{result.stdout[-2000:]}\n{result.stderr[-4000:]}"
         assert re.search(expected.output, result.stdout), f"{what}\nstdout does not match {expected.output!r}:\n{result.stdout[-2000:]}"
 
-        def new_runs_finished():
+        def new_runs_finished(expected=expected, seen=seen):
             runs = [run for run in stack.runs() if run["runId"] not in seen]
             covered = {day for run in runs for day in days_of(run)}
             if expected.runs and not set(expected.days) <= covered:
@@ -260,7 +263,7 @@ def test_every_documented_trigger_works_as_written_against_make_ui(make_ui, webh
             # In a tuple: no new run at all is an answer too.
             return (runs,) if all(run["status"] in TERMINAL_RUN_STATUSES for run in runs) else None
 
-        [runs] = wait_until(new_runs_finished, 400, lambda: f"the runs of {what}\n{stack.logs()[-3000:]}", interval=2)
+        [runs] = wait_until(new_runs_finished, 400, lambda what=what: f"the runs of {what}\n{stack.logs()[-3000:]}", interval=2)
         assert all(run["status"] == "SUCCESS" for run in runs), f"{what}: {[(r['runId'], r['status']) for r in runs]}"
         if expected.runs:
             assert runs, f"{what} created no run"

@@ -6,7 +6,7 @@ import shutil
 import subprocess
 
 from user_pipeline.users.warehouse import open_warehouse
-from user_pipeline_tests.dagster_services import BIN_DIR, REPO_ROOT
+from user_pipeline_tools.dagster_services import BIN_DIR, REPO_ROOT
 
 DAYS = ["2026-07-01", "2026-07-02", "2026-07-03"]
 
@@ -34,7 +34,7 @@ def test_three_concurrent_first_runs_on_a_fresh_instance_all_succeed(users_api_s
         for day in DAYS
     ]
     outputs = [run.communicate(timeout=600)[0] for run in runs]
-    failed = [(day, output[-3000:]) for day, run, output in zip(DAYS, runs, outputs) if run.returncode != 0]
+    failed = [(day, output[-3000:]) for day, run, output in zip(DAYS, runs, outputs, strict=True) if run.returncode != 0]
     assert not failed, failed
     warehouse = open_warehouse(f"sqlite:///{data}/warehouse.sqlite")
-    assert {day: warehouse.count_rows(day) for day in DAYS} == {day: 5 for day in DAYS}
+    assert {day: warehouse.count_rows(day) for day in DAYS} == dict.fromkeys(DAYS, 5)

@@ -15,7 +15,7 @@ import pytest
 import requests
 
 from user_pipeline.graphql_triggers import DagsterGraphQL
-from user_pipeline_tests.dagster_services import REPO_ROOT, MakeUi
+from user_pipeline_tools.dagster_services import REPO_ROOT, MakeUi
 
 STOP_BOUND_SECONDS = 30  # a correctness bound on shutdown, not a speed target
 
@@ -60,7 +60,7 @@ def test_make_ui_stops_every_process_with_a_run_in_progress(tmp_path: Path, sign
         make = stack._processes["make-ui"]
         started = {make.pid, *(child.pid for child in psutil.Process(make.pid).children(recursive=True))}
         commands = " ".join(alive(started).values())
-        for part in ("dg dev", "dagster_webserver", "dagster._daemon", "dagster api grpc", "user_pipeline.randomuser_server"):
+        for part in ("dg dev", "dagster_webserver", "dagster._daemon", "dagster api grpc", "user_pipeline_tools.randomuser_server"):
             assert part in commands, f"{part} not among the processes of make ui: {commands}"
 
         os.killpg(make.pid, signum)

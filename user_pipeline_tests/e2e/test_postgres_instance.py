@@ -9,10 +9,10 @@ import pytest
 
 from user_pipeline.users.normalize import read_normalized_csv
 from user_pipeline.users.warehouse import open_warehouse
-from user_pipeline_tests.dagster_services import REPO_ROOT, DagsterServices
 from user_pipeline_tests.e2e.conftest import USERS_PER_PARTITION
 from user_pipeline_tests.e2e.support import run_events
 from user_pipeline_tests.postgres_cluster import USER
+from user_pipeline_tools.dagster_services import REPO_ROOT, DagsterServices
 
 DAY = "2026-10-27"
 

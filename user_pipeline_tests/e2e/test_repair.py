@@ -5,7 +5,7 @@ import subprocess
 import sys
 import time
 
-from user_pipeline_tests.dagster_services import REPO_ROOT
+from user_pipeline_tools.dagster_services import REPO_ROOT
 
 WEEK = [f"2026-07-{day:02d}" for day in range(1, 8)]
 FAILED = ["2026-07-02", "2026-07-04", "2026-07-05"]

@@ -1,4 +1,6 @@
-"""On the real daemon: the API sensor waits out an outage then requests one run; re-execution from failure re-runs only the failed step; two runs of one day queue one behind the other; a failed run sends exactly one alert and spares the old data."""
+"""On the real daemon: the API sensor waits out an outage then requests one run; re-execution from
+failure re-runs only the failed step; two runs of one day queue one behind the other; a failed run
+sends exactly one alert and spares the old data."""
 
 import subprocess
 import sys
@@ -10,10 +12,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from user_pipeline.randomuser_server.faults import ERROR_MESSAGE
 from user_pipeline.users.normalize import read_normalized_csv
 from user_pipeline.users.warehouse import open_warehouse
-from user_pipeline_tests.dagster_services import REPO_ROOT, TERMINAL_RUN_STATUSES
 from user_pipeline_tests.e2e.support import (
     assert_same_partition,
     daemon_log,
@@ -30,6 +30,8 @@ from user_pipeline_tests.e2e.support import (
     wait_for_run,
     wait_until,
 )
+from user_pipeline_tools.dagster_services import REPO_ROOT, TERMINAL_RUN_STATUSES
+from user_pipeline_tools.randomuser_server.faults import ERROR_MESSAGE
 
 API_SENSOR = "users_api_sensor"
 ALERT_SENSOR = "run_failure_alerts"

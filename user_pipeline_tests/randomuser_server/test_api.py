@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 import requests
 
-from user_pipeline.randomuser_server.generator import NATIONALITIES
-from user_pipeline.randomuser_server.launcher import RandomUserServer
+from user_pipeline_tools.randomuser_server.generator import NATIONALITIES
+from user_pipeline_tools.randomuser_server.launcher import RandomUserServer
 
 
 @pytest.fixture(scope="module")
@@ -134,7 +134,7 @@ def test_keep_alive(api: RandomUserServer) -> None:
 
 def test_cli_prints_url_and_exits_cleanly_on_sigterm() -> None:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "user_pipeline.randomuser_server", "--port", "0"],
+        [sys.executable, "-m", "user_pipeline_tools.randomuser_server", "--port", "0"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 import requests
 
-from user_pipeline.randomuser_server.generator import REFERENCE_DATE
-from user_pipeline.randomuser_server.launcher import RandomUserServer
 from user_pipeline_tests.conftest import FIXTURES_DIR, skip_or_fail
+from user_pipeline_tools.randomuser_server.generator import REFERENCE_DATE
+from user_pipeline_tools.randomuser_server.launcher import RandomUserServer
 
 # fixture file -> the request it recorded (see README.md there)
 RECORDED = {
@@ -55,7 +55,7 @@ def _compare(ours: Any, real: Any, path: tuple[str, ...]) -> None:
             _compare(ours[key], real[key], (*path, key))
     elif isinstance(real, list) and path[-1:] == ("results",):
         assert len(ours) == len(real), f"{'.'.join(path)}: {len(ours)} users vs {len(real)}"
-        for i, (o, r) in enumerate(zip(ours, real)):
+        for i, (o, r) in enumerate(zip(ours, real, strict=True)):
             _compare(o, r, (*path, str(i)))
 
 

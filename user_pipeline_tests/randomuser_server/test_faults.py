@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 import requests
 
-from user_pipeline.randomuser_server.faults import ERROR_MESSAGE
-from user_pipeline.randomuser_server.launcher import RandomUserServer
+from user_pipeline_tools.randomuser_server.faults import ERROR_MESSAGE
+from user_pipeline_tools.randomuser_server.launcher import RandomUserServer
 
 
 @pytest.fixture(scope="module")

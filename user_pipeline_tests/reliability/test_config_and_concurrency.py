@@ -65,7 +65,7 @@ def test_two_runs_of_one_day_at_once_leave_exactly_one_runs_data(users_api_serve
     assert (first.wait(timeout=300), second.wait(timeout=300)) == (0, 0), first.stdout.read()[-2000:] + second.stdout.read()[-2000:]
     for name in (f"raw_users/{DAY}.jsonl", f"normalized_users/{DAY}.csv"):
         assert (data_dir / name).read_bytes() == (reference_dir / name).read_bytes()
-    assert not [path for path in data_dir.rglob(".*.tmp")]
+    assert not list(data_dir.rglob(".*.tmp"))
     rows = open_warehouse(f"sqlite:///{data_dir}/warehouse.sqlite").read_partition(DAY)
     pd.testing.assert_frame_equal(rows, open_warehouse(f"sqlite:///{reference_dir}/warehouse.sqlite").read_partition(DAY))
     assert open_warehouse(f"sqlite:///{data_dir}/warehouse.sqlite").count_rows() == len(rows)

@@ -112,9 +112,9 @@ def test_quarantine_leaves_violating_users_out_counts_them_and_writes_their_reas
         "alter_users", seeds=[DAY], users=[4, 250],
         set={"location.street": "Parliament St", "name.last": "Null\u0000Byte", "login.password": "hunter2"},
     )
-    result = run_day(users_api_server.base_url, data_dir, contract_violations="quarantine", max_rejected_fraction="0.01")
+    result = run_day(users_api_server.base_url, data_dir, contract_violations="quarantine", max_rejected_fraction=0.01)
     assert result.success, failure_text(result)
-    [materialization] = [m for m in result.asset_materializations_for_node("raw_users")]
+    [materialization] = list(result.asset_materializations_for_node("raw_users"))
     assert materialization.metadata["users_received"].value == USERS
     assert materialization.metadata["users_rejected"].value == 2
     assert materialization.metadata["rejected_by_field"].value == {"location.street": 2, "name.last": 2}
@@ -144,7 +144,7 @@ def test_quarantine_leaves_violating_users_out_counts_them_and_writes_their_reas
 
 def test_quarantine_past_the_limit_fails_its_check_and_keeps_the_good_day(users_api_server, good_day, data_dir):
     users_api_server.add_fault("alter_users", seeds=[DAY], users=list(range(0, 300, 10)), set={"login.uuid": None})
-    result = run_day(users_api_server.base_url, data_dir, contract_violations="quarantine", max_rejected_fraction="0.05")
+    result = run_day(users_api_server.base_url, data_dir, contract_violations="quarantine", max_rejected_fraction=0.05)
     assert not result.success
     [check] = [c for c in result.get_asset_check_evaluations() if c.check_name == "rejected_share_within_limit"]
     assert not check.passed
@@ -156,15 +156,31 @@ def test_quarantine_past_the_limit_fails_its_check_and_keeps_the_good_day(users_
 @pytest.mark.parametrize(
     ("setting", "message"),
     [
-        ({"contract_violations": "maybe"}, "invalid contract_violations='maybe': expected 'fail' or 'quarantine'"),
-        ({"max_rejected_fraction": "1.5"}, "invalid max_rejected_fraction='1.5': expected a fraction from 0 to 1, e.g. 0.01"),
-        ({"max_rejected_fraction": "five percent"}, "invalid max_rejected_fraction='five percent'"),
+        ({"contract_violations": "maybe"}, "contract_violations\n  Value error, invalid value='maybe': expected 'fail' or 'quarantine'"),
+        ({"max_rejected_fraction": 1.5}, "max_rejected_fraction\n  Input should be less than or equal to 1"),
+        ({"max_rejected_fraction": -0.01}, "max_rejected_fraction\n  Input should be greater than or equal to 0"),
     ],
 )
 def test_a_bad_contract_setting_fails_before_any_request(users_api_server, good_day, data_dir, setting, message):
-    result = run_day(users_api_server.base_url, data_dir, **setting)
-    assert message in failure_text(result)
+    """Set in the run's config (the launchpad's resources section): refused as the run sets up
+    the resource, before any step, request or file."""
+    result = materialize_users(
+        users_api_server.base_url, data_dir, DAY, users_per_partition=USERS, page_size=PAGE,
+        run_config={"resources": {"users_api": {"config": setting}}},
+    )
+    [failure] = [event for event in result.all_events if event.event_type == dg.DagsterEventType.RUN_FAILURE]
+    assert message in failure.event_specific_data.error.cause.message
     assert retried_steps(result) == [] and users_api_server.stats()["api_requests"] == 0
+    assert_same(data_dir, good_day)
+
+
+def test_a_contract_setting_that_is_not_a_number_is_refused_by_the_run_config_check(users_api_server, good_day, data_dir):
+    with pytest.raises(dg.DagsterInvalidConfigError, match="max_rejected_fraction"):
+        materialize_users(
+            users_api_server.base_url, data_dir, DAY,
+            run_config={"resources": {"users_api": {"config": {"max_rejected_fraction": "five percent"}}}},
+        )
+    assert users_api_server.stats()["api_requests"] == 0
     assert_same(data_dir, good_day)
 
 
@@ -371,7 +387,7 @@ def test_a_multi_day_run_refused_by_row_drop_on_day_n_records_the_days_committed
     instance = dg.DagsterInstance.ephemeral()
     result = run_days(
         users_api_server.base_url, data_dir, assets=two_steps, instance=instance,
-        contract_violations="quarantine", max_rejected_fraction="1",
+        contract_violations="quarantine", max_rejected_fraction=1.0,
     )
     assert not result.success
     [check] = [c for c in result.get_asset_check_evaluations() if c.check_name == "row_drop_within_limit"]

@@ -15,7 +15,7 @@ from user_pipeline.report.daily_report import (
     report_paths,
     write_report,
 )
-from user_pipeline.users.atomic_files import temp_files_for
+from user_pipeline.shared.atomic_files import temp_files_for
 
 DAY = "2026-11-20"
 

@@ -10,9 +10,10 @@ from user_pipeline.users.resources import PartitionFiles, RandomUserApi
 from user_pipeline_tests.spark_jobs.support import partition_layout, read_agg, read_users
 
 DAYS = ["2026-11-03", "2026-11-04", "2026-11-05"]
+SMALL_SPARK = SparkSettings(shuffle_partitions=2)
 
 
-def spark_resources(data_dir, settings: SparkSettings = SparkSettings(shuffle_partitions=2)) -> dict:
+def spark_resources(data_dir, settings: SparkSettings = SMALL_SPARK) -> dict:
     return {
         "files": PartitionFiles(data_dir=str(data_dir)),
         "spark": settings,
@@ -20,7 +21,7 @@ def spark_resources(data_dir, settings: SparkSettings = SparkSettings(shuffle_pa
 
 
 def materialize_days(
-    data_dir, first: str, last: str, settings: SparkSettings = SparkSettings(shuffle_partitions=2), instance=None
+    data_dir, first: str, last: str, settings: SparkSettings = SMALL_SPARK, instance=None
 ):
     """users_parquet over [first, last] in ONE run, as a single-run backfill launches it."""
     return dg.materialize(

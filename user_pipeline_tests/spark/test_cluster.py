@@ -4,13 +4,13 @@ import dagster as dg
 import pytest
 
 from spark_jobs import ingest_users
-from user_pipeline.spark import cluster as spark_cluster
-from user_pipeline.spark.cluster import ClusterStartError, StandaloneCluster
 from user_pipeline.spark.resources import SparkSettings
 from user_pipeline_tests.conftest import skip_or_fail
 from user_pipeline_tests.spark.test_assets import DAYS, materialize_days
 from user_pipeline_tests.spark_jobs import golden
 from user_pipeline_tests.spark_jobs.support import read_agg, read_users
+from user_pipeline_tools import spark_cluster
+from user_pipeline_tools.spark_cluster import ClusterStartError, StandaloneCluster
 
 
 def test_a_missing_java_is_reported_clearly(monkeypatch, tmp_path):

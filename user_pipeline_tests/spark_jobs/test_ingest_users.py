@@ -93,7 +93,7 @@ def test_golden_output_exact(local_spark, baseline):
         .selectExpr("unix_micros(date_of_birth) AS us")
         .first()["us"]
     )
-    assert dob == int(dt.datetime(2009, 3, 2, 10, tzinfo=dt.timezone.utc).timestamp() * 1_000_000)
+    assert dob == int(dt.datetime(2009, 3, 2, 10, tzinfo=dt.UTC).timestamp() * 1_000_000)
 
     # Aggregate: exact content and types.
     assert baseline["agg"] == golden.EXPECTED_AGG
@@ -129,7 +129,7 @@ def test_golden_output_exact(local_spark, baseline):
     for dataset in ("users", "users_by_country_age_band"):
         stats = summary[dataset]
         assert stats["files"] == 3
-        assert stats["files_by_partition"] == {d: 1 for d in golden.DAYS}
+        assert stats["files_by_partition"] == dict.fromkeys(golden.DAYS, 1)
         on_disk = sum(
             (out / dataset / f"partition_date={d}" / f).stat().st_size
             for d in golden.DAYS

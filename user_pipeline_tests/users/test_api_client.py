@@ -2,14 +2,14 @@
 
 import pytest
 
-from user_pipeline.randomuser_server.launcher import free_port
+from user_pipeline.shared.errors import InvalidSettingError
 from user_pipeline.users.api_client import (
-    InvalidSettingError,
     RetrySettings,
     TransientUsersApiError,
     UsersApiClient,
     UsersApiError,
 )
+from user_pipeline_tools.randomuser_server.launcher import free_port
 
 SEED = "2026-11-20"
 

@@ -7,9 +7,9 @@ import dagster as dg
 import pytest
 
 from user_pipeline.automation.sensors import users_api_sensor
-from user_pipeline.definitions import defs
+from user_pipeline.definitions import defs as load_definitions
 from user_pipeline.partitions import daily_partitions
-from user_pipeline.users.api_client import CircuitOpenError
+from user_pipeline.users.api_errors import CircuitOpenError
 from user_pipeline.users.assets import normalized_users, raw_users, users_table
 from user_pipeline.users.circuit_breaker import CircuitBreaker
 from user_pipeline.users.resources import PartitionFiles, RandomUserApi, WarehouseResource
@@ -73,7 +73,7 @@ def test_while_the_api_is_down_sensor_ticks_and_runs_make_at_most_threshold_call
         )
 
     def tick():
-        context = dg.build_sensor_context(instance=instance, cursor=cursor, definitions=defs, resources={"users_api": api})
+        context = dg.build_sensor_context(instance=instance, cursor=cursor, definitions=load_definitions(), resources={"users_api": api})
         return users_api_sensor.evaluate_tick(context), context.cursor
 
     users_api_server.add_fault("server_error", status=503)

@@ -4,11 +4,11 @@ against one API never stops runs against another that shares the data directory.
 import dagster as dg
 import pytest
 
-from user_pipeline.randomuser_server.launcher import free_port
-from user_pipeline.users.api_client import CircuitOpenError
+from user_pipeline.users.api_errors import CircuitOpenError
 from user_pipeline.users.assets import normalized_users, raw_users, users_table
 from user_pipeline.users.circuit_breaker import CircuitBreaker
 from user_pipeline.users.resources import PartitionFiles, RandomUserApi, WarehouseResource
+from user_pipeline_tools.randomuser_server.launcher import free_port
 
 DAY = "2026-11-20"
 

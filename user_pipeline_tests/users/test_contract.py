@@ -9,10 +9,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from user_pipeline.randomuser_server.generator import generate_user
 from user_pipeline.users.contract import ContractViolation, check_page, contract_fields, validate_user
 from user_pipeline.users.normalize import _SOURCE_FIELDS
 from user_pipeline_tests.conftest import FIXTURES_DIR, skip_or_fail
+from user_pipeline_tools.randomuser_server.generator import generate_user
 
 FULL_FIXTURES = [
     "seed-2026-11-23_results-1.json",

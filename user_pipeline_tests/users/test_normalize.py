@@ -59,7 +59,7 @@ def test_duplicate_emails_across_pages_keep_the_first_occurrence(tmp_path, two_p
     for page in two_pages:
         for user in page:
             first_ids.setdefault(user["email"], user["login"]["uuid"])
-    assert dict(zip(frame["email"], frame["user_id"])) == first_ids
+    assert dict(zip(frame["email"], frame["user_id"], strict=True)) == first_ids
 
 
 def test_the_csv_keeps_non_latin_names_and_text_postcodes(tmp_path, two_pages):
@@ -93,7 +93,7 @@ def test_the_audit_finds_missing_and_duplicate_emails_and_password_columns(tmp_p
 def test_emails_are_one_identity_trimmed_and_case_folded(tmp_path):
     users = recorded_users("seed-fixture_results-1000_page-1.json")[:4]
     emails = ["Case.Test@Example.com", " case.test@example.COM\t", "STRASSE@x.com", "straße@X.com"]
-    users = [{**user, "email": email} for user, email in zip(users, emails)]
+    users = [{**user, "email": email} for user, email in zip(users, emails, strict=True)]
     summary = write_normalized_csv([users], tmp_path / "day.csv", "2026-11-23")
     frame = read_normalized_csv(tmp_path / "day.csv")
     assert summary.duplicates_dropped == 2

@@ -5,7 +5,7 @@ import json
 import pandas as pd
 import pytest
 
-from user_pipeline.users.api_client import InvalidSettingError
+from user_pipeline.shared.errors import InvalidSettingError
 from user_pipeline.users.normalize import normalize_users
 from user_pipeline.users.warehouse import open_warehouse, redact_url
 from user_pipeline_tests.conftest import FIXTURES_DIR

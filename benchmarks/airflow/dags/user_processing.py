@@ -31,13 +31,12 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from pathlib import Path
 
+import user_processing_work as work
 from airflow.providers.common.sql.operators.sql import SQLExecuteQueryOperator
 from airflow.providers.http.hooks.http import HttpHook
 from airflow.providers.http.sensors.http import HttpSensor
 from airflow.providers.sqlite.hooks.sqlite import SqliteHook
 from airflow.sdk import DAG, CronDataIntervalTimetable, Variable, task
-
-import user_processing_work as work
 
 API_CONN_ID = "users_api"
 WAREHOUSE_CONN_ID = "user_warehouse"

@@ -249,7 +249,7 @@ def replace_partition(connection: sqlite3.Connection, csv_path: Path, day: str) 
                 if set(chunk.column("partition_date").to_pylist()) - {day}:
                     raise ValueError(f"{csv_path} holds rows of another day than {day}")
                 # Arrow -> Python: str, int, float, None for a missing value; "" stays "".
-                cursor.executemany(insert, list(zip(*(column.to_pylist() for column in chunk.columns))))
+                cursor.executemany(insert, list(zip(*(column.to_pylist() for column in chunk.columns), strict=True)))
                 inserted += chunk.num_rows
         cursor.execute("COMMIT")
     except BaseException:

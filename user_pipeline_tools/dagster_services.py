@@ -6,6 +6,7 @@ variant), so the end-to-end tests exercise the queue, limits and retries users g
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -16,7 +17,7 @@ from typing import Any
 
 import requests
 
-from user_pipeline.randomuser_server.launcher import free_port
+from user_pipeline_tools.randomuser_server.launcher import free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BIN_DIR = Path(sys.executable).parent
@@ -33,7 +34,9 @@ query Runs($filter: RunsFilter) {
 
 
 class DagsterServices:
-    def __init__(self, home: Path, env: dict[str, str], instance_config: Path = REPO_ROOT / "dagster_home" / "dagster.yaml"):
+    def __init__(
+        self, home: Path, env: dict[str, str], instance_config: Path = REPO_ROOT / "dagster_home" / "dagster.yaml"
+    ):
         self.home = home
         self.port = free_port()
         self.env = {**os.environ, **env, "DAGSTER_HOME": str(home), "PYTHONUNBUFFERED": "1"}
@@ -52,7 +55,10 @@ class DagsterServices:
         shutil.copy(self.instance_config, self.home / "dagster.yaml")
         self._create_instance_storage()
         try:
-            self._spawn("webserver", [str(BIN_DIR / "dagster-webserver"), "-h", "127.0.0.1", "-p", str(self.port), "-w", "workspace.yaml"])
+            self._spawn(
+                "webserver",
+                [str(BIN_DIR / "dagster-webserver"), "-h", "127.0.0.1", "-p", str(self.port), "-w", "workspace.yaml"],
+            )
             self._spawn("daemon", [str(BIN_DIR / "dagster-daemon"), "run", "-w", "workspace.yaml"])
             return self._wait_until_up()
         except BaseException:
@@ -67,7 +73,12 @@ class DagsterServices:
         """
         created = subprocess.run(
             [sys.executable, "-c", "import dagster; dagster.DagsterInstance.get().dispose()"],
-            check=False, cwd=REPO_ROOT, env=self.env, capture_output=True, text=True, timeout=120,
+            check=False,
+            cwd=REPO_ROOT,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=120,
         )
         if created.returncode != 0:
             raise RuntimeError(f"creating the instance storage in {self.home} failed:\n{created.stderr[-3000:]}")
@@ -98,7 +109,10 @@ class DagsterServices:
             "locationOrLoadError { __typename } } } } }"
         )
         entries = data["workspaceOrError"]["locationEntries"]
-        if any(entry["locationOrLoadError"] and entry["locationOrLoadError"]["__typename"] == "PythonError" for entry in entries):
+        if any(
+            entry["locationOrLoadError"] and entry["locationOrLoadError"]["__typename"] == "PythonError"
+            for entry in entries
+        ):
             raise RuntimeError(f"the code location failed to load:\n{self.logs('webserver')}")
         return bool(entries) and all(entry["loadStatus"] == "LOADED" for entry in entries)
 
@@ -135,7 +149,12 @@ class DagsterServices:
     def dagster(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
         """Runs the `dagster` CLI against this instance, from the repository root."""
         return subprocess.run(
-            [str(BIN_DIR / "dagster"), *args], cwd=REPO_ROOT, env=self.env, capture_output=True, text=True, timeout=timeout
+            [str(BIN_DIR / "dagster"), *args],
+            cwd=REPO_ROOT,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
         )
 
     def runs(self, **run_filter: Any) -> list[dict[str, Any]]:
@@ -181,7 +200,10 @@ class MakeUi(DagsterServices):
         self.home.mkdir(parents=True, exist_ok=True)
         shutil.copy(self.instance_config, self.home / "dagster.yaml")
         try:
-            self._spawn("make-ui", ["make", "ui", f"UI_PORT={self.port}", f"API_PORT={self.api_port}", f"DAGSTER_HOME={self.home}"])
+            self._spawn(
+                "make-ui",
+                ["make", "ui", f"UI_PORT={self.port}", f"API_PORT={self.api_port}", f"DAGSTER_HOME={self.home}"],
+            )
             return self._wait_until_up()
         except BaseException:
             self.stop()
@@ -193,7 +215,7 @@ class MakeUi(DagsterServices):
     def stop(self) -> None:
         """Ctrl-C, as a user stops `make ui`; what is still up after 40 s is killed.
 
-        40 s: above make ui's own bound (user_pipeline/ui_stack.py: RUNS_STOP_SECONDS + STOP_SECONDS),
+        40 s: above make ui's own bound (user_pipeline_tools/ui_stack.py: RUNS_STOP_SECONDS + STOP_SECONDS),
         because `dg dev` runs in its own process group, which the SIGKILL below does not reach.
         """
         for process in self._processes.values():
@@ -203,9 +225,7 @@ class MakeUi(DagsterServices):
                     process.wait(timeout=40)
                 except subprocess.TimeoutExpired:
                     pass
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.killpg(process.pid, 9)  # `dg dev`'s children may outlive it
-                except ProcessLookupError:
-                    pass
                 process.wait()
         self._processes.clear()

@@ -1,4 +1,4 @@
-"""python -m user_pipeline.randomuser_server --host 127.0.0.1 --port 8765 [--fault JSON] [--verbose]"""
+"""python -m user_pipeline_tools.randomuser_server --host 127.0.0.1 --port 8765 [--fault JSON] [--verbose]"""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from .server import make_server
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m user_pipeline.randomuser_server",
+        prog="python -m user_pipeline_tools.randomuser_server",
         description="Random User Generator (API 1.4) compatible HTTP server.",
     )
     parser.add_argument("--host", default="127.0.0.1")

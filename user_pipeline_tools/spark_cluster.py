@@ -12,9 +12,9 @@ In-process (tests, scripts)::
 
 Background (backs ``make spark-cluster``)::
 
-    python -m user_pipeline.spark.cluster start  [--state-dir .spark-cluster] [--master-port 7077]
-    python -m user_pipeline.spark.cluster status [--state-dir .spark-cluster] [--json]
-    python -m user_pipeline.spark.cluster stop   [--state-dir .spark-cluster]
+    python -m user_pipeline_tools.spark_cluster start  [--state-dir .spark-cluster] [--master-port 7077]
+    python -m user_pipeline_tools.spark_cluster status [--state-dir .spark-cluster] [--json]
+    python -m user_pipeline_tools.spark_cluster stop   [--state-dir .spark-cluster]
 
 ``start`` leaves both daemons running in their own session, writes ``state.json`` (pids,
 ports, URLs) and ``master.log`` / ``worker.log`` under the state dir and prints the
@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import contextlib
 import json
 import os
 import shutil
@@ -35,8 +36,11 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
+
+from user_pipeline.spark.submit import spark_home
 
 MASTER_CLASS = "org.apache.spark.deploy.master.Master"
 WORKER_CLASS = "org.apache.spark.deploy.worker.Worker"
@@ -48,18 +52,6 @@ DEFAULT_STARTUP_TIMEOUT = 120.0
 
 class ClusterStartError(RuntimeError):
     """The cluster could not be started (no Java, port clash, timeout...)."""
-
-
-def spark_home() -> str:
-    """SPARK_HOME: $SPARK_HOME if it has bin/spark-class, else the installed pyspark package."""
-    env = os.environ.get("SPARK_HOME")
-    if env and os.path.isfile(os.path.join(env, "bin", "spark-class")):
-        return env
-    try:
-        import pyspark  # noqa: PLC0415 - only needed to locate the jars/scripts
-    except ImportError as exc:  # pragma: no cover
-        raise ClusterStartError("pyspark is not installed and SPARK_HOME is not set") from exc
-    return os.path.dirname(pyspark.__file__)
 
 
 def find_java() -> str | None:
@@ -84,7 +76,7 @@ def _port_in_use(host: str, port: int) -> bool:
 def _tail(path: str | os.PathLike | None, lines: int = 60) -> str:
     if not path or not os.path.exists(path):
         return "<no log>"
-    with open(path, "r", encoding="utf-8", errors="replace") as fh:
+    with open(path, encoding="utf-8", errors="replace") as fh:
         content = fh.readlines()
     return "".join(content[-lines:]) or "<empty log>"
 
@@ -97,7 +89,7 @@ def _pid_alive(pid: int) -> bool:
     except PermissionError:
         return True
     try:  # a zombie is dead for our purposes
-        with open(f"/proc/{pid}/stat", "r", encoding="utf-8") as fh:
+        with open(f"/proc/{pid}/stat", encoding="utf-8") as fh:
             return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
     except OSError:
         return True
@@ -126,10 +118,8 @@ def _terminate_group(pid: int, timeout: float, is_alive: Callable[[], bool]) -> 
         while is_alive() and time.monotonic() < deadline:
             time.sleep(0.2)
     # Also reap stray members of the group (e.g. executors launched by the worker).
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 class StandaloneCluster:
@@ -196,7 +186,7 @@ class StandaloneCluster:
             raise RuntimeError("cluster ports are assigned by start()")
 
     # ------------------------------------------------------------------ lifecycle
-    def __enter__(self) -> "StandaloneCluster":
+    def __enter__(self) -> StandaloneCluster:
         return self.start()
 
     def __exit__(self, *exc_info) -> None:
@@ -236,9 +226,7 @@ class StandaloneCluster:
         return proc
 
     def _failure(self, message: str) -> ClusterStartError:
-        logs = "\n".join(
-            f"----- {name} log ({path}) -----\n{_tail(path)}" for name, path in self.log_paths.items()
-        )
+        logs = "\n".join(f"----- {name} log ({path}) -----\n{_tail(path)}" for name, path in self.log_paths.items())
         return ClusterStartError(f"{message}\n{logs}")
 
     def _wait(self, what: str, predicate: Callable[[dict], bool], deadline: float) -> dict:
@@ -246,9 +234,7 @@ class StandaloneCluster:
         while True:
             for name, proc in self._procs.items():
                 if proc.poll() is not None:
-                    raise self._failure(
-                        f"Spark {name} exited with code {proc.returncode} while waiting for {what}"
-                    )
+                    raise self._failure(f"Spark {name} exited with code {proc.returncode} while waiting for {what}")
             try:
                 state = self.master_json(timeout=2.0)
                 if predicate(state):
@@ -263,7 +249,7 @@ class StandaloneCluster:
                 )
             time.sleep(0.5)
 
-    def start(self) -> "StandaloneCluster":
+    def start(self) -> StandaloneCluster:
         if self._procs:
             raise RuntimeError("cluster already started")
         if find_java() is None:
@@ -290,16 +276,33 @@ class StandaloneCluster:
         try:
             self._spawn(
                 "master",
-                [MASTER_CLASS, "--host", self.host, "--port", str(self.master_port),
-                 "--webui-port", str(self.webui_port)],
+                [
+                    MASTER_CLASS,
+                    "--host",
+                    self.host,
+                    "--port",
+                    str(self.master_port),
+                    "--webui-port",
+                    str(self.webui_port),
+                ],
             )
             self._wait("the master", lambda s: s.get("status") == "ALIVE", deadline)
             self._spawn(
                 "worker",
-                [WORKER_CLASS, self.master_url, "--host", self.host,
-                 "--webui-port", str(self.worker_webui_port),
-                 "--cores", str(self.worker_cores), "--memory", self.worker_memory,
-                 "--work-dir", str(self.work_dir / "worker")],
+                [
+                    WORKER_CLASS,
+                    self.master_url,
+                    "--host",
+                    self.host,
+                    "--webui-port",
+                    str(self.worker_webui_port),
+                    "--cores",
+                    str(self.worker_cores),
+                    "--memory",
+                    self.worker_memory,
+                    "--work-dir",
+                    str(self.work_dir / "worker"),
+                ],
             )
             self._wait("an ALIVE worker", lambda s: bool(self._alive(s.get("workers", []))), deadline)
         except BaseException:
@@ -314,10 +317,8 @@ class StandaloneCluster:
             if proc is None:
                 continue
             _terminate_group(proc.pid, timeout, lambda p=proc: p.poll() is None)
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:  # pragma: no cover
-                pass
         if self._atexit_registered:
             atexit.unregister(self.stop)
             self._atexit_registered = False
@@ -453,14 +454,15 @@ def status_background(state_dir: str | os.PathLike) -> dict[str, Any]:
 
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m user_pipeline.spark.cluster",
+        prog="python -m user_pipeline_tools.spark_cluster",
         description="Run a local Spark standalone cluster (1 master + 1 worker) in the background.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
     def add_state_dir(p: argparse.ArgumentParser) -> None:
         p.add_argument(
-            "--state-dir", default=DEFAULT_STATE_DIR,
+            "--state-dir",
+            default=DEFAULT_STATE_DIR,
             help=f"where pids, logs and {STATE_FILE} live (default ./{DEFAULT_STATE_DIR}/)",
         )
 

@@ -1,9 +1,9 @@
 """Run the stand-in randomuser server as a subprocess (tests, benchmarks, demo).
 
-    with RandomUserServer() as api:
-        requests.get(api.base_url, params={"results": 10, "seed": "x"})
-        api.add_fault("rate_limit", times=1, retry_after=1)
-        api.stop(); api.start()   # take the API down and bring it back on the same port
+with RandomUserServer() as api:
+    requests.get(api.base_url, params={"results": 10, "seed": "x"})
+    api.add_fault("rate_limit", times=1, retry_after=1)
+    api.stop(); api.start()   # take the API down and bring it back on the same port
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 class RandomUserServer:
-    """A ``python -m user_pipeline.randomuser_server`` subprocess on 127.0.0.1."""
+    """A ``python -m user_pipeline_tools.randomuser_server`` subprocess on 127.0.0.1."""
 
     def __init__(
         self,
@@ -69,11 +69,19 @@ class RandomUserServer:
         return self._proc is not None and self._proc.poll() is None
 
     # -- lifecycle ------------------------------------------------------------
-    def start(self) -> "RandomUserServer":
+    def start(self) -> RandomUserServer:
         """Start (or restart, on the same port) and wait until the server answers."""
         if self.running:
             return self
-        cmd = [sys.executable, "-m", "user_pipeline.randomuser_server", "--host", self.host, "--port", str(self.port)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "user_pipeline_tools.randomuser_server",
+            "--host",
+            self.host,
+            "--port",
+            str(self.port),
+        ]
         for fault in self.initial_faults:
             cmd += ["--fault", json.dumps(fault)]
         if self.verbose:
@@ -83,7 +91,7 @@ class RandomUserServer:
         env["PYTHONUNBUFFERED"] = "1"
         if self._log is not None:
             self._log.close()
-        self._log = tempfile.TemporaryFile()
+        self._log = tempfile.TemporaryFile()  # noqa: SIM115 - the server's log while it runs; stop() closes it
         self._proc = subprocess.Popen(
             cmd, stdout=self._log, stderr=subprocess.STDOUT, env=env, start_new_session=self.own_session
         )
@@ -94,8 +102,7 @@ class RandomUserServer:
                 output = self._output()
                 self._proc = None
                 raise RuntimeError(
-                    f"randomuser server exited with code {rc} before answering on port "
-                    f"{self.port}:\n{output}"
+                    f"randomuser server exited with code {rc} before answering on port {self.port}:\n{output}"
                 )
             try:
                 if requests.get(f"{self.root_url}/_control/stats", timeout=0.5).status_code == 200:
@@ -106,8 +113,7 @@ class RandomUserServer:
                 output = self._output()
                 self.stop()
                 raise RuntimeError(
-                    f"randomuser server did not answer on {self.root_url} within "
-                    f"{self.startup_timeout:.0f}s:\n{output}"
+                    f"randomuser server did not answer on {self.root_url} within {self.startup_timeout:.0f}s:\n{output}"
                 )
             time.sleep(0.05)
 
@@ -136,7 +142,7 @@ class RandomUserServer:
                 proc.kill()
                 proc.wait(timeout=timeout)
 
-    def __enter__(self) -> "RandomUserServer":
+    def __enter__(self) -> RandomUserServer:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

@@ -27,14 +27,43 @@ from typing import Any
 POOLS_PATH = Path(__file__).with_name("pools.json")
 
 NATIONALITIES: tuple[str, ...] = (
-    "AU", "BR", "CA", "CH", "DE", "DK", "ES", "FI", "FR", "GB", "IE",
-    "IN", "IR", "MX", "NL", "NO", "NZ", "RS", "TR", "UA", "US",
+    "AU",
+    "BR",
+    "CA",
+    "CH",
+    "DE",
+    "DK",
+    "ES",
+    "FI",
+    "FR",
+    "GB",
+    "IE",
+    "IN",
+    "IR",
+    "MX",
+    "NL",
+    "NO",
+    "NZ",
+    "RS",
+    "TR",
+    "UA",
+    "US",
 )
 
 # Top-level user fields, in the API's order.
 USER_FIELDS: tuple[str, ...] = (
-    "gender", "name", "location", "email", "login", "dob", "registered",
-    "phone", "cell", "id", "picture", "nat",
+    "gender",
+    "name",
+    "location",
+    "email",
+    "login",
+    "dob",
+    "registered",
+    "phone",
+    "cell",
+    "id",
+    "picture",
+    "nat",
 )
 
 # Ages are computed against this fixed date so output never depends on "now".
@@ -51,10 +80,43 @@ _FOLD_EXTRA = {"ı": "i", "ø": "o", "æ": "ae", "ß": "ss", "đ": "d", "ł": "l
 # emails show, e.g. "تارا سالاری" -> "tr.slry"); only a fallback for names
 # without a recorded email token.
 _PERSIAN = {
-    "آ": "a", "ب": "b", "پ": "p", "ت": "t", "ث": "s", "ج": "j", "چ": "ch", "ح": "h", "خ": "kh",
-    "د": "d", "ذ": "z", "ر": "r", "ز": "z", "ژ": "zh", "س": "s", "ش": "sh", "ص": "s", "ض": "d",
-    "ط": "t", "ظ": "z", "ع": "", "غ": "gh", "ف": "f", "ق": "gh", "ک": "k", "ك": "k", "گ": "g",
-    "ل": "l", "م": "m", "ن": "n", "و": "v", "ه": "h", "ی": "y", "ي": "y", "ا": "", "ء": "", "ئ": "y",
+    "آ": "a",
+    "ب": "b",
+    "پ": "p",
+    "ت": "t",
+    "ث": "s",
+    "ج": "j",
+    "چ": "ch",
+    "ح": "h",
+    "خ": "kh",
+    "د": "d",
+    "ذ": "z",
+    "ر": "r",
+    "ز": "z",
+    "ژ": "zh",
+    "س": "s",
+    "ش": "sh",
+    "ص": "s",
+    "ض": "d",
+    "ط": "t",
+    "ظ": "z",
+    "ع": "",
+    "غ": "gh",
+    "ف": "f",
+    "ق": "gh",
+    "ک": "k",
+    "ك": "k",
+    "گ": "g",
+    "ل": "l",
+    "م": "m",
+    "ن": "n",
+    "و": "v",
+    "ه": "h",
+    "ی": "y",
+    "ي": "y",
+    "ا": "",
+    "ء": "",
+    "ئ": "y",
 }
 
 
@@ -103,8 +165,22 @@ def _weighted(counts: dict[str, int], compile_: bool = True) -> list:
 
 
 class _Nat:
-    __slots__ = ("code", "country", "titles", "first", "last", "city", "state", "street",
-                 "phone", "cell", "id_name", "id_value", "pc_int", "pc_patterns")
+    __slots__ = (
+        "code",
+        "country",
+        "titles",
+        "first",
+        "last",
+        "city",
+        "state",
+        "street",
+        "phone",
+        "cell",
+        "id_name",
+        "id_value",
+        "pc_int",
+        "pc_patterns",
+    )
 
     def __init__(self, code: str, d: dict[str, Any]):
         tokens = d.get("email_tokens", {})
@@ -165,7 +241,7 @@ def _date(rng: random.Random, lo_hi: tuple[int, int]) -> dict[str, Any]:
 
 
 def _rng_for(seed: str, k: int, nat_key: str) -> random.Random:
-    digest = hashlib.blake2b(f"{seed}\x1f{k}\x1f{nat_key}".encode("utf-8"), digest_size=16).digest()
+    digest = hashlib.blake2b(f"{seed}\x1f{k}\x1f{nat_key}".encode(), digest_size=16).digest()
     return random.Random(int.from_bytes(digest, "big"))
 
 

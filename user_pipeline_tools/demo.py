@@ -1,6 +1,6 @@
 """The offline demo: the bundled API server, the last few days materialized, where it all went.
 
-    python -m user_pipeline.demo [--days 3] [--users 100] [--api-port 8765]
+    python -m user_pipeline_tools.demo [--days 3] [--users 100] [--api-port 8765]
 
 The days are launched the way the UI and the daemon launch runs, through the workspace
 (`dagster job backfill -w workspace.yaml`, one run per day), and executed by a `dagster-daemon`
@@ -31,26 +31,29 @@ DAEMON_STOP_SECONDS = 30
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m user_pipeline.demo", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m user_pipeline_tools.demo", description=__doc__.splitlines()[0])
     parser.add_argument("--days", type=int, default=3, help="how many of the latest daily partitions")
     parser.add_argument("--users", type=int, default=100, help="users per partition")
     parser.add_argument("--api-port", type=int, default=DEMO_API_PORT, help="the bundled API server's port")
     args = parser.parse_args(argv)
 
-    from user_pipeline.randomuser_server.launcher import RandomUserServer
+    from user_pipeline_tools.randomuser_server.launcher import RandomUserServer
 
     with RandomUserServer(port=args.api_port) as api:
-        # Set before the definitions are imported (they read the environment once) and inherited by
-        # the daemon, its code server and the run processes.
+        # Inherited by the daemon, its code server and the run processes, which read them when
+        # they load the definitions.
         os.environ["USER_PIPELINE_API_URL"] = api.base_url
         os.environ["USER_PIPELINE_USERS_PER_PARTITION"] = str(args.users)
         import dagster as dg
 
-        from user_pipeline.definitions import DATA_DIR, defs
+        from user_pipeline.definitions import data_dir, defs
         from user_pipeline.partitions import daily_partitions
 
         partition_keys = daily_partitions.get_partition_keys()[-args.days :]
-        warehouse = defs.resources["warehouse"].open()
+        # Built as a run builds it: a warehouse URL bound to USER_PIPELINE_WAREHOUSE_URL is resolved.
+        with dg.build_resources({"warehouse": defs().resources["warehouse"]}) as built:
+            warehouse = built.warehouse.open()
+        data = data_dir()
         # Creates (or migrates) the instance's storage before the daemon and the CLI open it together.
         with dg.DagsterInstance.get() as instance:
             with _daemon():
@@ -59,11 +62,14 @@ def main(argv: list[str] | None = None) -> int:
             for partition_key in partition_keys:
                 run = runs[partition_key]
                 status = "ok" if run.status == dg.DagsterRunStatus.SUCCESS else f"{run.status.value} (run {run.run_id})"
-                print(f"{partition_key}: {status}, {warehouse.count_rows(partition_key)} rows in the users table", flush=True)
+                print(
+                    f"{partition_key}: {status}, {warehouse.count_rows(partition_key)} rows in the users table",
+                    flush=True,
+                )
             if any(run.status != dg.DagsterRunStatus.SUCCESS for run in runs.values()):
                 return 1
 
-    print(f"\nData:      {DATA_DIR}/raw_users, {DATA_DIR}/normalized_users")
+    print(f"\nData:      {data}/raw_users, {data}/normalized_users")
     print(f"Warehouse: {warehouse.display_url} (table users, view users_latest)")
     print(f"Instance:  {os.environ.get('DAGSTER_HOME', '(ephemeral)')}")
     print("UI:        make ui   (then open http://127.0.0.1:3000: Runs, Assets, Overview > Timeline)")
@@ -85,7 +91,10 @@ class _daemon:
         self.log = open(Path(os.environ.get("DAGSTER_HOME", ".")) / "demo-daemon.log", "wb")
         self.process = subprocess.Popen(
             [str(BIN_DIR / "dagster-daemon"), "run", "-w", "workspace.yaml"],
-            cwd=PROJECT_ROOT, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
+            cwd=PROJECT_ROOT,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         return self
 
@@ -108,9 +117,23 @@ def _launch_days(partition_keys: list[str]) -> str:
     """Submits one run per day through the workspace, as `dagster job backfill` documents; returns
     the backfill id (every run is tagged `dagster/backfill` with it)."""
     launched = subprocess.run(
-        [str(BIN_DIR / "dagster"), "job", "backfill", "-w", "workspace.yaml", "-j", "daily_users_job",
-         "--from", partition_keys[0], "--to", partition_keys[-1], "--noprompt"],
-        cwd=PROJECT_ROOT, capture_output=True, text=True,
+        [
+            str(BIN_DIR / "dagster"),
+            "job",
+            "backfill",
+            "-w",
+            "workspace.yaml",
+            "-j",
+            "daily_users_job",
+            "--from",
+            partition_keys[0],
+            "--to",
+            partition_keys[-1],
+            "--noprompt",
+        ],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
     )
     match = re.search(r"Launched backfill job `([^`]+)`", launched.stdout)
     if launched.returncode != 0 or match is None:
@@ -124,12 +147,17 @@ def _wait_for_runs(instance, backfill_id: str, count: int) -> dict:
 
     deadline = time.monotonic() + RUNS_TIMEOUT_SECONDS
     while True:
-        runs = [record.dagster_run for record in instance.get_run_records(dg.RunsFilter(tags={"dagster/backfill": backfill_id}))]
+        runs = [
+            record.dagster_run
+            for record in instance.get_run_records(dg.RunsFilter(tags={"dagster/backfill": backfill_id}))
+        ]
         if len(runs) >= count and all(run.is_finished for run in runs):
             return {run.tags["dagster/partition"]: run for run in runs}
         if time.monotonic() > deadline:
             states = ", ".join(f"{run.tags.get('dagster/partition')}: {run.status.value}" for run in runs)
-            raise TimeoutError(f"the demo's runs did not finish within {RUNS_TIMEOUT_SECONDS} s ({states or 'none created'})")
+            raise TimeoutError(
+                f"the demo's runs did not finish within {RUNS_TIMEOUT_SECONDS} s ({states or 'none created'})"
+            )
         time.sleep(1)
 
 

@@ -1,7 +1,7 @@
 """`make ui`: the Dagster UI (`dg dev`: webserver, daemon, code server) beside the bundled API
 server, stopped as a whole by Ctrl-C (SIGINT) or SIGTERM.
 
-    python -m user_pipeline.ui_stack [--ui-port 3000] [--api-port 8765]
+    python -m user_pipeline_tools.ui_stack [--ui-port 3000] [--api-port 8765]
 
 Why not a plain `dg dev` in the foreground: on Ctrl-C the whole terminal group gets SIGINT at
 once, and dagster's code server (`dagster api grpc`, dagster/_grpc/server.py) only shuts down
@@ -22,6 +22,7 @@ after STOP_SECONDS, naming it; (4) stops the API server.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import subprocess
@@ -64,13 +65,13 @@ def _raise_stop(signum: int, _frame: FrameType | None) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m user_pipeline.ui_stack", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m user_pipeline_tools.ui_stack", description=__doc__.splitlines()[0])
     parser.add_argument("--ui-port", type=int, default=3000)
     parser.add_argument("--api-port", type=int, default=8765)
     args = parser.parse_args(argv)
     ui_url = f"http://127.0.0.1:{args.ui_port}"
 
-    from user_pipeline.randomuser_server.launcher import RandomUserServer
+    from user_pipeline_tools.randomuser_server.launcher import RandomUserServer
 
     signal.signal(signal.SIGINT, _raise_stop)
     signal.signal(signal.SIGTERM, _raise_stop)
@@ -80,7 +81,9 @@ def main(argv: list[str] | None = None) -> int:
             env = {**os.environ, "USER_PIPELINE_API_URL": api.base_url, "USER_PIPELINE_UI_URL": ui_url}
             dg_dev = subprocess.Popen(
                 [str(BIN_DIR / "dg"), "dev", "-h", "127.0.0.1", "-p", str(args.ui_port)],
-                cwd=PROJECT_ROOT, env=env, start_new_session=True,
+                cwd=PROJECT_ROOT,
+                env=env,
+                start_new_session=True,
             )
             try:
                 return dg_dev.wait()
@@ -116,7 +119,10 @@ def terminate_runs_in_progress(ui_url: str) -> None:
             if not _graphql(ui_url, RUNS_IN_PROGRESS_QUERY, {"statuses": IN_PROGRESS})["runsOrError"]["results"]:
                 return
             time.sleep(0.5)
-        left = [run["runId"] for run in _graphql(ui_url, RUNS_IN_PROGRESS_QUERY, {"statuses": IN_PROGRESS})["runsOrError"]["results"]]
+        left = [
+            run["runId"]
+            for run in _graphql(ui_url, RUNS_IN_PROGRESS_QUERY, {"statuses": IN_PROGRESS})["runsOrError"]["results"]
+        ]
         print(
             f"Run(s) still in progress {RUNS_STOP_SECONDS} s after termination (a step waiting to retry?), "
             f"marked CANCELED and stopped with the code server: {', '.join(left)}",
@@ -139,10 +145,8 @@ def stop_process_group(process: subprocess.Popen) -> None:
         time.sleep(0.2)
     left = _group_members(pgid)
     print(f"Still running {STOP_SECONDS} s after SIGINT, killed: {left}", flush=True)
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(pgid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
     process.wait()
 
 

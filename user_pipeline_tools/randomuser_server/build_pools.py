@@ -1,6 +1,6 @@
 """Regenerate ``pools.json`` from recorded real randomuser.me API responses.
 
-    python -m user_pipeline.randomuser_server.build_pools /work/shared/fixtures/randomuser
+    python -m user_pipeline_tools.randomuser_server.build_pools /work/shared/fixtures/randomuser
 
 Every value the generator draws (names, cities, states, streets, titles,
 passwords, username words, time zones) is a value seen in those recordings.
@@ -71,10 +71,10 @@ def build(fixture_dir: Path) -> dict:
     for u in users:
         by_nat[u["nat"]].append(u)
 
-    name_users = {nat: us for nat, us in by_nat.items()}
+    name_users = dict(by_nat.items())
     for group in NAME_GROUPS:
         pooled = [u for nat in group for u in by_nat.get(nat, [])]
-        name_users.update({nat: pooled for nat in group})
+        name_users.update(dict.fromkeys(group, pooled))
 
     nationalities = {}
     for nat, us in sorted(by_nat.items()):
@@ -83,7 +83,7 @@ def build(fixture_dir: Path) -> dict:
             local = u["email"].split("@")[0].split(".")
             if len(local) != 2:
                 continue
-            for name, tok in zip((u["name"]["first"], u["name"]["last"]), local):
+            for name, tok in zip((u["name"]["first"], u["name"]["last"]), local, strict=True):
                 if email_token(name) != tok:
                     tokens.setdefault(name, tok)
         postcodes = [u["location"]["postcode"] for u in us]
@@ -99,8 +99,7 @@ def build(fixture_dir: Path) -> dict:
                 for g in ("male", "female")
             },
             "first": {
-                g: sorted({u["name"]["first"] for u in name_users[nat] if u["gender"] == g})
-                for g in ("male", "female")
+                g: sorted({u["name"]["first"] for u in name_users[nat] if u["gender"] == g}) for g in ("male", "female")
             },
             "last": sorted({u["name"]["last"] for u in name_users[nat]}),
             "city": sorted({u["location"]["city"] for u in us}),
@@ -118,7 +117,7 @@ def build(fixture_dir: Path) -> dict:
     numbers = [int(m.group(2)) for m in usernames if m]
     return {
         "_provenance": (
-            "Derived by user_pipeline/randomuser_server/build_pools.py from recorded real "
+            "Derived by user_pipeline_tools/randomuser_server/build_pools.py from recorded real "
             "randomuser.me API 1.4 responses (shared fixtures). Do not edit by hand."
         ),
         "timezones": sorted(
