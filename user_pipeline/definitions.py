@@ -22,6 +22,8 @@ from user_pipeline.automation.sensors import (
     run_failure_alerts,
     users_api_sensor,
 )
+from user_pipeline.executors import build_executor
+from user_pipeline.day_job import day_assets_job
 from user_pipeline.jobs import (
     daily_users_job,
     daily_users_report_job,
@@ -53,12 +55,11 @@ DATA_DIR = str(Path(os.environ.get("USER_PIPELINE_DATA_DIR", "data")).resolve())
 defs = dg.Definitions(
     assets=dg.load_assets_from_modules([users_assets, spark_assets, report_assets]),
     asset_checks=dg.load_asset_checks_from_modules([users_assets]),
-    jobs=[daily_users_job, user_registry_job, spark_ingestion_job, daily_users_report_job],
+    jobs=[daily_users_job, user_registry_job, spark_ingestion_job, daily_users_report_job, day_assets_job],
     schedules=[daily_users_schedule, user_registry_schedule, spark_ingestion_schedule, daily_users_report_schedule],
     sensors=[users_api_sensor, run_failure_alerts, partition_freshness_sensor, repair_sensor],
-    # One process per run: the steps are short and sequential, so a process per step would
-    # cost more in start-up than it buys in isolation.
-    executor=executor_checking_settings(dg.in_process_executor),
+    # USER_PIPELINE_EXECUTOR: in_process (default; the steps are short and sequential) or celery.
+    executor=executor_checking_settings(build_executor()),
     resources={
         "users_api": RandomUserApi(
             **resource_fields("users_api"), circuit_state_path=f"{DATA_DIR}/state/users_api_circuit.json"

@@ -4,6 +4,7 @@ import dagster as dg
 
 from user_pipeline.partitions import daily_partitions
 from user_pipeline.run_checks import check_run_inputs
+from user_pipeline.shared.queues import SPARK_QUEUE_TAGS
 from user_pipeline.spark.resources import SparkSettings
 from user_pipeline.spark.submit import SparkSubmitError, spark_submit
 from user_pipeline.users.assets import normalized_users
@@ -14,6 +15,7 @@ from user_pipeline.users.resources import PartitionFiles
     partitions_def=daily_partitions,
     group_name="spark",
     kinds={"spark", "parquet"},
+    op_tags=SPARK_QUEUE_TAGS,
     deps=[normalized_users],
     # A backfill of many days is one Spark application, not one JVM per day.
     backfill_policy=dg.BackfillPolicy.single_run(),

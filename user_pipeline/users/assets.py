@@ -20,6 +20,7 @@ from pydantic import Field
 
 from user_pipeline.partitions import daily_backfill_policy, daily_partitions
 from user_pipeline.run_checks import check_run_inputs
+from user_pipeline.shared.queues import USERS_API_QUEUE_TAGS
 from user_pipeline.users.api_client import (
     CircuitOpenError,
     InvalidSettingError,
@@ -219,6 +220,7 @@ def previous_fingerprints(context: dg.AssetExecutionContext, csv_path: Path):
     group_name=GROUP,
     kinds={"python", "json"},
     pool="users_api",
+    op_tags=USERS_API_QUEUE_TAGS,
     backfill_policy=daily_backfill_policy,
     retry_policy=API_RETRY_POLICY,
     # Without output: a day whose rejected share passes the limit records no materialization.

@@ -1,0 +1,1 @@
+"""Operator tooling: local services for development, demos and tests (not loaded by Dagster)."""
