@@ -94,14 +94,15 @@ WORKER_QUEUES ?= users_api,dagster,spark
 WORKER_NAME ?= worker
 FLOWER_PORT ?= 5555
 FLOWER_BIND ?= 127.0.0.1
+CELERY_DIR ?= .celery
 
 .PHONY: redis workers flower
 redis: install
-	$(BIN)/python -m user_pipeline_tools.celery_services redis --port $(REDIS_PORT) --bind $(REDIS_BIND)
+	$(BIN)/python -m user_pipeline_tools.celery_services redis --port $(REDIS_PORT) --bind $(REDIS_BIND) --dir $(CELERY_DIR)/redis
 
 workers: install
 	$(BIN)/python -m user_pipeline_tools.celery_services workers --count $(WORKERS) --concurrency $(WORKER_CONCURRENCY) \
-	  --queues $(WORKER_QUEUES) --name $(WORKER_NAME)
+	  --queues $(WORKER_QUEUES) --name $(WORKER_NAME) --dir $(CELERY_DIR)/workers
 
 flower: install
-	$(BIN)/python -m user_pipeline_tools.celery_services flower --port $(FLOWER_PORT) --bind $(FLOWER_BIND)
+	$(BIN)/python -m user_pipeline_tools.celery_services flower --port $(FLOWER_PORT) --bind $(FLOWER_BIND) --dir $(CELERY_DIR)/flower

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
 import uuid
+from concurrent.futures import Future, ThreadPoolExecutor
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +14,8 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from user_pipeline.graphql_triggers import DagsterGraphQL
+from user_pipeline.randomuser_server.launcher import RandomUserServer
 from user_pipeline.report.assets import daily_users_report
 from user_pipeline.report.daily_report import report_paths
 from user_pipeline.users.assets import normalized_users, raw_users, users_table
@@ -37,10 +39,10 @@ BACKFILL_DAYS = days("2026-09-01", 5)
 KILL_DAY = "2026-09-10"
 JOB = "day_assets_job"
 # Each API call of the backfill takes this long, so that two calls at once would overlap for sure.
-SLOW_API_SECONDS = 1.0
+SLOW_API_SECONDS = 0.5
 # Short, so that the SIGKILLed worker's step is given to the other worker within the test; every
 # step of that test is far shorter.
-KILL_TEST_VISIBILITY_TIMEOUT = 12
+KILL_TEST_VISIBILITY_TIMEOUT = 10
 
 
 @pytest.fixture(scope="module")
@@ -124,27 +126,44 @@ def stack(postgres, redis_server, api_server, tmp_path_factory) -> Iterator[Cele
                 stack.stop_workers()
 
 
-def reference(api_url: str, root: Path, warehouse_url: str, partitions: list[str]) -> PartitionFiles:
+@dataclass(frozen=True)
+class Reference:
+    data_dir: Path
+    warehouse_url: str
+
+
+def materialize_reference(root: Path, warehouse_url: str, partitions: list[str]) -> Reference:
     """The same assets materialized by the in-process executor, one day per run, into another
-    folder and another warehouse database."""
-    files = PartitionFiles(data_dir=str(root))
-    resources = {
-        "users_api": RandomUserApi(base_url=api_url, users_per_partition=USERS_PER_PARTITION),
-        "files": files,
-        "warehouse": WarehouseResource(url=warehouse_url),
-    }
-    with dg.instance_for_test() as instance:
-        for day in partitions:
-            result = dg.materialize(
-                [raw_users, normalized_users, users_table, daily_users_report], partition_key=day, resources=resources, instance=instance
-            )
-            assert result.success, day
-    return files
+    folder and another warehouse database, from an API server of their own (the same users for the
+    same seed), so that its calls are not counted with the workers'."""
+    with RandomUserServer() as api:
+        resources = {
+            "users_api": RandomUserApi(base_url=api.base_url, users_per_partition=USERS_PER_PARTITION),
+            "files": PartitionFiles(data_dir=str(root)),
+            "warehouse": WarehouseResource(url=warehouse_url),
+        }
+        with dg.instance_for_test() as instance:
+            for day in partitions:
+                result = dg.materialize(
+                    [raw_users, normalized_users, users_table, daily_users_report], partition_key=day, resources=resources, instance=instance
+                )
+                assert result.success, day
+    return Reference(root, warehouse_url)
 
 
-def assert_same_day(stack: CeleryStack, day: str, expected_dir: Path, expected_warehouse_url: str) -> None:
-    assert_same_partition(day, stack.data_dir, stack.warehouse_url, expected_dir, expected_warehouse_url)
-    actual, expected = report_paths(stack.data_dir, day), report_paths(expected_dir, day)
+@pytest.fixture(scope="module")
+def reference(stack: CeleryStack, postgres, tmp_path_factory) -> Iterator[Future]:
+    """The in-process reference of every day of the module, computed in the background while the
+    workers run (the test process is idle then)."""
+    warehouse_url = postgres.create_database(f"reference_{uuid.uuid4().hex[:10]}")
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        yield pool.submit(materialize_reference, tmp_path_factory.mktemp("reference"), warehouse_url, [*BACKFILL_DAYS, KILL_DAY])
+
+
+def assert_same_day(stack: CeleryStack, day: str, expected: Reference) -> None:
+    """The day's raw and normalized files and report byte for byte, and its warehouse rows, as in process."""
+    assert_same_partition(day, stack.data_dir, stack.warehouse_url, expected.data_dir, expected.warehouse_url)
+    actual, expected = report_paths(stack.data_dir, day), report_paths(expected.data_dir, day)
     assert actual.csv.read_bytes() == expected.csv.read_bytes(), f"report CSV of {day} differs"
     assert actual.png.read_bytes() == expected.png.read_bytes(), f"report PNG of {day} differs"
 
@@ -170,7 +189,7 @@ def launch_backfill(stack: CeleryStack, partitions: list[str]) -> str:
     return launched.stdout.split("Launched backfill job `", 1)[1].split("`", 1)[0]
 
 
-def test_backfill_on_two_workers_lands_as_in_process(stack: CeleryStack, api_server, postgres, tmp_path):
+def test_backfill_on_two_workers_lands_as_in_process(stack: CeleryStack, api_server, reference: Future):
     # Worker "api" alone consumes the users_api queue, with concurrency 1; the instance's
     # users_api pool would allow 2 calls at once, so the queue is what must keep them to one.
     stack.start_workers({"api": (["users_api", "dagster"], 1), "steps": (["dagster", "spark"], 2)})
@@ -195,13 +214,11 @@ def test_backfill_on_two_workers_lands_as_in_process(stack: CeleryStack, api_ser
     assert any(later_start < earlier_end for (_, earlier_end), (later_start, _) in zip(spans, spans[1:])), spans
     assert calls["max_in_flight"] == 1, calls
 
-    expected_warehouse = postgres.create_database(f"reference_{uuid.uuid4().hex[:10]}")
-    reference(api_server.base_url, tmp_path / "reference", expected_warehouse, BACKFILL_DAYS)
     for day in BACKFILL_DAYS:
-        assert_same_day(stack, day, tmp_path / "reference", expected_warehouse)
+        assert_same_day(stack, day, reference.result(timeout=120))
 
 
-def test_sigkilled_worker_leaves_its_step_to_the_other(stack: CeleryStack, api_server, postgres, tmp_path):
+def test_sigkilled_worker_leaves_its_step_to_the_other(stack: CeleryStack, api_server, reference: Future):
     # Both workers serve every queue here, so the survivor can take over any step.
     queues = ["users_api", "dagster", "spark"]
     stack.start_workers(
@@ -210,14 +227,7 @@ def test_sigkilled_worker_leaves_its_step_to_the_other(stack: CeleryStack, api_s
     api_server.clear_faults()
     # The first call for the day is slow: the worker running raw_users is killed in the middle of it.
     api_server.add_fault("slow", seeds=[KILL_DAY], times=1, delay_seconds=8)
-    launched = stack.services.dagster(
-        "job", "launch", "-w", "workspace.yaml", "-j", JOB, "--tags", json.dumps({"dagster/partition": KILL_DAY})
-    )
-    assert launched.returncode == 0, launched.stderr[-3000:]
-    run_id = wait_until(
-        lambda: next(iter(stack.services.runs(tags=[{"key": "dagster/partition", "value": KILL_DAY}])), {}).get("runId"),
-        60, f"the run of {KILL_DAY} to be created",
-    )
+    run_id = DagsterGraphQL(stack.services.url).launch_run(JOB, partition=KILL_DAY)
     first = wait_until(lambda: step_workers(stack, run_id), 90, "raw_users to start on a worker", interval=0.3)
     assert first[0][0] == "raw_users", first
     killed = first[0][1]
@@ -231,9 +241,7 @@ def test_sigkilled_worker_leaves_its_step_to_the_other(stack: CeleryStack, api_s
     assert ("raw_users", survivor) in steps[1:], steps
     assert all(worker == survivor for _, worker in steps[1:]), steps
 
-    expected_warehouse = postgres.create_database(f"reference_{uuid.uuid4().hex[:10]}")
-    reference(api_server.base_url, tmp_path / "reference", expected_warehouse, [KILL_DAY])
-    assert_same_day(stack, KILL_DAY, tmp_path / "reference", expected_warehouse)
+    assert_same_day(stack, KILL_DAY, reference.result(timeout=120))
 
 
 def test_no_password_in_logs_or_events(stack: CeleryStack):
