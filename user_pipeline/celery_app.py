@@ -7,6 +7,7 @@ DAGSTER_PG_* for a PostgreSQL instance) and the shared data location.
 """
 
 import os
+from collections.abc import Mapping
 
 from dagster_celery.executor import CeleryExecutor
 from dagster_celery.make_app import make_app
@@ -15,12 +16,24 @@ from dagster_celery.tasks import create_task
 from user_pipeline.executors import EXECUTOR_ENV, ExecutorSettings
 
 
-def create_app():
-    """The app, from the environment; a worker refuses to start without the Redis password."""
-    config = ExecutorSettings.from_environ({**os.environ, EXECUTOR_ENV: "celery"}).celery_executor_config()
+def create_app(environ: Mapping[str, str] | None = None):
+    """The app, from `environ` (default: this process's); a worker refuses to start without the Redis password."""
+    environ = os.environ if environ is None else environ
+    config = ExecutorSettings.from_environ({**environ, EXECUTOR_ENV: "celery"}).celery_executor_config()
     config.pop("retries")
     return make_app(CeleryExecutor.for_cli(**config).app_args())
 
 
-app = create_app()
-execute_plan = create_task(app)
+_app = None
+
+
+def __getattr__(name: str):
+    # `app` is built on first use (when `celery -A user_pipeline.celery_app` looks it up), not at
+    # import: importing this module reads no setting.
+    global _app
+    if name != "app":
+        raise AttributeError(name)
+    if _app is None:
+        _app = create_app()
+        create_task(_app)  # dagster-celery's execute_plan: one step per task
+    return _app

@@ -27,7 +27,7 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from user_pipeline.executors import REDIS_PASSWORD_ENV
+from user_pipeline.executors import EXECUTOR_ENV, REDIS_PASSWORD_ENV, ExecutorSettings, InvalidExecutorSettingsError
 from user_pipeline.shared.queues import QUEUES
 
 BIN_DIR = Path(sys.executable).parent
@@ -291,6 +291,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "workers":
             if args.count < 1:
                 raise ServiceError(f"--count {args.count}: expected at least 1 worker")
+            # The settings the workers will read, checked once here rather than in each worker's log.
+            ExecutorSettings.from_environ({**os.environ, EXECUTOR_ENV: "celery"})
             workers = [
                 CeleryWorker(
                     f"{args.name}-{index}", queues=[q for q in args.queues.split(",") if q], concurrency=args.concurrency,
@@ -315,7 +317,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _wait_for_signal([flower.process], ["flower"])
         finally:
             flower.stop()
-    except ServiceError as error:
+    except (ServiceError, InvalidExecutorSettingsError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
 
