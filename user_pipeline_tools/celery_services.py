@@ -183,6 +183,8 @@ class CeleryWorker:
             str(BIN_DIR / "dagster-celery"), "worker", "start", "-A", CELERY_APP, "-n", self.name,
             "-q", ",".join(self.queues), "--",
             f"--concurrency={self.concurrency}", "--pool=prefork", "--without-gossip", "--without-mingle",
+            # Task events, so that Flower lists the tasks, not only the workers.
+            "--task-events",
         ]
 
     def start(self) -> CeleryWorker:
