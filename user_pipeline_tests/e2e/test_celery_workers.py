@@ -244,13 +244,34 @@ def test_sigkilled_worker_leaves_its_step_to_the_other(stack: CeleryStack, api_s
     assert_same_day(stack, KILL_DAY, reference.result(timeout=120))
 
 
-def test_no_password_in_logs_or_events(stack: CeleryStack):
-    """The Redis and PostgreSQL passwords appear in no service or worker log and no stored event,
-    though the executor's URLs are logged (redacted) by Celery."""
+def redis_contents(server: RedisServer) -> dict[str, str]:
+    """Every key of the broker's and the result backend's databases, with its value as text."""
+    import redis
+
+    contents = {}
+    for db in (0, 1):
+        with redis.Redis(port=server.port, password=server.password, db=db) as client:
+            for key in client.scan_iter():
+                kind = client.type(key).decode()
+                value = {
+                    "string": lambda: client.get(key), "list": lambda: client.lrange(key, 0, -1),
+                    "hash": lambda: client.hgetall(key), "set": lambda: client.smembers(key),
+                    "zset": lambda: client.zrange(key, 0, -1),
+                }.get(kind, lambda: b"")()
+                contents[f"redis db {db} {key!r}"] = repr(value)
+    return contents
+
+
+def test_no_password_in_logs_or_events(stack: CeleryStack, redis_server: RedisServer):
+    """The Redis and PostgreSQL passwords appear in no service or worker log, no stored event and
+    nothing kept in Redis (the steps' results), though Celery logs the broker URL (redacted)."""
     texts = {name: stack.services.log_path(name).read_text(errors="replace") for name in ("webserver", "daemon")}
     texts.update({path.parent.name: path.read_text(errors="replace") for path in stack.root.glob("worker-*/worker.log")})
     assert any("redis://:**@127.0.0.1" in text for text in texts.values()), "the workers' banners show the broker URL, redacted"
     texts.update(instance_tables_as_text(stack.instance_url, stack.env["DAGSTER_PG_PASSWORD"]))
+    kept = redis_contents(redis_server)
+    assert any("celery-task-meta" in key for key in kept), "the steps' results are in the result backend"
+    texts.update(kept)
     for secret in (stack.password, stack.env["DAGSTER_PG_PASSWORD"]):
         leaked = [name for name, text in texts.items() if secret in text]
         assert not leaked, f"a password is in {leaked}"
