@@ -22,8 +22,8 @@ from user_pipeline.automation.sensors import (
     run_failure_alerts,
     users_api_sensor,
 )
-from user_pipeline.executors import build_executor
 from user_pipeline.day_job import day_assets_job
+from user_pipeline.executors import build_executor
 from user_pipeline.jobs import (
     daily_users_job,
     daily_users_report_job,
