@@ -21,7 +21,7 @@ install: $(BIN)/.installed
 	@mkdir -p "$(DAGSTER_HOME)"
 	@$(BIN)/dagster instance migrate >/dev/null
 
-# Servers the tests start themselves but cannot install: PostgreSQL, and Debian's Chromium for
+# Servers the tests start themselves but cannot install: PostgreSQL, Redis (the Celery broker), and Debian's Chromium for
 # the browser test (Playwright drives /usr/bin/chromium; never `playwright install`). Installed
 # with apt-get when running as root; elsewhere their tests skip and say why (under CI=true they fail).
 system-deps:
@@ -29,6 +29,11 @@ system-deps:
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; \
 	  else echo "note: PostgreSQL server not installed (apt-get install postgresql): its tests will skip"; fi; \
+	fi
+	@if ! command -v redis-server >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; \
+	  else echo "note: Redis not installed (apt-get install redis-server): the Celery tests will skip"; fi; \
 	fi
 	@if [ ! -x /usr/bin/chromium ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
@@ -82,3 +87,28 @@ benchmark-airflow-setup:
 
 clean:
 	rm -rf data .spark-cluster dagster_home/storage dagster_home/history dagster_home/logs dagster_home/schedules
+
+# The Celery executor (docs/celery.md): Redis as broker and result backend, workers, Flower.
+# Each runs in the foreground until Ctrl-C. Redis and the workers need USER_PIPELINE_REDIS_PASSWORD;
+# Flower needs USER_PIPELINE_FLOWER_BASIC_AUTH=user:password. Runs use the workers once
+# USER_PIPELINE_EXECUTOR=celery is set where the code location and the daemon run.
+REDIS_PORT ?= 6379
+REDIS_BIND ?= 127.0.0.1
+WORKERS ?= 2
+WORKER_CONCURRENCY ?= 2
+WORKER_QUEUES ?= users_api,dagster,spark
+WORKER_NAME ?= worker
+FLOWER_PORT ?= 5555
+FLOWER_BIND ?= 127.0.0.1
+CELERY_DIR ?= .celery
+
+.PHONY: redis workers flower
+redis: install
+	$(BIN)/python -m user_pipeline_tools.celery_services redis --port $(REDIS_PORT) --bind $(REDIS_BIND) --dir $(CELERY_DIR)/redis
+
+workers: install
+	$(BIN)/python -m user_pipeline_tools.celery_services workers --count $(WORKERS) --concurrency $(WORKER_CONCURRENCY) \
+	  --queues $(WORKER_QUEUES) --name $(WORKER_NAME) --dir $(CELERY_DIR)/workers
+
+flower: install
+	$(BIN)/python -m user_pipeline_tools.celery_services flower --port $(FLOWER_PORT) --bind $(FLOWER_BIND) --dir $(CELERY_DIR)/flower

@@ -16,6 +16,11 @@ setup(
         "dagster-postgres==0.29.27",
         # The `dg` CLI (dg dev, dg check defs, dg list defs, dg launch).
         "dagster-dg-cli==1.13.27",
+        # Steps on Celery workers (USER_PIPELINE_EXECUTOR=celery, user_pipeline/executors.py), with
+        # Redis as broker and result backend ([redis] pulls the redis client celery needs), and
+        # Flower, Celery's web UI (`make flower`).
+        "dagster-celery[redis]==0.29.27",
+        "flower>=2.0,<3",
         # PySpark 4 warns on pandas 3.
         "pandas>=2.2,<3",
         # The CSV format (user_pipeline/users/csv_format.py): strings quoted, nulls unquoted, any byte kept.

@@ -37,6 +37,8 @@ from user_pipeline.jobs import (
 )
 from user_pipeline.partitions import daily_partitions
 from user_pipeline.report import assets as report_assets
+from user_pipeline.day_job import day_assets_job
+from user_pipeline.executors import build_executor
 from user_pipeline.run_checks import executor_checking_settings
 from user_pipeline.settings import resource_fields, setting_value
 from user_pipeline.spark import assets as spark_assets
@@ -85,11 +87,11 @@ def defs() -> dg.Definitions:
     return dg.Definitions(
         assets=dg.load_assets_from_modules([users_assets, spark_assets, report_assets]),
         asset_checks=dg.load_asset_checks_from_modules([users_assets]),
-        jobs=[daily_users_job, user_registry_job, spark_ingestion_job, daily_users_report_job],
+        jobs=[daily_users_job, user_registry_job, spark_ingestion_job, daily_users_report_job, day_assets_job],
         schedules=[daily_users_schedule, user_registry_schedule, spark_ingestion_schedule, daily_users_report_schedule],
         sensors=[users_api_sensor, run_failure_alerts, partition_freshness_sensor, repair_sensor],
-        # One process per run: the steps are short and sequential, so a process per step would
-        # cost more in start-up than it buys in isolation.
-        executor=executor_checking_settings(dg.in_process_executor),
+        # USER_PIPELINE_EXECUTOR: in_process (the default: one process per run, the steps being short
+        # and sequential) or celery (steps on Celery workers over Redis, docs/celery.md).
+        executor=executor_checking_settings(build_executor()),
         resources=resources(),
     )

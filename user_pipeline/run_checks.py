@@ -15,6 +15,12 @@ class _SettingsCheckingExecutor(dg.Executor):
     def __init__(self, inner: dg.Executor):
         self._inner = inner
 
+    def __getattr__(self, name: str):
+        # The Celery executor's loop reads its settings (app_args) from the run's executor: this one.
+        if name == "_inner":
+            raise AttributeError(name)
+        return getattr(self._inner, name)
+
     @property
     def retries(self):
         return self._inner.retries

@@ -9,6 +9,8 @@ one of its ``times`` (``None`` = until cleared).
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 ERROR_MESSAGE = "Uh oh, something has gone wrong. Please tell us on GitHub or try again later."
@@ -130,3 +132,32 @@ class RequestStats:
     def snapshot(self) -> dict[str, Any]:
         with self._lock:
             return {"api_requests": self._total, "by_seed": dict(self._by_seed)}
+
+
+class InFlight:
+    """API requests being answered now, and the most at once since the last reset: the figure a
+    cap on concurrent calls (a Celery queue's worker concurrency, a pool) must keep down."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._now = 0
+        self._max = 0
+
+    @contextmanager
+    def request(self) -> Iterator[None]:
+        with self._lock:
+            self._now += 1
+            self._max = max(self._max, self._now)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._now -= 1
+
+    def reset(self) -> None:
+        with self._lock:
+            self._max = self._now
+
+    def snapshot(self) -> dict[str, int]:
+        with self._lock:
+            return {"in_flight": self._now, "max_in_flight": self._max}

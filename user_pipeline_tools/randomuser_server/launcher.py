@@ -176,3 +176,10 @@ class RandomUserServer:
 
     def reset_stats(self) -> None:
         self._control("DELETE", "stats")
+
+    def concurrency(self) -> dict[str, int]:
+        """``{"in_flight": N, "max_in_flight": M}``: API requests being answered, and the most at once."""
+        return self._control("GET", "concurrency")
+
+    def reset_concurrency(self) -> None:
+        self._control("DELETE", "concurrency")

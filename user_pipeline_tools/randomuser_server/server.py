@@ -5,6 +5,7 @@ Routes:
   GET /api/<other version>/              404 with a JSON error body
   POST|GET|DELETE /_control/faults       add / list / clear injected faults
   GET|DELETE /_control/stats             API request counts / reset them
+  GET|DELETE /_control/concurrency       API requests in flight and their maximum / reset it
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from .faults import ERROR_MESSAGE, RATE_LIMIT_MESSAGE, FaultRegistry, RequestStats
+from .faults import ERROR_MESSAGE, RATE_LIMIT_MESSAGE, FaultRegistry, InFlight, RequestStats
 from .generator import generate_page, pools, select_fields
 
 API_VERSION = "1.4"
@@ -152,6 +153,7 @@ class RandomUserHTTPServer(ThreadingHTTPServer):
         self.verbose = verbose
         self.faults = FaultRegistry()
         self.stats = RequestStats()
+        self.in_flight = InFlight()
         super().__init__(address, RandomUserHandler)
 
 
@@ -191,13 +193,16 @@ class RandomUserHandler(BaseHTTPRequestHandler):
         if url.path in API_PATHS:
             req = parse_api_query(url.query)
             self.server.stats.record(req["seed"])
-            self._send(*build_api_response(req, self.server.faults.take(req["seed"])))
+            with self.server.in_flight.request():
+                self._send(*build_api_response(req, self.server.faults.take(req["seed"])))
         elif _OTHER_VERSION.fullmatch(url.path):
             self._send_json(404, {"error": f"Unknown API version; this server implements {API_VERSION}"})
         elif url.path == "/_control/faults":
             self._send_json(200, {"faults": self.server.faults.list()})
         elif url.path == "/_control/stats":
             self._send_json(200, self.server.stats.snapshot())
+        elif url.path == "/_control/concurrency":
+            self._send_json(200, self.server.in_flight.snapshot())
         else:
             self._send_json(404, {"error": "Not found"})
 
@@ -223,6 +228,9 @@ class RandomUserHandler(BaseHTTPRequestHandler):
         elif path == "/_control/stats":
             self.server.stats.reset()
             self._send_json(200, self.server.stats.snapshot())
+        elif path == "/_control/concurrency":
+            self.server.in_flight.reset()
+            self._send_json(200, self.server.in_flight.snapshot())
         else:
             self._send_json(404, {"error": "Not found"})
 
