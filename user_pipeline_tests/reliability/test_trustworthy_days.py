@@ -383,3 +383,68 @@ def test_a_multi_day_run_refused_by_row_drop_on_day_n_records_the_days_committed
     assert len((data_dir / "raw_users" / f"{DAYS[2]}.jsonl").read_text(encoding="utf-8").splitlines()) == 50
     assert not (data_dir / "rejects" / f"{DAYS[2]}.jsonl").exists()
     assert not list((data_dir / "staging").glob("*/*/*"))
+
+
+def recorded_days(instance: dg.DagsterInstance, run_id: str) -> dict[str, set[str]]:
+    """The days each users asset was recorded as materialized by the run."""
+    days: dict[str, set[str]] = {"raw_users": set(), "normalized_users": set(), "users_table": set()}
+    for entry in instance.all_logs(run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION):
+        materialization = entry.asset_materialization
+        days[materialization.asset_key.to_user_string()].add(materialization.partition)
+    return days
+
+
+def day_layers(data_dir: Path, day: str) -> dict[str, object]:
+    """Every layer of one day: raw file, rejects file, CSV (bytes, or None when absent) and table rows."""
+    def read(path: Path) -> bytes | None:
+        return path.read_bytes() if path.exists() else None
+
+    return {
+        "raw_users": read(data_dir / "raw_users" / f"{day}.jsonl"),
+        "rejects": read(data_dir / "rejects" / f"{day}.jsonl"),
+        "normalized_users": read(data_dir / "normalized_users" / f"{day}.csv"),
+        "users_table": open_warehouse(f"sqlite:///{data_dir}/warehouse.sqlite").read_partition(day).to_dict("records"),
+    }
+
+
+# The day 2 refusals of the #12 gap: each after day 1 was fetched, normalized, loaded and committed.
+DAY_2_REFUSALS = {
+    # The warehouse refuses day 2's rows: an integrity error, after raw file and CSV were staged.
+    "integrity_error": ({"changed_users": {"seeds": [DAYS[1]], "every": 10}}, {}, "the warehouse refused the day's rows"),
+    # Quarantine leaves 40 of day 2's 50 users out: normalized_users refuses the drop.
+    "row_drop": (
+        {"alter_users": {"seeds": [DAYS[1]], "users": list(range(40)), "set": {"login.uuid": None}}},
+        {"contract_violations": "quarantine", "max_rejected_fraction": "1"},
+        "row_drop_within_limit",
+    ),
+}
+
+
+@pytest.mark.parametrize("refusal", sorted(DAY_2_REFUSALS))
+def test_a_multi_day_run_refused_on_day_2_records_day_1_only_and_keeps_days_2_and_3(users_api_server, tmp_path, refusal):
+    faults, settings, reason = DAY_2_REFUSALS[refusal]
+    data_dir = tmp_path / "data"
+    assert run_days(users_api_server.base_url, data_dir).success
+    good = {day: day_layers(data_dir, day) for day in DAYS}
+    refuse_changed_cities(data_dir)
+    # Day 1 changes too (and is accepted), so that its commit shows.
+    users_api_server.add_fault("alter_users", seeds=[DAYS[0]], users=[3], set={"name.first": "Renamed"})
+    for kind, fault in faults.items():
+        users_api_server.add_fault(kind, **fault)
+    users_api_server.add_fault("alter_users", seeds=[DAYS[2]], users=[5], set={"name.first": "Never"})
+    instance = dg.DagsterInstance.ephemeral()
+
+    result = run_days(users_api_server.base_url, data_dir, instance=instance, **settings)
+
+    assert not result.success
+    everything = failure_text(result) + "\n".join(
+        f"{c.check_name}: {c.description}" for c in result.get_asset_check_evaluations() if not c.passed
+    )
+    assert reason in everything and DAYS[1] in everything, everything
+    assert recorded_days(instance, result.run_id) == {asset: {DAYS[0]} for asset in ("raw_users", "normalized_users", "users_table")}
+    day_1 = day_layers(data_dir, DAYS[0])
+    assert "Renamed" in day_1["raw_users"].decode() and b"Renamed" in day_1["normalized_users"]
+    assert "Renamed" in {row["first_name"] for row in day_1["users_table"]}
+    for day in DAYS[1:]:
+        assert day_layers(data_dir, day) == good[day], f"{day} changed"
+    assert not list((data_dir / "staging").glob("*/*/*"))
