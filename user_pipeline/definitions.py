@@ -36,6 +36,7 @@ from user_pipeline.spark import assets as spark_assets
 from user_pipeline.spark.resources import SparkSettings
 from user_pipeline.users import assets as users_assets
 from user_pipeline.users.resources import (
+    DayLimits,
     PartitionFiles,
     RandomUserApi,
     UserRegistrySettings,
@@ -64,6 +65,7 @@ defs = dg.Definitions(
             **resource_fields("users_api"), circuit_state_path=f"{DATA_DIR}/state/users_api_circuit.json"
         ),
         "files": PartitionFiles(data_dir=DATA_DIR),
+        "day_limits": DayLimits(**resource_fields("day_limits")),
         "warehouse": WarehouseResource(**resource_fields("warehouse", url=f"sqlite:///{DATA_DIR}/warehouse.sqlite")),
         "registry_settings": UserRegistrySettings(
             **resource_fields("registry_settings", first_day=daily_partitions.get_first_partition_key())

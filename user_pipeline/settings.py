@@ -92,6 +92,10 @@ class Setting:
         the default otherwise."""
         if self.env_var not in environ:
             return self.default
+        if self.parse is float:
+            # Dagster has no float EnvVar: the number itself. A bad one leaves the default here, so the
+            # definitions still load, and every run fails at once naming it (check_settings).
+            return self.default if self.problem(environ) else float(environ[self.env_var].strip())
         return dg.EnvVar.int(self.env_var) if self.parse is int else dg.EnvVar(self.env_var)
 
     def problem(self, environ: Mapping[str, str]) -> str | None:
@@ -127,7 +131,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("USER_PIPELINE_CIRCUIT_COOLDOWN_SECONDS", "users_api", "circuit_cooldown_seconds", 300, int, _int_range(0, 86400)),
     Setting("USER_PIPELINE_WAREHOUSE_URL", "warehouse", "url", None, check=_warehouse_url, display=redact_url),
     Setting("USER_PIPELINE_REGISTRY_START_DATE", "registry_settings", "first_day", None, check=_day),
-    Setting("USER_PIPELINE_MAX_ROW_DROP_FRACTION", None, "normalized_users config max_row_drop_fraction", 0.2, float, _fraction),
+    Setting("USER_PIPELINE_MAX_ROW_DROP_FRACTION", "day_limits", "max_row_drop_fraction", 0.2, float, _fraction),
     Setting("USER_PIPELINE_FRESHNESS_DEADLINE_HOURS", "deadlines", "deadline_hours", 6, int, _int_range(0, 24 * 30)),
     Setting("USER_PIPELINE_FRESHNESS_LOOKBACK_DAYS", "deadlines", "lookback_days", 7, int, _int_range(1, 366)),
     Setting("USER_PIPELINE_ALERT_WEBHOOK_URL", "alerts", "webhook_url", "", check=_http_url(optional=True)),

@@ -21,7 +21,7 @@ BAD = {
     "USER_PIPELINE_API_MAX_ATTEMPTS": ("many", "USER_PIPELINE_API_MAX_ATTEMPTS=many: expected an integer (sets users_api.max_attempts)"),
     "USER_PIPELINE_WAREHOUSE_URL": ("mysql://bob:hunter2@db/users", "USER_PIPELINE_WAREHOUSE_URL='mysql://bob:***@db/users': expected a sqlite:///path or postgresql://user@host:port/database URL (sets warehouse.url)"),
     "USER_PIPELINE_REGISTRY_START_DATE": ("2026-13-01", "USER_PIPELINE_REGISTRY_START_DATE='2026-13-01': expected a date YYYY-MM-DD (sets registry_settings.first_day)"),
-    "USER_PIPELINE_MAX_ROW_DROP_FRACTION": ("1.5", "USER_PIPELINE_MAX_ROW_DROP_FRACTION=1.5: expected a number from 0 to 1 (sets the normalized_users config max_row_drop_fraction)"),
+    "USER_PIPELINE_MAX_ROW_DROP_FRACTION": ("1.5", "USER_PIPELINE_MAX_ROW_DROP_FRACTION=1.5: expected a number from 0 to 1 (sets day_limits.max_row_drop_fraction)"),
     "USER_PIPELINE_ALERT_WEBHOOK_URL": ("hooks.example.com", "USER_PIPELINE_ALERT_WEBHOOK_URL='hooks.example.com': expected an http(s) URL or nothing (sets alerts.webhook_url)"),
 }
 

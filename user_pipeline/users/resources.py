@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 
 import dagster as dg
-from pydantic import PrivateAttr
+from pydantic import Field, PrivateAttr
 
 from user_pipeline.users.api_client import (
     InvalidSettingError,
@@ -264,3 +264,15 @@ class UserRegistrySettings(dg.ConfigurableResource):
             return date.fromisoformat(self.first_day).isoformat()
         except ValueError:
             raise InvalidSettingError("registry first_day", self.first_day, "a date YYYY-MM-DD") from None
+
+
+class DayLimits(dg.ConfigurableResource):
+    """Limits a day's new data must keep to before it replaces the day's previous version."""
+
+    max_row_drop_fraction: float = Field(
+        default=0.2,
+        ge=0.0,
+        le=1.0,
+        description="A re-run that would shrink a day by more than this fraction (0..1) of its rows keeps the "
+        "previous day instead (USER_PIPELINE_MAX_ROW_DROP_FRACTION).",
+    )

@@ -13,7 +13,7 @@ import pytest
 from user_pipeline.users.assets import normalized_users, raw_users, users_table
 from user_pipeline.users.resources import PartitionFiles, RandomUserApi, WarehouseResource
 from user_pipeline.users.warehouse import open_warehouse
-from user_pipeline_tests.runs import materialize_users
+from user_pipeline_tests.runs import materializations, materialize_users
 
 DAY = "2026-11-20"
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -83,7 +83,7 @@ def test_duplicates_non_latin_names_and_postcodes_reach_the_table_intact(users_a
         first_by_email.setdefault(user["email"].lower(), user)
     duplicates = len(raw) - len(first_by_email)
     assert duplicates > 0, "the server's 5000 users of a seed should repeat some emails"
-    [normalized] = result.asset_materializations_for_node("normalized_users")
+    [normalized] = materializations(result, "normalized_users")
     assert normalized.metadata["duplicates_dropped"].value == duplicates
 
     table = open_warehouse(warehouse_url).read_partition(DAY).set_index("user_id")
@@ -186,8 +186,8 @@ def test_a_multi_day_run_writes_each_day_exactly_as_single_day_runs_do(users_api
         tags={"dagster/asset_partition_range_start": days[0], "dagster/asset_partition_range_end": days[-1]},
     )
     assert result.success
-    assert sorted(event.partition for event in result.asset_materializations_for_node("users_table")) == days
-    [event, *_] = result.asset_materializations_for_node("normalized_users")
+    assert sorted(event.partition for event in materializations(result, "users_table")) == days
+    [event, *_] = materializations(result, "normalized_users")
     assert sorted(event.metadata["days"].value) == days
     assert all(evaluation.passed for evaluation in result.get_asset_check_evaluations())
     for day in days:

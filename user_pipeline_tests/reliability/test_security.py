@@ -13,6 +13,7 @@ from user_pipeline.users.normalize import normalize_users
 from user_pipeline.users.resources import PartitionFiles, RandomUserApi, WarehouseResource
 from user_pipeline.users.warehouse import open_warehouse
 from user_pipeline_tests.conftest import FIXTURES_DIR
+from user_pipeline_tests.runs import materializations
 
 DAY = "2026-09-28"
 USERS = 500
@@ -99,6 +100,6 @@ def test_the_postgres_password_never_reaches_logs_or_metadata(users_api_server, 
         assert result.success
         log = event_log_text(instance, result.run_id)
     assert postgres.password not in log
-    [table] = result.asset_materializations_for_node("users_table")
+    [table] = materializations(result, "users_table")
     assert table.metadata["warehouse"].value == postgres_url.replace("pipeline@", "pipeline:***@")
     assert open_warehouse(postgres_url).count_rows(DAY) == len(pd.read_csv(tmp_path / "normalized_users" / f"{DAY}.csv"))

@@ -15,8 +15,9 @@ import dagster as dg
 import pandas as pd
 import pytest
 
+from user_pipeline.users.assets import daily_users
 from user_pipeline.users.warehouse import open_warehouse
-from user_pipeline_tests.runs import USERS_ASSETS, materialize_users
+from user_pipeline_tests.runs import USERS_ASSETS, materializations, materialize_users, users_resources
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DAY = "2026-10-05"
@@ -114,7 +115,7 @@ def test_quarantine_leaves_violating_users_out_counts_them_and_writes_their_reas
     )
     result = run_day(users_api_server.base_url, data_dir, contract_violations="quarantine", max_rejected_fraction="0.01")
     assert result.success, failure_text(result)
-    [materialization] = [m for m in result.asset_materializations_for_node("raw_users")]
+    [materialization] = [m for m in materializations(result, "raw_users")]
     assert materialization.metadata["users_received"].value == USERS
     assert materialization.metadata["users_rejected"].value == 2
     assert materialization.metadata["rejected_by_field"].value == {"location.street": 2, "name.last": 2}
@@ -149,7 +150,7 @@ def test_quarantine_past_the_limit_fails_its_check_and_keeps_the_good_day(users_
     [check] = [c for c in result.get_asset_check_evaluations() if c.check_name == "rejected_share_within_limit"]
     assert not check.passed
     assert check.description == f"{DAY}: 30 of 300 users break the contract (10.00% > 5.00%); the previous raw file was kept"
-    assert result.asset_materializations_for_node("raw_users") == []
+    assert materializations(result, "raw_users") == []
     assert_same(data_dir, good_day)
 
 
@@ -174,9 +175,9 @@ def test_a_re_run_refused_by_row_drop_keeps_raw_file_csv_and_table(users_api_ser
     assert not result.success
     [check] = [c for c in result.get_asset_check_evaluations() if c.check_name == "row_drop_within_limit"]
     assert not check.passed
-    [rolled_back] = result.asset_observations_for_node("normalized_users")
-    assert (rolled_back.asset_key, rolled_back.partition) == (dg.AssetKey("raw_users"), DAY)
-    assert rolled_back.metadata["refused_by"].value == "normalized_users"
+    assert check.metadata["day"].value == DAY and DAY in check.description
+    # One step for the day's chain: nothing of the refused day was recorded, for any of its assets.
+    assert all(materializations(result, asset) == [] for asset in USERS_ASSETS)
     assert_same(data_dir, good_day)
 
 
@@ -231,17 +232,12 @@ DAYS = ["2026-10-10", "2026-10-11", "2026-10-12"]
 
 
 def run_days(base_url: str, data_dir: Path, assets=USERS_ASSETS, instance=None, **settings) -> dg.ExecuteInProcessResult:
-    from user_pipeline.users.resources import PartitionFiles, RandomUserApi, WarehouseResource
-
     return dg.materialize(
-        list(assets),
+        [daily_users],
+        selection=list(assets),
         instance=instance,
         tags={"dagster/asset_partition_range_start": DAYS[0], "dagster/asset_partition_range_end": DAYS[-1]},
-        resources={
-            "users_api": RandomUserApi(base_url=base_url, users_per_partition=50, page_size=50, **settings),
-            "files": PartitionFiles(data_dir=str(data_dir)),
-            "warehouse": WarehouseResource(url=f"sqlite:///{data_dir}/warehouse.sqlite"),
-        },
+        resources=users_resources(base_url, data_dir, users_per_partition=50, page_size=50, **settings),
         raise_on_error=False,
     )
 
@@ -274,17 +270,17 @@ def test_a_multi_day_run_refused_by_the_table_on_day_n_commits_and_records_the_d
     assert not list((data_dir / "staging").glob("*/*/*"))
 
 
-def test_a_multi_day_run_refused_by_the_contract_on_day_n_commits_nothing_downstream_of_it(users_api_server, tmp_path):
+def test_a_multi_day_run_refused_by_the_contract_on_day_n_commits_and_records_the_days_before(users_api_server, tmp_path):
     data_dir = tmp_path / "data"
     users_api_server.add_fault("alter_users", seeds=[DAYS[1]], users=[3], set={"login.uuid": None})
     instance = dg.DagsterInstance.ephemeral()
     result = run_days(users_api_server.base_url, data_dir, instance=instance)
     assert not result.success
     assert f"raw_users {DAYS[1]}: users API answer breaks the user contract" in failure_text(result)
-    # The run stops at day 2 in its first step: day 1 never reached normalized_users or the table,
-    # so none of its layers changed, and nothing is recorded.
-    assert committed_days(data_dir) == {"raw_users": set(), "normalized_users": set(), "users_table": set()}
-    assert all(materialized_days(instance, asset) == set() for asset in ("raw_users", "normalized_users", "users_table"))
+    # The run goes day by day through the whole chain: day 1 was fetched, normalized, loaded,
+    # committed and recorded before day 2 was refused; nothing of day 2 or 3 was.
+    assert committed_days(data_dir) == {"raw_users": {DAYS[0]}, "normalized_users": {DAYS[0]}, "users_table": {DAYS[0]}}
+    assert all(materialized_days(instance, asset) == {DAYS[0]} for asset in USERS_ASSETS)
 
 
 def test_a_multi_day_raw_users_run_records_the_days_committed_before_the_refused_one(users_api_server, tmp_path):

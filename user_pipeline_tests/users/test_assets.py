@@ -9,6 +9,7 @@ from user_pipeline.users.resources import PartitionFiles, WarehouseResource
 from user_pipeline.users.warehouse import open_warehouse
 from user_pipeline_tests.conftest import FIXTURES_DIR
 from user_pipeline_tests.fakes import RecordedUsersApi
+from user_pipeline_tests.runs import materializations
 
 DAY = "2026-11-23"
 
@@ -28,7 +29,7 @@ def materialize_day(tmp_path):
 
 
 def metadata_of(result: dg.ExecuteInProcessResult, asset: str) -> dict:
-    [event] = result.asset_materializations_for_node(asset)
+    [event] = materializations(result, asset)
     return {key: value.value for key, value in event.metadata.items()}
 
 

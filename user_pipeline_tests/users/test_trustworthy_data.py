@@ -10,7 +10,7 @@ import requests
 from user_pipeline.users.normalize import read_normalized_csv
 from user_pipeline.users.registry import read_registry
 from user_pipeline.users.warehouse import open_warehouse
-from user_pipeline_tests.runs import materialize_users
+from user_pipeline_tests.runs import materializations, materialize_users
 
 DAY, NEXT_DAY = "2026-11-20", "2026-11-21"
 
@@ -110,7 +110,7 @@ def test_a_repeated_user_id_fails_the_blocking_check_naming_it_and_a_rerun_witho
     users_api_server.clear_faults()
     rerun = materialize_users(users_api_server.base_url, tmp_path, DAY, users_per_partition=10)
     assert rerun.success, [event.message for event in rerun.all_events if event.is_failure]
-    [event] = rerun.asset_materializations_for_node("normalized_users")
+    [event] = materializations(rerun, "normalized_users")
     assert (event.metadata["receipt/rows_added"].value, event.metadata["receipt/rows_removed"].value) == (10, 0)
     assert event.metadata["receipt/rows_changed"].value == 0
     assert check(rerun, "user_ids_unique").passed
@@ -146,5 +146,5 @@ def test_a_store_that_changes_a_value_fails_the_blocking_check_and_keeps_the_pre
     assert not mismatch.passed
     assert mismatch.description.startswith(f"users {DAY}: the rows read back (content hash ")
     assert mismatch.description.endswith("the load was rolled back")
-    assert result.asset_materializations_for_node("users_table") == []
+    assert materializations(result, "users_table") == []
     pd.testing.assert_frame_equal(open_warehouse(warehouse_url).read_partition(DAY), before)
