@@ -10,8 +10,8 @@ import dagster as dg
 import pandas as pd
 import pytest
 
-from user_pipeline.users.assets import normalized_users, raw_users, users_table
-from user_pipeline.users.resources import PartitionFiles, RandomUserApi, WarehouseResource
+from user_pipeline.users.assets import daily_users
+from user_pipeline.users.resources import DayLimits, PartitionFiles, RandomUserApi, WarehouseResource
 from user_pipeline.users.warehouse import open_warehouse
 from user_pipeline_tests.runs import materializations, materialize_users
 
@@ -120,12 +120,13 @@ def test_a_bad_setting_fails_before_any_data_is_touched(users_api_server, tmp_pa
     data_dir = tmp_path / "data"
     settings = {"base_url": users_api_server.base_url, setting: value}
     result = dg.materialize(
-        [raw_users, normalized_users, users_table],
+        [daily_users],
         partition_key=DAY,
         resources={
             "users_api": RandomUserApi(**settings),
             "files": PartitionFiles(data_dir=str(data_dir)),
             "warehouse": WarehouseResource(url=f"sqlite:///{data_dir}/warehouse.sqlite"),
+            "day_limits": DayLimits(),
         },
         raise_on_error=False,
     )
@@ -177,11 +178,12 @@ def test_a_multi_day_run_writes_each_day_exactly_as_single_day_runs_do(users_api
 
     range_dir = tmp_path / "range"
     result = dg.materialize(
-        [raw_users, normalized_users, users_table],
+        [daily_users],
         resources={
             "users_api": RandomUserApi(base_url=users_api_server.base_url),
             "files": PartitionFiles(data_dir=str(range_dir)),
             "warehouse": WarehouseResource(url=f"sqlite:///{tmp_path}/range.sqlite"),
+            "day_limits": DayLimits(),
         },
         tags={"dagster/asset_partition_range_start": days[0], "dagster/asset_partition_range_end": days[-1]},
     )

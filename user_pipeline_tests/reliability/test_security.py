@@ -8,9 +8,9 @@ import dagster as dg
 import pandas as pd
 import requests
 
-from user_pipeline.users.assets import normalized_users, raw_users, users_table
+from user_pipeline.users.assets import daily_users
 from user_pipeline.users.normalize import normalize_users
-from user_pipeline.users.resources import PartitionFiles, RandomUserApi, WarehouseResource
+from user_pipeline.users.resources import DayLimits, PartitionFiles, RandomUserApi, WarehouseResource
 from user_pipeline.users.warehouse import open_warehouse
 from user_pipeline_tests.conftest import FIXTURES_DIR
 from user_pipeline_tests.runs import materializations
@@ -26,13 +26,14 @@ def event_log_text(instance: dg.DagsterInstance, run_id: str) -> str:
 
 def run_day(base_url: str, data_dir, warehouse_url: str, instance: dg.DagsterInstance) -> dg.ExecuteInProcessResult:
     return dg.materialize(
-        [raw_users, normalized_users, users_table],
+        [daily_users],
         partition_key=DAY,
         instance=instance,
         resources={
             "users_api": RandomUserApi(base_url=base_url, users_per_partition=USERS),
             "files": PartitionFiles(data_dir=str(data_dir)),
             "warehouse": WarehouseResource(url=warehouse_url),
+            "day_limits": DayLimits(),
         },
     )
 
@@ -82,9 +83,15 @@ def test_names_that_look_like_sql_are_stored_verbatim_by_the_table_asset(tmp_pat
     normalize_users(users, DAY).to_csv(csv_dir / f"{DAY}.csv", index=False)
     warehouse_url = f"sqlite:///{tmp_path}/warehouse.sqlite"
     assert dg.materialize(
-        [users_table],
+        [daily_users],
+        selection=["users_table"],
         partition_key=DAY,
-        resources={"files": PartitionFiles(data_dir=str(tmp_path)), "warehouse": WarehouseResource(url=warehouse_url)},
+        resources={
+            "users_api": RandomUserApi(),  # not called: only the table step runs
+            "files": PartitionFiles(data_dir=str(tmp_path)),
+            "warehouse": WarehouseResource(url=warehouse_url),
+            "day_limits": DayLimits(),
+        },
     ).success
     stored = open_warehouse(warehouse_url).read_partition(DAY)
     assert "O'Brien" in set(stored["last_name"])

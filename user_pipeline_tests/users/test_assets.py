@@ -4,8 +4,8 @@ import json
 
 import dagster as dg
 
-from user_pipeline.users.assets import normalized_users, raw_users, users_table
-from user_pipeline.users.resources import PartitionFiles, WarehouseResource
+from user_pipeline.users.assets import daily_users
+from user_pipeline.users.resources import DayLimits, PartitionFiles, WarehouseResource
 from user_pipeline.users.warehouse import open_warehouse
 from user_pipeline_tests.conftest import FIXTURES_DIR
 from user_pipeline_tests.fakes import RecordedUsersApi
@@ -17,12 +17,13 @@ DAY = "2026-11-23"
 def materialize_day(tmp_path):
     warehouse_url = f"sqlite:///{tmp_path}/warehouse.sqlite"
     result = dg.materialize(
-        [raw_users, normalized_users, users_table],
+        [daily_users],
         partition_key=DAY,
         resources={
             "users_api": RecordedUsersApi(fixtures_dir=str(FIXTURES_DIR), users_per_partition=100),
             "files": PartitionFiles(data_dir=str(tmp_path)),
             "warehouse": WarehouseResource(url=warehouse_url),
+            "day_limits": DayLimits(),
         },
     )
     return result, open_warehouse(warehouse_url)

@@ -51,8 +51,8 @@ def test_a_carriage_return_and_an_empty_id_name_reach_the_table_exactly(users_ap
 
 
 def test_one_email_identity_in_dedup_registry_and_users_latest(users_api_server, tmp_path, warehouse_url):
-    from user_pipeline.users.assets import normalized_users, raw_users, user_registry, users_table
-    from user_pipeline.users.resources import PartitionFiles, RandomUserApi, UserRegistrySettings, WarehouseResource
+    from user_pipeline.users.assets import daily_users, user_registry
+    from user_pipeline.users.resources import DayLimits, PartitionFiles, RandomUserApi, UserRegistrySettings, WarehouseResource
 
     users_api_server.add_fault("alter_users", seeds=[DAY], users=[0], set={"email": "Case.Test@Example.com"})
     users_api_server.add_fault("alter_users", seeds=[NEXT_DAY], users=[0], set={"email": "case.test@example.com"})
@@ -64,6 +64,7 @@ def test_one_email_identity_in_dedup_registry_and_users_latest(users_api_server,
                 "users_api": RandomUserApi(base_url=users_api_server.base_url, users_per_partition=10),
                 "files": PartitionFiles(data_dir=str(tmp_path)),
                 "warehouse": WarehouseResource(url=warehouse_url),
+                "day_limits": DayLimits(),
                 "registry_settings": UserRegistrySettings(first_day=DAY),
             },
             raise_on_error=False,
