@@ -26,13 +26,18 @@ from user_pipeline.users.api_client import CircuitOpenError, InvalidSettingError
 from user_pipeline.users.columns import COLUMN_DESCRIPTIONS
 from user_pipeline.users.contract import ContractViolation
 from user_pipeline.users.days import (
+    DAY_CHECKS,
     FetchedDay,
     LoadedDay,
     NormalizedDay,
     RowDropRefused,
+    fetch_checks,
     fetch_day,
+    load_checks,
     load_day,
+    normalize_checks,
     normalize_day,
+    refusing_checks,
 )
 from user_pipeline.users.normalize import USER_COLUMNS, read_normalized_csv
 from user_pipeline.users.registry import empty_registry, read_registry, update_registry, write_registry
@@ -95,19 +100,9 @@ changed on the way (truncated, NULL for "", a changed byte) rolls the day back a
 The `users_latest` view answers "one row per email": the row from the latest day that has the
 email key (trimmed, case-folded)."""
 
-# Each asset's checks, with their blocking flag: a day failing a blocking check is not committed
-# and not materialized.
-CHECKS: dict[str, dict[str, bool]] = {
-    RAW_USERS: {"rejected_share_within_limit": True},
-    NORMALIZED_USERS: {
-        "emails_unique_and_present": True,
-        "user_ids_unique": True,
-        "no_plaintext_password": True,
-        "rows_match_raw_users": False,
-        "row_drop_within_limit": True,
-    },
-    USERS_TABLE: {"rows_match_normalized_users": True, "table_matches_normalized_users": True},
-}
+# Each asset's checks and their blocking flags (a day failing a blocking check is not committed
+# and not materialized) are the plain module's.
+CHECKS = DAY_CHECKS
 
 
 def retry_or_fail(context: dg.AssetExecutionContext, error: Exception) -> NoReturn:
@@ -262,11 +257,9 @@ def run_fetch(
         # A rejects file exists exactly for the days that left users out.
         files.stage_no_rejects(day)
     outcome.fetched = fetched
-    raw = fetched.raw
-    share = {"rejected_fraction": round(raw.rejected_fraction, 6), "max_rejected_fraction": max_rejected}
-    passed = raw.rejected_fraction <= max_rejected
-    outcome.checks["rejected_share_within_limit"] = (passed, {"users_rejected": raw.rejected, **share})
-    if not passed:
+    outcome.checks.update(fetch_checks(fetched, max_rejected))
+    if refusing_checks(RAW_USERS, outcome.checks):
+        raw = fetched.raw
         outcome.refusals.append(
             dg.AssetCheckResult(
                 check_name="rejected_share_within_limit",
@@ -276,7 +269,7 @@ def run_fetch(
                     f"{day}: {raw.rejected} of {raw.received} users break the contract "
                     f"({raw.rejected_fraction:.2%} > {max_rejected:.2%}); the previous raw file was kept"
                 ),
-                metadata={"day": day, "users_rejected": raw.rejected, "users_received": raw.received, **share},
+                metadata={"day": day, "users_received": raw.received, **outcome.checks["rejected_share_within_limit"][1]},
             )
         )
 
@@ -323,46 +316,20 @@ def run_normalize(context: dg.AssetExecutionContext, files: PartitionFiles, limi
         )
     # The raw file's users as this run wrote them when it fetched the day, else as read from it.
     raw_users = outcome.fetched.raw.users if outcome.fetched else normalized.summary.users_read
-    outcome.checks.update(
-        {
-            "emails_unique_and_present": (
-                audit.missing_emails == 0 and audit.duplicate_emails == 0,
-                {"missing_emails": audit.missing_emails, "duplicate_emails": audit.duplicate_emails},
-            ),
-            "user_ids_unique": (
-                not audit.repeated_user_ids,
-                {
-                    "repeated_user_ids": ", ".join(audit.repeated_user_ids[:20]) or "none",
-                    "repeated_user_id_count": len(audit.repeated_user_ids),
-                },
-            ),
-            "no_plaintext_password": (
-                not audit.plaintext_password_columns,
-                {"password_columns": ", ".join(audit.plaintext_password_columns) or "none"},
-            ),
-            "rows_match_raw_users": (
-                audit.rows + normalized.summary.duplicates_dropped == raw_users,
-                {"csv_rows": audit.rows, "duplicates_dropped": normalized.summary.duplicates_dropped, "raw_users": raw_users},
-            ),
-            "row_drop_within_limit": (
-                True,
-                {"row_drop_fraction": receipt.row_drop_fraction, "max_row_drop_fraction": limits.max_row_drop_fraction},
-            ),
-        }
-    )
-    for name, blocking in CHECKS[NORMALIZED_USERS].items():
-        passed, figures = outcome.checks[name]
-        if blocking and not passed:
-            outcome.refusals.append(
-                dg.AssetCheckResult(
-                    check_name=name,
-                    asset_key=NORMALIZED_USERS,
-                    passed=False,
-                    description=f"{day}: " + ", ".join(f"{key}={value}" for key, value in figures.items())
-                    + "; the previous raw file, CSV and table rows were kept",
-                    metadata={"day": day, **figures},
-                )
+    checks = normalize_checks(normalized, raw_users, limits.max_row_drop_fraction)
+    outcome.checks.update(checks)
+    for name in refusing_checks(NORMALIZED_USERS, checks):
+        figures = checks[name][1]
+        outcome.refusals.append(
+            dg.AssetCheckResult(
+                check_name=name,
+                asset_key=NORMALIZED_USERS,
+                passed=False,
+                description=f"{day}: " + ", ".join(f"{key}={value}" for key, value in figures.items())
+                + "; the previous raw file, CSV and table rows were kept",
+                metadata={"day": day, **figures},
             )
+        )
 
 
 def run_load(context: dg.AssetExecutionContext, files: PartitionFiles, store: Warehouse, outcome: DayOutcome) -> None:
@@ -403,15 +370,15 @@ def run_load(context: dg.AssetExecutionContext, files: PartitionFiles, store: Wa
             )
         fail_permanently(f"users_table {day}: loading {csv_path} failed: {type(error).__name__}: {error}", error)
     outcome.loaded = loaded
-    expected_rows = normalized.rows if normalized else loaded.rows_loaded
-    outcome.checks["rows_match_normalized_users"] = (
-        loaded.rows_stored == expected_rows, {"table_rows": loaded.rows_stored, "csv_rows": expected_rows}
-    )
-    # The load commits only when these hashes agree (load_day): recorded here as the check's evidence.
-    outcome.checks["table_matches_normalized_users"] = (
-        True, {"csv_content_hash": normalized.receipt.content_hash if normalized else loaded.content_hash,
-               "table_content_hash": loaded.receipt.content_hash},
-    )
+    checks = load_checks(loaded, normalized)
+    outcome.checks.update(checks)
+    for name in refusing_checks(USERS_TABLE, checks):
+        outcome.refusals.append(
+            dg.AssetCheckResult(
+                check_name=name, asset_key=USERS_TABLE, passed=False, metadata={"day": day, **checks[name][1]},
+                description=f"{day}: " + ", ".join(f"{key}={value}" for key, value in checks[name][1].items()),
+            )
+        )
 
 
 @dg.multi_asset(

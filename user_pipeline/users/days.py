@@ -161,3 +161,79 @@ def load_day(
     load = warehouse.replace_partition_verified(day, chunks, chunk_rows, expected_hash=expected_hash)
     return LoadedDay(day, load.rows_inserted, len(load.stored), make_receipt(load.previous, load.stored), load.content_hash)
 
+
+
+# The checks of each step, by asset, with whether a failure refuses the day (blocking): a refused
+# day is not committed. Each check's result for a day is (passed, figures).
+DAY_CHECKS: dict[str, dict[str, bool]] = {
+    "raw_users": {"rejected_share_within_limit": True},
+    "normalized_users": {
+        "emails_unique_and_present": True,
+        "user_ids_unique": True,
+        "no_plaintext_password": True,
+        "rows_match_raw_users": False,
+        "row_drop_within_limit": True,
+    },
+    "users_table": {"rows_match_normalized_users": True, "table_matches_normalized_users": True},
+}
+
+CheckResults = dict[str, tuple[bool, dict]]
+
+
+def fetch_checks(fetched: FetchedDay, max_rejected_fraction: float) -> CheckResults:
+    """raw_users' checks: the share of users the contract left out (quarantine) within the limit."""
+    raw = fetched.raw
+    share = {"rejected_fraction": round(raw.rejected_fraction, 6), "max_rejected_fraction": max_rejected_fraction}
+    return {"rejected_share_within_limit": (raw.rejected_fraction <= max_rejected_fraction, {"users_rejected": raw.rejected, **share})}
+
+
+def normalize_checks(normalized: NormalizedDay, raw_users: int, max_row_drop_fraction: float) -> CheckResults:
+    """normalized_users' checks, from the audit and receipt of the one pass; `raw_users`: the users
+    in the raw file (as fetch_day wrote them, when it ran, else as read)."""
+    audit, summary = normalized.audit, normalized.summary
+    return {
+        "emails_unique_and_present": (
+            audit.missing_emails == 0 and audit.duplicate_emails == 0,
+            {"missing_emails": audit.missing_emails, "duplicate_emails": audit.duplicate_emails},
+        ),
+        "user_ids_unique": (
+            not audit.repeated_user_ids,
+            {
+                "repeated_user_ids": ", ".join(audit.repeated_user_ids[:20]) or "none",
+                "repeated_user_id_count": len(audit.repeated_user_ids),
+            },
+        ),
+        "no_plaintext_password": (
+            not audit.plaintext_password_columns,
+            {"password_columns": ", ".join(audit.plaintext_password_columns) or "none"},
+        ),
+        "rows_match_raw_users": (
+            audit.rows + summary.duplicates_dropped == raw_users,
+            {"csv_rows": audit.rows, "duplicates_dropped": summary.duplicates_dropped, "raw_users": raw_users},
+        ),
+        "row_drop_within_limit": (
+            normalized.receipt.row_drop_fraction <= max_row_drop_fraction,
+            {"row_drop_fraction": normalized.receipt.row_drop_fraction, "max_row_drop_fraction": max_row_drop_fraction},
+        ),
+    }
+
+
+def load_checks(loaded: LoadedDay, normalized: NormalizedDay | None) -> CheckResults:
+    """users_table's checks: the table's rows and content hash against the rows normalized in this
+    run (`normalized`), else against the CSV as read. load_day commits only when the hashes agree."""
+    expected_rows = normalized.rows if normalized else loaded.rows_loaded
+    expected_hash = normalized.receipt.content_hash if normalized else loaded.content_hash
+    return {
+        "rows_match_normalized_users": (
+            loaded.rows_stored == expected_rows, {"table_rows": loaded.rows_stored, "csv_rows": expected_rows}
+        ),
+        "table_matches_normalized_users": (
+            loaded.receipt.content_hash == expected_hash,
+            {"csv_content_hash": expected_hash, "table_content_hash": loaded.receipt.content_hash},
+        ),
+    }
+
+
+def refusing_checks(asset: str, results: CheckResults) -> list[str]:
+    """The blocking checks of `asset` that failed: non-empty means the day is refused."""
+    return [name for name, (passed, _) in results.items() if not passed and DAY_CHECKS[asset].get(name, False)]
