@@ -77,7 +77,7 @@ def test_hostile_values_reach_csv_table_and_parquet_exactly(users_api_server, lo
     users_api_server.add_fault("alter_users", seeds=[DAY], users=HOSTILE_USERS, set=HOSTILE_FIELDS)
     data_dir = tmp_path / "data dir [v1]"
     result = dg.materialize(
-        [raw_users, normalized_users, users_table, users_parquet],
+        [daily_users, users_parquet],
         partition_key=DAY,
         resources={
             "users_api": RandomUserApi(base_url=users_api_server.base_url, users_per_partition=USERS),

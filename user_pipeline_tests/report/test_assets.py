@@ -11,7 +11,6 @@ from PIL import Image
 from user_pipeline.report.assets import daily_users_report
 from user_pipeline.users.assets import daily_users
 from user_pipeline_tests.runs import users_resources
-from user_pipeline.users.resources import PartitionFiles, RandomUserApi
 
 DAY = "2026-11-20"
 DAYS = ["2026-11-18", "2026-11-19", "2026-11-20"]

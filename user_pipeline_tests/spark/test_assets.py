@@ -6,8 +6,8 @@ import pytest
 from user_pipeline.spark.assets import users_parquet
 from user_pipeline.spark.resources import SparkSettings
 from user_pipeline.users.assets import daily_users
+from user_pipeline.users.resources import PartitionFiles
 from user_pipeline_tests.runs import users_resources
-from user_pipeline.users.resources import PartitionFiles, RandomUserApi
 from user_pipeline_tests.spark_jobs.support import partition_layout, read_agg, read_users
 
 DAYS = ["2026-11-03", "2026-11-04", "2026-11-05"]

@@ -4,10 +4,10 @@ import dagster as dg
 import pandas as pd
 
 from user_pipeline.users.assets import daily_users, user_registry
-from user_pipeline_tests.runs import users_resources
 from user_pipeline.users.normalize import read_normalized_csv
 from user_pipeline.users.registry import empty_registry, read_registry, update_registry, write_registry
-from user_pipeline.users.resources import PartitionFiles, RandomUserApi, UserRegistrySettings
+from user_pipeline.users.resources import UserRegistrySettings
+from user_pipeline_tests.runs import users_resources
 
 
 def day_users(*pairs: tuple[str, str]) -> pd.DataFrame:
