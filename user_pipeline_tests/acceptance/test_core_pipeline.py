@@ -189,8 +189,15 @@ def test_a_multi_day_run_writes_each_day_exactly_as_single_day_runs_do(users_api
     )
     assert result.success
     assert sorted(event.partition for event in materializations(result, "users_table")) == days
-    [event, *_] = materializations(result, "normalized_users")
-    assert sorted(event.metadata["days"].value) == days
+    # Each day's materialization carries that day's own figures (its path, rows and receipt).
+    for asset in ("raw_users", "normalized_users"):
+        events = materializations(result, asset)
+        assert [event.partition for event in events] == days
+        assert [Path(event.metadata["path"].value).name for event in events] == [
+            f"{day}.{'jsonl' if asset == 'raw_users' else 'csv'}" for day in days
+        ]
+    for event in materializations(result, "users_table"):
+        assert event.metadata["dagster/row_count"].value == open_warehouse(f"sqlite:///{tmp_path}/range.sqlite").count_rows(event.partition)
     assert all(evaluation.passed for evaluation in result.get_asset_check_evaluations())
     for day in days:
         assert partition_files(range_dir, day) == partition_files(singles_dir, day)
