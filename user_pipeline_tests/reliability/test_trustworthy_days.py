@@ -444,3 +444,38 @@ def test_a_multi_day_run_refused_on_day_2_records_day_1_only_and_keeps_days_2_an
     for day in DAYS[1:]:
         assert day_layers(data_dir, day) == good[day], f"{day} changed"
     assert not list((data_dir / "staging").glob("*/*/*"))
+
+
+def test_dg_launch_partition_range_refused_on_day_2_records_day_1_only(users_api_server, tmp_path, monkeypatch):
+    """The #12 gap on the README's own command: `dg launch --partition-range` in the CLI's process."""
+    data_dir = tmp_path / "data"
+    assert run_days(users_api_server.base_url, data_dir).success
+    good = {day: day_layers(data_dir, day) for day in DAYS}
+    refuse_changed_cities(data_dir)
+    users_api_server.add_fault("alter_users", seeds=[DAYS[0]], users=[3], set={"name.first": "Renamed"})
+    users_api_server.add_fault("changed_users", seeds=[DAYS[1]], every=10)
+    dagster_home = tmp_path / "dagster_home"
+    dagster_home.mkdir()
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(dagster_home),
+        "USER_PIPELINE_API_URL": users_api_server.base_url,
+        "USER_PIPELINE_USERS_PER_PARTITION": "50",
+        "USER_PIPELINE_PAGE_SIZE": "50",
+        "USER_PIPELINE_DATA_DIR": str(data_dir),
+        "USER_PIPELINE_WAREHOUSE_URL": f"sqlite:///{data_dir}/warehouse.sqlite",
+    }
+    process = subprocess.run(
+        [str(Path(sys.executable).parent / "dg"), "launch", "--assets", "raw_users,normalized_users,users_table",
+         "--partition-range", f"{DAYS[0]}...{DAYS[-1]}"],
+        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert process.returncode != 0
+    assert f"users_table {DAYS[1]}: the warehouse refused the day's rows" in process.stdout + process.stderr
+    monkeypatch.setenv("DAGSTER_HOME", str(dagster_home))
+    with dg.DagsterInstance.get() as instance:
+        [run] = instance.get_runs()
+        assert recorded_days(instance, run.run_id) == {asset: {DAYS[0]} for asset in USERS_ASSETS}
+    assert b"Renamed" in day_layers(data_dir, DAYS[0])["normalized_users"]
+    for day in DAYS[1:]:
+        assert day_layers(data_dir, day) == good[day], f"{day} changed"
