@@ -146,6 +146,8 @@ class DayChainRun:
     checks: dict[str, dict[str, tuple[bool, dict]]] = field(default_factory=dict)
     shared: dict[str, dict] = field(default_factory=dict)
     stopped: bool = False
+    recorded: set[str] = field(default_factory=set)
+    """Days an earlier attempt of the run committed and recorded already."""
 
     def commit(self, outcome: DayOutcome) -> None:
         """Commits the day's staged files and counts the day as done, with its metadata."""
@@ -168,6 +170,8 @@ class DayChainRun:
             if pending not in self.committed:
                 self.files.discard_day(pending)
         for done, metadata in self.committed.items():
+            if done in self.recorded:
+                continue
             for asset in self.assets:
                 self.context.log_event(
                     dg.AssetMaterialization(
@@ -190,6 +194,21 @@ class DayChainRun:
 
     def selected(self, asset: str, check_name: str) -> bool:
         return dg.AssetCheckKey(dg.AssetKey(asset), check_name) in self.context.selected_asset_check_keys
+
+
+def committed_by_earlier_attempts(context: dg.AssetExecutionContext, assets: list[str]) -> dict[str, dict[str, dict]]:
+    """On a step retry: the days an earlier attempt of this run committed, with each selected
+    asset's metadata as recorded then (a stopped attempt records exactly its committed days for
+    every selected asset). Empty on a first attempt; a re-execution is a new run and starts over."""
+    if context.retry_number == 0:
+        return {}
+    recorded: dict[str, dict[str, dict]] = {}
+    for entry in context.instance.all_logs(context.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION):
+        materialization = entry.asset_materialization
+        recorded.setdefault(materialization.partition, {})[materialization.asset_key.to_user_string()] = dict(
+            materialization.metadata
+        )
+    return {day: by_asset for day, by_asset in recorded.items() if all(asset in by_asset for asset in assets)}
 
 
 def day_metadata(outcome: DayOutcome, files: PartitionFiles) -> dict[str, dict]:
@@ -447,8 +466,17 @@ def daily_users(
     if USERS_TABLE in assets:
         run.shared[USERS_TABLE] = {"dagster/table_name": TABLE, "latest_view": LATEST_VIEW, "warehouse": store.display_url}
     day = context.partition_keys[0]
+    # A retry does not fetch again the days an earlier attempt committed (and recorded).
+    resumed = committed_by_earlier_attempts(context, assets)
+    if resumed:
+        context.log.info(f"daily_users attempt {context.retry_number + 1}: already committed by an earlier attempt, not "
+                         f"fetched again: {', '.join(sorted(resumed))}")
     try:
         for day in context.partition_keys:
+            if day in resumed:
+                run.committed[day] = resumed[day]
+                run.recorded.add(day)
+                continue
             outcome = DayOutcome(day)
             if RAW_USERS in assets:
                 run_fetch(context, users_api, files, outcome, quarantine=quarantine, max_rejected=max_rejected)

@@ -479,3 +479,24 @@ def test_dg_launch_partition_range_refused_on_day_2_records_day_1_only(users_api
     assert b"Renamed" in day_layers(data_dir, DAYS[0])["normalized_users"]
     for day in DAYS[1:]:
         assert day_layers(data_dir, day) == good[day], f"{day} changed"
+
+
+def test_a_step_retry_does_not_fetch_again_the_days_an_earlier_attempt_committed(users_api_server, tmp_path):
+    # Day 2's first request answers 500 and the client does not retry it: the step retries.
+    users_api_server.add_fault("server_error", seeds=[DAYS[1]], times=1, status=500)
+    instance = dg.DagsterInstance.ephemeral()
+
+    result = run_days(users_api_server.base_url, tmp_path / "data", instance=instance, max_attempts=1)
+
+    assert result.success
+    assert retried_steps(result) == ["daily_users"]
+    assert users_api_server.stats()["by_seed"] == {DAYS[0]: 1, DAYS[1]: 2, DAYS[2]: 1}, "day 1 fetched once"
+    assert committed_days(tmp_path / "data") == {asset: set(DAYS) for asset in USERS_ASSETS}
+    # Day 1 was recorded when the first attempt stopped; the step's output records every day of
+    # its range again (Dagster has no per-partition output), day 1 with the metadata recorded then.
+    for asset in USERS_ASSETS:
+        events = [e.asset_materialization for e in instance.all_logs(result.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION)
+                  if e.asset_materialization.asset_key == dg.AssetKey(asset)]
+        assert sorted(event.partition for event in events) == [DAYS[0], DAYS[0], DAYS[1], DAYS[2]]
+        first_day = [event.metadata for event in events if event.partition == DAYS[0]]
+        assert first_day[0]["dagster/row_count"] == first_day[1]["dagster/row_count"]
