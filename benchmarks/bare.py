@@ -1,19 +1,15 @@
-"""The daily users work without an orchestrator: what raw_users, normalized_users and users_table
-do for the given days, with the project's plain functions, in this one process.
+"""The daily users work without an orchestrator: the per-day functions `daily_users` calls
+(user_pipeline/users/days.py: fetch_day, normalize_day, load_day), for the given days, in this one
+process.
 
     USER_PIPELINE_API_URL=... USER_PIPELINE_USERS_PER_PARTITION=5000 USER_PIPELINE_DATA_DIR=... \\
     USER_PIPELINE_WAREHOUSE_URL=sqlite:///.../warehouse.sqlite python -m benchmarks.bare 2026-02-01 2026-02-02
 
-Same settings (environment variables, defaults) and the same files as the assets. Per day, as
-the assets do: fetch every page through the users API circuit breaker and write the raw JSON
-Lines file; normalize it into the CSV, with the partition receipt (row fingerprints of the
-previous and the new CSV, row-drop limit) taken before the new file replaces the old; replace the
-day in the warehouse, with its receipt (the day's stored rows fingerprinted before and after);
-and the reads the assets' checks and row counts do (count the raw lines, audit the CSV, count the
-table's rows). What is left out is Dagster itself: definitions, run and event storage,
-resources, metadata and the asset checks' bookkeeping. Prints one JSON line: rows per day.
-
-Keep it in step with user_pipeline/users/assets.py: the benchmark compares the two.
+Same settings (environment variables, defaults) and the same files as the assets; the same
+functions, so nothing here mirrors the assets' work. What is left out is Dagster itself:
+definitions, run and event storage, resources, the run's staging and commit of a day's files,
+metadata and the asset checks' bookkeeping. A day refused by a blocking check stops the script
+(exit status 1) as it stops the run. Prints one JSON line: rows per day.
 """
 
 from __future__ import annotations
@@ -25,20 +21,17 @@ from pathlib import Path
 
 from user_pipeline.users.api_client import RetrySettings, UsersApiClient
 from user_pipeline.users.circuit_breaker import CircuitBreaker
-from user_pipeline.users.normalize import (
-    audit_normalized_csv,
-    read_normalized_csv,
-    write_normalized_csv,
+from user_pipeline.users.days import (
+    CheckResults,
+    RowDropRefused,
+    fetch_day,
+    load_checks,
+    load_day,
+    normalize_checks,
+    normalize_day,
+    refusing_checks,
 )
-from user_pipeline.users.raw_files import (
-    count_raw_users,
-    read_raw_users,
-    write_raw_users,
-)
-from user_pipeline.users.receipts import make_receipt, row_fingerprints
 from user_pipeline.users.warehouse import open_warehouse
-
-LOAD_CHUNK_ROWS = 5000  # user_pipeline.users.assets.LOAD_CHUNK_ROWS, without importing Dagster
 
 
 def settings() -> dict:
@@ -65,7 +58,7 @@ def run(days: list[str]) -> dict[str, int]:
     for day in days:
         raw_path = s["data_dir"] / "raw_users" / f"{day}.jsonl"
         csv_path = s["data_dir"] / "normalized_users" / f"{day}.csv"
-        # raw_users: a client (one HTTP session) and a circuit breaker per day, as RandomUserApi makes.
+        # A client (one HTTP session) and a circuit breaker per day, as RandomUserApi makes.
         client = UsersApiClient(
             base_url=s["api_url"],
             page_size=s["page_size"],
@@ -79,31 +72,25 @@ def run(days: list[str]) -> dict[str, int]:
             ),
         )
         with client:
-            write_raw_users(client.iter_pages(seed=day, users=s["users"]), raw_path)
-        # normalized_users: its receipt against the previous CSV, then its checks.
-        previous = row_fingerprints(read_normalized_csv(csv_path, chunk_rows=LOAD_CHUNK_ROWS)) if csv_path.exists() else None
-        receipts = []
-
-        def check_row_drop(written: Path, day=day, previous=previous, receipts=receipts) -> None:
-            receipts.append(make_receipt(previous, row_fingerprints(read_normalized_csv(written, chunk_rows=LOAD_CHUNK_ROWS))))
-            if receipts[0].row_drop_fraction > s["max_row_drop_fraction"]:
-                raise SystemExit(f"{day}: {receipts[0].row_drop_fraction:.0%} fewer rows than the previous CSV")
-
-        summary = write_normalized_csv(read_raw_users(raw_path), csv_path, day, before_commit=check_row_drop)
-        audit = audit_normalized_csv(csv_path)
-        if audit.missing_emails or audit.duplicate_emails or audit.plaintext_password_columns or audit.repeated_user_ids:
-            raise SystemExit(f"{day}: normalized CSV fails its checks: {audit}")
-        if audit.rows + summary.duplicates_dropped != count_raw_users(raw_path):
-            raise SystemExit(f"{day}: CSV rows do not match the raw users")
-        # users_table: the day replaced and read back in one transaction (content hash), its receipt, its checks.
-        load = warehouse.replace_partition_verified(day, read_normalized_csv(csv_path, chunk_rows=LOAD_CHUNK_ROWS), LOAD_CHUNK_ROWS)
-        make_receipt(load.previous, load.stored)
-        stored = warehouse.count_rows(day)
-        if stored != audit_normalized_csv(csv_path).rows:
-            raise SystemExit(f"{day}: table rows do not match the CSV")
-        rows[day] = stored
+            fetched = fetch_day(day, client.iter_pages(seed=day, users=s["users"]), raw_path)
+        try:
+            normalized = normalize_day(
+                day, raw_path, csv_path, previous_csv=csv_path, max_row_drop_fraction=s["max_row_drop_fraction"]
+            )
+        except RowDropRefused as refused:
+            raise SystemExit(str(refused)) from None
+        refuse(day, "normalized_users", normalize_checks(normalized, fetched.raw.users, s["max_row_drop_fraction"]))
+        loaded = load_day(warehouse, day, csv_path, expected_hash=normalized.receipt.content_hash)
+        refuse(day, "users_table", load_checks(loaded, normalized))
+        rows[day] = loaded.rows_stored
     warehouse.count_rows()
     return rows
+
+
+def refuse(day: str, asset: str, results: CheckResults) -> None:
+    """Stops the script, as the run stops, when a blocking check of the day failed."""
+    if failed := refusing_checks(asset, results):
+        raise SystemExit(f"{day}: {asset} fails " + "; ".join(f"{name} {results[name][1]}" for name in failed))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -12,19 +12,19 @@ import sys
 
 import dagster as dg
 
-RESOURCES = ("users_api", "files", "warehouse")
+RESOURCES = ("users_api", "files", "warehouse", "day_limits")
 
 
 def daily_assets(floor: bool) -> tuple[list[dg.AssetsDefinition], dict]:
-    """The three daily assets and their resources; with `floor`, their no-op copies and none."""
+    """The daily users multi-asset and its resources; with `floor`, its no-op copy and none."""
     if floor:
-        from benchmarks.noop_assets import normalized_users, raw_users, users_table
+        from benchmarks.noop_assets import daily_users
 
-        return [raw_users, normalized_users, users_table], {}
+        return [daily_users], {}
     from user_pipeline.definitions import resources
-    from user_pipeline.users.assets import normalized_users, raw_users, users_table
+    from user_pipeline.users.assets import daily_users
 
-    return [raw_users, normalized_users, users_table], {name: resource for name, resource in resources().items() if name in RESOURCES}
+    return [daily_users], {name: resource for name, resource in resources().items() if name in RESOURCES}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -5,10 +5,26 @@ from pathlib import Path
 
 import dagster as dg
 
-from user_pipeline.users.assets import normalized_users, raw_users, users_table
-from user_pipeline.users.resources import PartitionFiles, RandomUserApi, WarehouseResource
+from user_pipeline.users.assets import daily_users
+from user_pipeline.users.resources import DayLimits, PartitionFiles, RandomUserApi, WarehouseResource
 
-USERS_ASSETS = (raw_users, normalized_users, users_table)
+# The keys of the users day chain, in order; `daily_users` materializes any selection of them.
+USERS_ASSETS = ("raw_users", "normalized_users", "users_table")
+
+
+def users_resources(
+    base_url: str, data_dir: Path, *, warehouse_url: str | None = None, lock_timeout_seconds: int = 30,
+    max_row_drop_fraction: float = 0.2, **api_settings,
+) -> dict:
+    """The resources of `daily_users`; the warehouse defaults to a SQLite file in `data_dir`."""
+    return {
+        "users_api": RandomUserApi(base_url=base_url, **api_settings),
+        "files": PartitionFiles(data_dir=str(data_dir)),
+        "warehouse": WarehouseResource(
+            url=warehouse_url or f"sqlite:///{data_dir}/warehouse.sqlite", lock_timeout_seconds=lock_timeout_seconds
+        ),
+        "day_limits": DayLimits(max_row_drop_fraction=max_row_drop_fraction),
+    }
 
 
 def materialize_users(
@@ -23,18 +39,24 @@ def materialize_users(
     run_config: dict | None = None,
     **api_settings,
 ) -> dg.ExecuteInProcessResult:
-    """`assets` for `day`; the warehouse defaults to a SQLite file in `data_dir`; failures are returned, not raised."""
+    """`assets` (keys of the users day chain) for `day`; failures are returned, not raised."""
     return dg.materialize(
-        list(assets),
+        [daily_users],
+        selection=list(assets),
         partition_key=day,
         instance=instance,
-        resources={
-            "users_api": RandomUserApi(base_url=base_url, **api_settings),
-            "files": PartitionFiles(data_dir=str(data_dir)),
-            "warehouse": WarehouseResource(
-                url=warehouse_url or f"sqlite:///{data_dir}/warehouse.sqlite", lock_timeout_seconds=lock_timeout_seconds
-            ),
-        },
+        resources=users_resources(
+            base_url, data_dir, warehouse_url=warehouse_url, lock_timeout_seconds=lock_timeout_seconds, **api_settings
+        ),
         run_config=run_config,
         raise_on_error=False,
     )
+
+
+def materializations(result: dg.ExecuteInProcessResult, asset: str) -> list[dg.AssetMaterialization]:
+    """The materializations of one asset recorded by the run, in order (one per day)."""
+    return [
+        event.event_specific_data.materialization
+        for event in result.all_events
+        if event.event_type == dg.DagsterEventType.ASSET_MATERIALIZATION and event.asset_key == dg.AssetKey(asset)
+    ]

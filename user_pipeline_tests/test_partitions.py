@@ -10,8 +10,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from user_pipeline.partitions import InvalidPartitionKeyError, check_partition_key, daily_partitions
-from user_pipeline.users.assets import normalized_users, raw_users, users_table
-from user_pipeline.users.resources import PartitionFiles, RandomUserApi, WarehouseResource
+from user_pipeline.users.assets import daily_users
+from user_pipeline.users.resources import DayLimits, PartitionFiles, RandomUserApi, WarehouseResource
 from user_pipeline_tools.dagster_services import REPO_ROOT
 
 FIRST = daily_partitions.get_first_partition_key()
@@ -61,15 +61,16 @@ def test_a_run_tagged_with_a_day_outside_the_range_fails_at_once_naming_it(tmp_p
         "users_api": RandomUserApi(base_url="http://127.0.0.1:9/api/", users_per_partition=1),
         "files": PartitionFiles(data_dir=str(tmp_path)),
         "warehouse": WarehouseResource(url=f"sqlite:///{tmp_path}/warehouse.sqlite"),
+        "day_limits": DayLimits(),
     }
-    job = dg.Definitions(assets=[raw_users, normalized_users, users_table], resources=resources).resolve_implicit_global_asset_job_def()
+    job = dg.Definitions(assets=[daily_users], resources=resources).resolve_implicit_global_asset_job_def()
     with dg.instance_for_test() as instance:
         result = job.execute_in_process(instance=instance, tags={"dagster/partition": tag}, raise_on_error=False)
         failures = [event for event in result.all_events if event.event_type == dg.DagsterEventType.STEP_FAILURE]
         retries = [event for event in result.all_events if event.event_type == dg.DagsterEventType.STEP_UP_FOR_RETRY]
     assert not result.success and not retries
     [failure] = failures
-    assert failure.step_key == "raw_users"
+    assert failure.step_key == "daily_users"
     assert failure.event_specific_data.error.message.strip().endswith(
         f"partition key {tag!r} is not a daily partition; {valid_range()}"
     )

@@ -261,3 +261,14 @@ def test_a_run_with_a_bad_setting_fails_at_once_with_the_variable_as_its_failure
         f"user_pipeline.settings.InvalidSettingsError: {expected}"
     ]
     assert not (tmp_path / "data" / "raw_users").exists()
+
+
+def test_the_row_drop_limit_is_the_day_limits_resource_bound_from_its_environment_variable():
+    from user_pipeline.users.resources import DayLimits
+
+    assert DayLimits(**resource_fields("day_limits", {})).max_row_drop_fraction == 0.2
+    assert DayLimits(**resource_fields("day_limits", {"USER_PIPELINE_MAX_ROW_DROP_FRACTION": " 0.5"})).max_row_drop_fraction == 0.5
+    # Out of bounds: the definitions still load (the default), and every run fails naming the variable.
+    assert resource_fields("day_limits", {"USER_PIPELINE_MAX_ROW_DROP_FRACTION": "1.5"}) == {"max_row_drop_fraction": 0.2}
+    with pytest.raises(InvalidSettingsError, match="USER_PIPELINE_MAX_ROW_DROP_FRACTION=1.5: expected a number from 0 to 1"):
+        check_settings({"USER_PIPELINE_MAX_ROW_DROP_FRACTION": "1.5"})

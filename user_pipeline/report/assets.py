@@ -3,9 +3,10 @@
 import dagster as dg
 
 from user_pipeline.partitions import daily_backfill_policy, daily_partitions
-from user_pipeline.report.daily_report import WrittenReport, png_markdown, read_figures, report_paths, write_report
 from user_pipeline.partitions import check_run_inputs
-from user_pipeline.users.assets import normalized_users, run_metadata
+from user_pipeline.report.daily_report import WrittenReport, png_markdown, read_figures, report_paths, write_report
+from user_pipeline.shared.conditions import day_landed
+from user_pipeline.shared.metadata import run_metadata
 from user_pipeline.users.resources import PartitionFiles
 
 GROUP = "report"
@@ -17,7 +18,8 @@ TOP_COUNTRIES = 10
     group_name=GROUP,
     kinds={"pandas", "matplotlib"},
     backfill_policy=daily_backfill_policy,
-    deps=[normalized_users],
+    deps=["normalized_users"],
+    automation_condition=day_landed(),
 )
 def daily_users_report(context: dg.AssetExecutionContext, files: PartitionFiles) -> dg.MaterializeResult:
     """The day's users at a glance: a PNG bar chart of users by country and by age band, and its figures as CSV.

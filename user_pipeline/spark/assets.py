@@ -4,9 +4,10 @@ import dagster as dg
 
 from user_pipeline.partitions import daily_partitions
 from user_pipeline.partitions import check_run_inputs
+from user_pipeline.shared.conditions import day_landed
+from user_pipeline.shared.queues import SPARK_QUEUE_TAGS
 from user_pipeline.spark.resources import SparkSettings
 from user_pipeline.spark.submit import SparkSubmitError, spark_submit
-from user_pipeline.users.assets import normalized_users
 from user_pipeline.users.resources import PartitionFiles
 
 
@@ -14,9 +15,12 @@ from user_pipeline.users.resources import PartitionFiles
     partitions_def=daily_partitions,
     group_name="spark",
     kinds={"spark", "parquet"},
-    deps=[normalized_users],
+    deps=["normalized_users"],
+    automation_condition=day_landed(),
     # A backfill of many days is one Spark application, not one JVM per day.
     backfill_policy=dg.BackfillPolicy.single_run(),
+    # On the Celery executor, the workers of the `spark` queue start the Spark applications.
+    op_tags=SPARK_QUEUE_TAGS,
 )
 def users_parquet(context: dg.AssetExecutionContext, files: PartitionFiles, spark: SparkSettings) -> dg.MaterializeResult:
     """The normalized users as Parquet partitioned by partition_date, plus users per country and age band.

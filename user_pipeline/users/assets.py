@@ -1,67 +1,66 @@
-"""The daily users assets: fetched JSON -> normalized CSV -> warehouse table, and the registry.
+"""The daily users assets: fetched JSON (raw_users) -> normalized CSV (normalized_users) -> warehouse
+table (users_table), as one step that goes day by day, and the registry (user_registry).
 
-A run covers one day, or several days of a backfill. A day is all-or-nothing across its raw file,
-CSV and table: raw_users and normalized_users stage the day's new files, and the last of the three
-assets in the run commits them once the day passed it (day_commit.py). A day refused anywhere
-leaves every layer as the previous good run left it; in a multi-day run refused on day N, the
-days committed before N are recorded as materialized, and no others.
+`daily_users` is one multi-asset over raw_users, normalized_users and users_table. For each day of
+the run it runs the selected steps (users/days.py: `fetch_day`, `normalize_day`, `load_day`),
+commits the day's staged raw file, rejects and CSV only when the day passed every selected step
+and blocking check (users/day_commit.py), and then counts the day as materialized for each
+selected asset. A run stopped at day N (a refusal by a blocking check, a permanent error, the
+last failed retry, a termination) records exactly the days before N, which stay committed, with
+each day's own metadata; day N and later keep every layer as the previous good run left them.
+The bodies here only turn the per-day results into metadata and check results.
 """
 
-import os
-import re
-import sqlite3
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from datetime import date, timedelta
-from pathlib import Path
 from typing import NoReturn
 
 import dagster as dg
-from pydantic import Field
 
-from user_pipeline.partitions import daily_backfill_policy, daily_partitions
-from user_pipeline.partitions import check_run_inputs
-from user_pipeline.users.api_client import (
-    CircuitOpenError,
-    InvalidSettingError,
-    TransientUsersApiError,
-    UsersApiError,
-)
-from user_pipeline.users.contract import ContractViolation
+from user_pipeline.partitions import check_run_inputs, daily_backfill_policy, daily_partitions
+from user_pipeline.shared.conditions import day_landed
+from user_pipeline.shared.errors import InvalidSettingError
+from user_pipeline.shared.metadata import check_over_days, run_metadata
+from user_pipeline.shared.queues import USERS_API_QUEUE_TAGS
+from user_pipeline.users.api_errors import CircuitOpenError, TransientUsersApiError, UsersApiError
 from user_pipeline.users.columns import COLUMN_DESCRIPTIONS
-from user_pipeline.users.csv_format import read_header
-from user_pipeline.users.normalize import (
-    USER_COLUMNS,
-    audit_normalized_csv,
-    read_normalized_csv,
-    write_normalized_csv,
+from user_pipeline.users.contract import ContractViolation
+from user_pipeline.users.days import (
+    DAY_CHECKS,
+    FetchedDay,
+    LoadedDay,
+    NormalizedDay,
+    RowDropRefused,
+    fetch_checks,
+    fetch_day,
+    load_checks,
+    load_day,
+    normalize_checks,
+    normalize_day,
+    refusing_checks,
 )
-from user_pipeline.users.raw_files import (
-    count_raw_users,
-    read_raw_users,
-    write_raw_users,
-)
-from user_pipeline.users.receipts import (
-    PartitionReceipt,
-    make_receipt,
-    row_fingerprints,
-)
-from user_pipeline.users.registry import (
-    empty_registry,
-    read_registry,
-    update_registry,
-    write_registry,
-)
+from user_pipeline.users.normalize import USER_COLUMNS, read_normalized_csv
+from user_pipeline.users.registry import empty_registry, read_registry, update_registry, write_registry
 from user_pipeline.users.resources import (
+    DayLimits,
     PartitionFiles,
     UserRegistrySettings,
     UsersApi,
     WarehouseResource,
 )
-from user_pipeline.users.warehouse import LATEST_VIEW, TABLE, TableMismatchError, WarehouseUnavailableError
+from user_pipeline.users.warehouse import (
+    LATEST_VIEW,
+    TABLE,
+    TableMismatchError,
+    Warehouse,
+    WarehouseUnavailableError,
+    describe_integrity_error,
+)
 
 GROUP = "users"
-LOAD_CHUNK_ROWS = 5000
 PREVIEW_COLUMNS = ["email", "first_name", "last_name", "country", "postcode", "age"]
+RAW_USERS, NORMALIZED_USERS, USERS_TABLE = "raw_users", "normalized_users", "users_table"
 
 _COLUMN_SCHEMA = dg.TableSchema(
     columns=[dg.TableColumn(name, {"string": "text", "Int64": "integer", "float64": "double"}[dtype],
@@ -69,23 +68,51 @@ _COLUMN_SCHEMA = dg.TableSchema(
              for name, dtype in USER_COLUMNS.items()]
 )
 
+# Transient errors only (429, 5xx, timeouts, refused connections, locks; the API client already
+# retries each request): the step retries when the API or the warehouse stays down. Permanent
+# errors go to `fail_permanently`, which no retry policy retries.
+RETRY_POLICY = dg.RetryPolicy(max_retries=3, delay=5, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS)
 
-# The API client already retries each request; these retry the step when the API stays down.
-API_RETRY_POLICY = dg.RetryPolicy(max_retries=2, delay=30, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS)
-# A locked or restarting warehouse is usually back within seconds.
-WAREHOUSE_RETRY_POLICY = dg.RetryPolicy(max_retries=3, delay=5, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS)
+RAW_USERS_DESCRIPTION = """The day's users as the Random User API sent them, one JSON object per line.
+
+The partition key (YYYY-MM-DD) is the API seed, so a re-run fetches the same users.
+`login.password`, the plaintext password, is dropped before anything is written. Every user is
+checked against the declared contract (users/contract.py) before the file is replaced: a violation
+fails the day naming seed, page, user, field and value, or, with `contract_violations=quarantine`,
+the user is left out and written with its reason to the day's rejects file
+(data/rejects/YYYY-MM-DD.jsonl), and rejected_share_within_limit fails when more than
+`max_rejected_fraction` of the day's users were left out."""
+
+NORMALIZED_USERS_DESCRIPTION = """One row per user for the day, as a UTF-8 CSV with a header; postcode is always text.
+
+Duplicate emails (compared by email key: trimmed, case-folded): the first occurrence in API order
+is kept, later ones are dropped and counted. A user_id (login.uuid) on two rows of a day fails the
+blocking user_ids_unique check, naming the day and the ids. Passwords appear only as the API's
+salt and salted SHA-256, never in plaintext. Every materialization carries a receipt: rows, a
+content hash, and rows added, removed and changed (by user_id) since the day's previous CSV. A
+re-run that would drop more than `max_row_drop_fraction` (USER_PIPELINE_MAX_ROW_DROP_FRACTION)
+of the day's rows keeps the previous CSV and fails row_drop_within_limit."""
+
+USERS_TABLE_DESCRIPTION = """The `users` warehouse table: every day's rows, tagged with their partition_date.
+
+Loading a day replaces that day's rows in one transaction, which commits only if the rows read
+back have the content hash of the rows normalized (table_matches_normalized_users): any value
+changed on the way (truncated, NULL for "", a changed byte) rolls the day back and fails the run.
+The `users_latest` view answers "one row per email": the row from the latest day that has the
+email key (trimmed, case-folded)."""
+
+# Each asset's checks and their blocking flags (a day failing a blocking check is not committed
+# and not materialized) are the plain module's.
+CHECKS = DAY_CHECKS
 
 
-def retry_or_fail(context: dg.AssetExecutionContext, error: Exception, policy: dg.RetryPolicy) -> NoReturn:
+def retry_or_fail(context: dg.AssetExecutionContext, error: Exception) -> NoReturn:
     """Leaves a transient error to the retry policy; on the last attempt fails with the error's own
-    message, which Dagster would otherwise replace with "Exceeded max_retries".
-
-    Only transient errors come here (429, 5xx, timeouts, refused connections, locks): anything
-    else is permanent and goes to `fail_permanently`, which the retry policy never retries."""
-    if context.retry_number < policy.max_retries:
+    message, which Dagster would otherwise replace with "Exceeded max_retries"."""
+    if context.retry_number < RETRY_POLICY.max_retries:
         raise error
     raise dg.Failure(
-        description=f"{error} (attempt {context.retry_number + 1} of {policy.max_retries + 1})", allow_retries=False
+        description=f"{error} (attempt {context.retry_number + 1} of {RETRY_POLICY.max_retries + 1})", allow_retries=False
     ) from error
 
 
@@ -95,443 +122,399 @@ def fail_permanently(description: str, error: BaseException | None = None) -> No
     raise dg.Failure(description=description, allow_retries=False) from error
 
 
-def describe_integrity_error(error: Exception) -> str | None:
-    """The reason and column of a warehouse integrity error (NOT NULL, UNIQUE, CHECK, ...), or
-    None when `error` is not one. SQLite names `table.column`; PostgreSQL `column "name"` or `Key (name)`."""
-    psycopg_errors = _psycopg_errors()
-    if not isinstance(error, sqlite3.IntegrityError) and not (
-        psycopg_errors and isinstance(error, psycopg_errors.IntegrityError)
-    ):
-        return None
-    text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-    column = re.search(r"constraint failed: ([\w.]+)|column \"(\w+)\"|Key \((\w+)\)", str(error))
-    named = next((group for group in column.groups() if group), None) if column else None
-    return f"{text} (column {named})" if named else text
+@dataclass
+class DayOutcome:
+    """One day through the selected steps: their results, each check's (passed, figures), and the
+    blocking check results that refused the day (none: the day passed)."""
+
+    day: str
+    fetched: FetchedDay | None = None
+    normalized: NormalizedDay | None = None
+    loaded: LoadedDay | None = None
+    checks: dict[str, tuple[bool, dict]] = field(default_factory=dict)
+    refusals: list[dg.AssetCheckResult] = field(default_factory=list)
 
 
-def _psycopg_errors():
-    try:
-        import psycopg.errors as errors
-    except ImportError:
-        return None
-    return errors
+@dataclass
+class DayChainRun:
+    """What a run of `daily_users` did so far: the days it committed, with each selected asset's
+    metadata, and every check's results by day."""
 
+    context: dg.AssetExecutionContext
+    files: PartitionFiles
+    assets: list[str]
+    committed: dict[str, dict[str, dict]] = field(default_factory=dict)
+    checks: dict[str, dict[str, tuple[bool, dict]]] = field(default_factory=dict)
+    shared: dict[str, dict] = field(default_factory=dict)
+    stopped: bool = False
+    recorded: set[str] = field(default_factory=set)
+    """Days an earlier attempt of the run committed and recorded already."""
 
-# The chain a day commits through, in order: the last of them in a run commits the day.
-DAY_CHAIN = ("raw_users", "normalized_users", "users_table")
+    def commit(self, outcome: DayOutcome) -> None:
+        """Commits the day's staged files and counts the day as done, with its metadata."""
+        self.files.commit_day(outcome.day)
+        self.committed[outcome.day] = day_metadata(outcome, self.files)
+        self.add_checks(outcome)
 
+    def add_checks(self, outcome: DayOutcome) -> None:
+        for name, result in outcome.checks.items():
+            self.checks.setdefault(name, {})[outcome.day] = result
 
-def commits_days(context: dg.AssetExecutionContext) -> bool:
-    """True when no later asset of DAY_CHAIN runs after this one in the run: this step commits
-    each day that passes it."""
-    later = DAY_CHAIN[DAY_CHAIN.index(context.asset_key.to_user_string()) + 1 :]
-    return not steps_in_run(context).intersection(later)
-
-
-def steps_in_run(context: dg.AssetExecutionContext) -> set[str]:
-    """The assets this run executes: its job's, narrowed to the steps a re-execution runs."""
-    in_run = {key.to_user_string() for key in context.job_def.asset_layer.executable_asset_keys}
-    if context.run.step_keys_to_execute is not None:
-        in_run &= set(context.run.step_keys_to_execute)
-    return in_run
-
-
-def commit_day(context: dg.AssetExecutionContext, files: PartitionFiles, day: str, committed: list[str]) -> None:
-    """Called once `day` passed this step: commits it when this step is the last of the chain in
-    the run (appending it to `committed`); otherwise the later step will."""
-    if commits_days(context):
-        files.commit_day(day)
-        committed.append(day)
-
-
-def stop_at_day(
-    context: dg.AssetExecutionContext,
-    files: PartitionFiles,
-    day: str,
-    committed: dict[str, dict],
-    *,
-    keep_staged: bool = False,
-) -> None:
-    """The run stops at `day`: the days it did not commit keep every layer as the previous good run
-    left them (their staged files are dropped, unless `keep_staged` keeps them for a retry or a
-    re-execution), and the days committed before `day` are recorded as materialized, each with
-    its metadata, since the failing step records no output."""
-    if not keep_staged:
-        this_asset = context.asset_key.to_user_string()
-        earlier = [asset for asset in DAY_CHAIN[: DAY_CHAIN.index(this_asset)] if asset in steps_in_run(context)]
-        for pending in context.partition_keys:
-            if pending not in committed:
-                files.discard_day(pending)
-                # Earlier steps of the run recorded the day when they staged it: say it was rolled back.
-                for asset in earlier:
-                    context.log_event(
-                        dg.AssetObservation(
-                            asset_key=asset,
-                            partition=pending,
-                            metadata={"rolled_back": True, "refused_by": this_asset, "refused_day": day},
-                        )
+    def stop(self, day: str) -> None:
+        """The run stops at `day`: what it staged and did not commit is dropped (every layer of the
+        day stays the previous good run's), and each committed day is recorded as materialized
+        for each selected asset, with its own metadata."""
+        if self.stopped:
+            return
+        self.stopped = True
+        for pending in self.context.partition_keys:
+            if pending not in self.committed:
+                self.files.discard_day(pending)
+        for done, metadata in self.committed.items():
+            if done in self.recorded:
+                continue
+            for asset in self.assets:
+                self.context.log_event(
+                    dg.AssetMaterialization(
+                        asset_key=asset, partition=done, metadata={**metadata[asset], **self.shared.get(asset, {})}
                     )
-    for done, metadata in committed.items():
-        context.log_event(dg.AssetMaterialization(asset_key=context.asset_key, partition=done, metadata=metadata))
-    if committed:
-        context.log.warning(f"{context.asset_key.to_user_string()}: stopped at {day}; committed before it: {', '.join(committed)}")
+                )
+        if self.committed:
+            self.context.log.warning(f"daily_users stopped at {day}; committed and recorded before it: {', '.join(self.committed)}")
+
+    def check_results(self, refusals: list[dg.AssetCheckResult] = ()) -> list[dg.AssetCheckResult]:
+        """Every selected check's result over the days evaluated, the refusing day's own results
+        in place of theirs."""
+        refused = {result.check_name for result in refusals}
+        results = [result for result in refusals if self.selected(result.asset_key.to_user_string(), result.check_name)]
+        for asset in self.assets:
+            for name in CHECKS[asset]:
+                if name in self.checks and name not in refused and self.selected(asset, name):
+                    results.append(check_over_days(name, self.checks[name], asset_key=asset))
+        return results
+
+    def selected(self, asset: str, check_name: str) -> bool:
+        return dg.AssetCheckKey(dg.AssetKey(asset), check_name) in self.context.selected_asset_check_keys
 
 
-def run_metadata(per_day: dict[str, dict], **shared) -> dict:
-    """A one-day run's metadata as is; a multi-day run's total row count and each day's figures."""
-    if len(per_day) == 1:
-        return {**next(iter(per_day.values())), **shared}
-    by_day = {
-        day: {key: value.value if isinstance(value, dg.MetadataValue) else value for key, value in metadata.items()}
-        for day, metadata in per_day.items()
-    }
-    return {
-        "dagster/row_count": sum(metadata["dagster/row_count"] for metadata in per_day.values()),
-        "days": dg.MetadataValue.json(by_day),
-        **shared,
-    }
-
-
-def check_over_days(check_name: str, results: dict[str, tuple[bool, dict]]) -> dg.AssetCheckResult:
-    """One check result for the run: passed if every day passed; failing days named, with their figures."""
-    failing = [day for day, (passed, _) in results.items() if not passed]
-    metadata = next(iter(results.values()))[1] if len(results) == 1 else {"failing_days": ", ".join(failing) or "none"}
-    description = None
-    if failing:
-        description = "failed for " + "; ".join(
-            f"{day}: " + ", ".join(f"{key}={value}" for key, value in results[day][1].items()) for day in failing
+def committed_by_earlier_attempts(context: dg.AssetExecutionContext, assets: list[str]) -> dict[str, dict[str, dict]]:
+    """On a step retry: the days an earlier attempt of this run committed, with each selected
+    asset's metadata as recorded then (a stopped attempt records exactly its committed days for
+    every selected asset). Empty on a first attempt; a re-execution is a new run and starts over."""
+    if context.retry_number == 0:
+        return {}
+    recorded: dict[str, dict[str, dict]] = {}
+    for entry in context.instance.all_logs(context.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION):
+        materialization = entry.asset_materialization
+        recorded.setdefault(materialization.partition, {})[materialization.asset_key.to_user_string()] = dict(
+            materialization.metadata
         )
-    return dg.AssetCheckResult(check_name=check_name, passed=not failing, metadata=metadata, description=description)
+    return {day: by_asset for day, by_asset in recorded.items() if all(asset in by_asset for asset in assets)}
 
 
-def previous_fingerprints(context: dg.AssetExecutionContext, csv_path: Path):
-    """The receipt's "before": the day's current CSV, None if there is none or it predates USER_COLUMNS."""
-    if not csv_path.exists():
-        return None
-    if read_header(csv_path) != list(USER_COLUMNS):
-        context.log.warning(f"{csv_path} has other columns than {', '.join(USER_COLUMNS)} (an older format): no diff against it")
-        return None
-    return row_fingerprints(read_normalized_csv(csv_path, chunk_rows=LOAD_CHUNK_ROWS))
-
-
-@dg.asset(
-    partitions_def=daily_partitions,
-    group_name=GROUP,
-    kinds={"python", "json"},
-    pool="users_api",
-    backfill_policy=daily_backfill_policy,
-    retry_policy=API_RETRY_POLICY,
-    # Without output: a day whose rejected share passes the limit records no materialization.
-    output_required=False,
-    check_specs=[dg.AssetCheckSpec("rejected_share_within_limit", asset="raw_users", blocking=True)],
-)
-def raw_users(
-    context: dg.AssetExecutionContext, users_api: UsersApi, files: PartitionFiles
-) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
-    """The day's users as the Random User API sent them, one JSON object per line.
-
-    The partition key (YYYY-MM-DD) is the API seed, so a re-run fetches the same users.
-    `login.password`, the plaintext password, is dropped before anything is written. Every user
-    is checked against the declared contract (users/contract.py) before the file is replaced: a
-    violation fails the day naming seed, page, user, field and value, or, with
-    `contract_violations=quarantine`, the user is left out and written with its reason to the
-    day's rejects file (data/rejects/YYYY-MM-DD.jsonl), and rejected_share_within_limit fails
-    when more than `max_rejected_fraction` of the day's users were left out.
-    """
-    check_run_inputs(context)
-    try:
-        quarantine, max_rejected = users_api.quarantines(), users_api.validated_max_rejected_fraction()
-    except InvalidSettingError as error:
-        fail_permanently(str(error), error)
-    per_day: dict[str, dict] = {}
-    committed: list[str] = []
-    shares: dict[str, tuple[bool, dict]] = {}
-    for day in context.partition_keys:
-        try:
-            # Pages first: a bad setting raises here, before any folder or file is created.
-            pages = users_api.iter_pages(day, on_retry=context.log.warning)
-            summary = write_raw_users(
-                pages, files.staged_raw_users(day), rejects_path=files.staged_rejects(day) if quarantine else None
-            )
-        except CircuitOpenError as error:
-            # No call was made; the users API sensor backfills the day once the circuit closes.
-            users_api.breaker().record_skipped_day(day)
-            stop_at_day(context, files, day, {d: per_day[d] for d in committed})
-            fail_permanently(f"{day} skipped: {error}", error)
-        except TransientUsersApiError as error:
-            # Staged days stay for the step's retry; the last attempt drops them.
-            last_attempt = context.retry_number >= API_RETRY_POLICY.max_retries
-            stop_at_day(context, files, day, {d: per_day[d] for d in committed} if last_attempt else {}, keep_staged=not last_attempt)
-            retry_or_fail(context, error, API_RETRY_POLICY)
-        except ContractViolation as error:
-            stop_at_day(context, files, day, {d: per_day[d] for d in committed})
-            fail_permanently(f"raw_users {day}: {error}; the previous raw file was kept", error)
-        except (UsersApiError, InvalidSettingError) as error:
-            stop_at_day(context, files, day, {d: per_day[d] for d in committed})
-            fail_permanently(str(error), error)
-        except Exception as error:  # noqa: BLE001 - only the transient API errors above are retried
-            stop_at_day(context, files, day, {d: per_day[d] for d in committed})
-            fail_permanently(f"raw_users {day}: {type(error).__name__}: {error}", error)
-        if not summary.rejected:
-            # A rejects file exists exactly for the days that left users out.
-            files.stage_no_rejects(day)
-        per_day[day] = {
-            "dagster/row_count": summary.users,
+def day_metadata(outcome: DayOutcome, files: PartitionFiles) -> dict[str, dict]:
+    """Each selected asset's metadata for one committed day."""
+    day, metadata = outcome.day, {}
+    if outcome.fetched:
+        raw = outcome.fetched.raw
+        metadata[RAW_USERS] = {
+            "dagster/row_count": raw.users,
             "seed": day,
-            "pages": summary.pages,
+            "pages": raw.pages,
             "path": dg.MetadataValue.path(str(files.committed_raw_users(day).resolve())),
-            "bytes": summary.bytes,
-            "users_received": summary.received,
-            "users_rejected": summary.rejected,
+            "bytes": raw.bytes,
+            "users_received": raw.received,
+            "users_rejected": raw.rejected,
         }
-        if quarantine:
-            per_day[day]["rejected_by_field"] = dg.MetadataValue.json(summary.rejected_by_field or {})
-            per_day[day]["rejects_path"] = dg.MetadataValue.path(str(files.rejects(day).resolve()))
-        share = {"rejected_fraction": round(summary.rejected_fraction, 6), "max_rejected_fraction": max_rejected}
-        if summary.rejected_fraction > max_rejected:
-            stop_at_day(context, files, day, {d: per_day[d] for d in committed})
-            yield dg.AssetCheckResult(
+        if outcome.fetched.rejects_path is not None:
+            metadata[RAW_USERS]["rejected_by_field"] = dg.MetadataValue.json(raw.rejected_by_field or {})
+            metadata[RAW_USERS]["rejects_path"] = dg.MetadataValue.path(str(files.rejects(day).resolve()))
+    if outcome.normalized:
+        normalized = outcome.normalized
+        metadata[NORMALIZED_USERS] = {
+            "dagster/row_count": normalized.rows,
+            "users_read": normalized.summary.users_read,
+            "duplicates_dropped": normalized.summary.duplicates_dropped,
+            "path": dg.MetadataValue.path(str(files.committed_normalized_users(day).resolve())),
+            "bytes": normalized.summary.bytes,
+            "preview": dg.MetadataValue.md(normalized.summary.preview[PREVIEW_COLUMNS].to_markdown(index=False)),
+            **normalized.receipt.as_metadata(),
+        }
+    if outcome.loaded:
+        loaded = outcome.loaded
+        metadata[USERS_TABLE] = {
+            "dagster/row_count": loaded.rows_stored,
+            "rows_inserted": loaded.rows_loaded,
+            **loaded.receipt.as_metadata(),
+        }
+    return metadata
+
+
+def run_fetch(
+    context: dg.AssetExecutionContext, users_api: UsersApi, files: PartitionFiles, outcome: DayOutcome, *, quarantine: bool, max_rejected: float
+) -> None:
+    """raw_users for the day: fetch into the day's staged raw file; the rejected share's check."""
+    day = outcome.day
+    try:
+        # Pages first: a bad setting raises here, before any folder or file is created.
+        pages = users_api.iter_pages(day, on_retry=context.log.warning)
+        fetched = fetch_day(
+            day, pages, files.staged_raw_users(day), rejects_path=files.staged_rejects(day) if quarantine else None
+        )
+    except CircuitOpenError as error:
+        # No call was made; the users API sensor backfills the day once the circuit closes.
+        users_api.breaker().record_skipped_day(day)
+        fail_permanently(f"{day} skipped: {error}", error)
+    except TransientUsersApiError as error:
+        retry_or_fail(context, error)
+    except ContractViolation as error:
+        fail_permanently(f"raw_users {day}: {error}; the previous raw file was kept", error)
+    except (UsersApiError, InvalidSettingError) as error:
+        fail_permanently(str(error), error)
+    except Exception as error:  # noqa: BLE001 - only the transient API errors above are retried
+        fail_permanently(f"raw_users {day}: {type(error).__name__}: {error}", error)
+    if not fetched.raw.rejected:
+        # A rejects file exists exactly for the days that left users out.
+        files.stage_no_rejects(day)
+    outcome.fetched = fetched
+    outcome.checks.update(fetch_checks(fetched, max_rejected))
+    if refusing_checks(RAW_USERS, outcome.checks):
+        raw = fetched.raw
+        outcome.refusals.append(
+            dg.AssetCheckResult(
                 check_name="rejected_share_within_limit",
+                asset_key=RAW_USERS,
                 passed=False,
                 description=(
-                    f"{day}: {summary.rejected} of {summary.received} users break the contract "
-                    f"({summary.rejected_fraction:.2%} > {max_rejected:.2%}); the previous raw file was kept"
+                    f"{day}: {raw.rejected} of {raw.received} users break the contract "
+                    f"({raw.rejected_fraction:.2%} > {max_rejected:.2%}); the previous raw file was kept"
                 ),
-                metadata={"day": day, "users_rejected": summary.rejected, "users_received": summary.received, **share},
+                metadata={"day": day, "users_received": raw.received, **outcome.checks["rejected_share_within_limit"][1]},
             )
-            return
-        shares[day] = (True, {"users_rejected": summary.rejected, **share})
-        commit_day(context, files, day, committed)
-    breaker = users_api.breaker()
-    yield dg.MaterializeResult(
-        metadata=run_metadata(
-            per_day,
-            source=users_api.source,
-            contract_violations="quarantine" if quarantine else "fail",
-            users_api_circuit=breaker.describe() if breaker else "none",
-        ),
-        check_results=[check_over_days("rejected_share_within_limit", shares)],
-    )
+        )
 
 
-class NormalizedUsersConfig(dg.Config):
-    max_row_drop_fraction: float = Field(
-        default=float(os.environ.get("USER_PIPELINE_MAX_ROW_DROP_FRACTION", "0.2")),
-        ge=0.0,
-        le=1.0,
-        description="A re-run that would shrink a day by more than this fraction keeps the previous day instead.",
-    )
-
-
-class RowDropRefused(Exception):
-    def __init__(self, receipt: PartitionReceipt):
-        super().__init__(f"{receipt.row_drop_fraction:.0%} fewer rows")
-        self.receipt = receipt
-
-
-@dg.asset(
-    partitions_def=daily_partitions,
-    group_name=GROUP,
-    kinds={"pandas", "csv"},
-    backfill_policy=daily_backfill_policy,
-    deps=[raw_users],
-    # Without output: a day refused by row_drop_within_limit records no materialization.
-    output_required=False,
-    check_specs=[
-        dg.AssetCheckSpec("emails_unique_and_present", asset="normalized_users", blocking=True),
-        dg.AssetCheckSpec("user_ids_unique", asset="normalized_users", blocking=True),
-        dg.AssetCheckSpec("no_plaintext_password", asset="normalized_users", blocking=True),
-        dg.AssetCheckSpec("rows_match_raw_users", asset="normalized_users"),
-        dg.AssetCheckSpec("row_drop_within_limit", asset="normalized_users", blocking=True),
-    ],
-)
-def normalized_users(
-    context: dg.AssetExecutionContext, config: NormalizedUsersConfig, files: PartitionFiles
-) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
-    """One row per user for the day, as a UTF-8 CSV with a header; postcode is always text.
-
-    Duplicate emails (compared by email key: trimmed, case-folded): the first occurrence in API
-    order is kept, later ones are dropped and counted. A user_id (login.uuid) on two rows of a
-    day fails the blocking user_ids_unique check, naming the day and the ids. Passwords appear
-    only as the API's salt and salted SHA-256, never in plaintext.
-    Every materialization carries a receipt: rows, a content hash, and rows added, removed and
-    changed (by user_id) since the day's previous CSV. A re-run that would drop more than
-    `max_row_drop_fraction` of the day's rows keeps the previous CSV and fails row_drop_within_limit.
-    """
-    checks: dict[str, dict[str, tuple[bool, dict]]] = {
-        name: {}
-        for name in ("emails_unique_and_present", "user_ids_unique", "no_plaintext_password", "rows_match_raw_users", "row_drop_within_limit")
-    }
-    per_day = {}
-    committed: list[str] = []  # day commit (#12): days this step committed
-    check_run_inputs(context)
-    for day in context.partition_keys:
-        # day commit (#12): the CSV is written to this run's staging; the committed one is the previous.
-        raw_path, csv_path, committed_csv = files.raw_users(day), files.staged_normalized_users(day), files.committed_normalized_users(day)
-        previous = previous_fingerprints(context, committed_csv)
-        receipts: list[PartitionReceipt] = []
-
-        def check_row_drop(written: Path) -> None:
-            receipts.append(make_receipt(previous, row_fingerprints(read_normalized_csv(written, chunk_rows=LOAD_CHUNK_ROWS))))
-            if receipts[0].row_drop_fraction > config.max_row_drop_fraction:
-                raise RowDropRefused(receipts[0])
-
-        try:
-            summary = write_normalized_csv(read_raw_users(raw_path), csv_path, day, before_commit=check_row_drop)
-        except RowDropRefused as refused:
-            yield dg.AssetCheckResult(
+def run_normalize(context: dg.AssetExecutionContext, files: PartitionFiles, limits: DayLimits, outcome: DayOutcome) -> None:
+    """normalized_users for the day: the raw file (staged by this run, else committed) into the
+    day's staged CSV; its checks."""
+    day = outcome.day
+    raw_path = files.raw_users(day)
+    if not raw_path.exists():
+        fail_permanently(f"normalized_users {day}: raw_users {day} is not materialized ({raw_path} is missing): materialize it first")
+    try:
+        normalized = normalize_day(
+            day, raw_path, files.staged_normalized_users(day),
+            previous_csv=files.committed_normalized_users(day), max_row_drop_fraction=limits.max_row_drop_fraction,
+        )
+    except RowDropRefused as refused:
+        outcome.checks["row_drop_within_limit"] = (False, {"row_drop_fraction": refused.receipt.row_drop_fraction})
+        outcome.refusals.append(
+            dg.AssetCheckResult(
                 check_name="row_drop_within_limit",
+                asset_key=NORMALIZED_USERS,
                 passed=False,
-                description=f"{day}: the new data has {refused} than the previous CSV; the previous CSV was kept",
-                metadata={"day": day, "max_row_drop_fraction": config.max_row_drop_fraction, **refused.receipt.as_metadata()},
+                description=str(refused),
+                metadata={"day": day, "max_row_drop_fraction": limits.max_row_drop_fraction, **refused.receipt.as_metadata()},
             )
-            stop_at_day(context, files, day, {d: per_day[d] for d in committed})  # day commit (#12)
-            return
-        [receipt] = receipts
-        audit = audit_normalized_csv(csv_path)
-        raw_count = count_raw_users(raw_path)
-        if receipt.changed_since_previous:
-            context.log.warning(
-                f"normalized_users {day} changed since its previous materialization: +{receipt.added} "
-                f"-{receipt.removed} ~{receipt.changed} rows (the API's answer for the seed changed)"
+        )
+        return
+    except ValueError as error:
+        fail_permanently(f"normalized_users {day}: {error}; the previous CSV was kept", error)
+    outcome.normalized = normalized
+    if normalized.previous_note:
+        context.log.warning(normalized.previous_note)
+    receipt, audit = normalized.receipt, normalized.audit
+    if receipt.changed_since_previous:
+        context.log.warning(
+            f"normalized_users {day} changed since its previous materialization: +{receipt.added} "
+            f"-{receipt.removed} ~{receipt.changed} rows (the API's answer for the seed changed)"
+        )
+    if audit.repeated_user_ids:
+        context.log.error(
+            f"normalized_users {day}: user_id (login.uuid) repeated on several rows: "
+            f"{', '.join(audit.repeated_user_ids[:20])}{' ...' if len(audit.repeated_user_ids) > 20 else ''}"
+        )
+    # The raw file's users as this run wrote them when it fetched the day, else as read from it.
+    raw_users = outcome.fetched.raw.users if outcome.fetched else normalized.summary.users_read
+    checks = normalize_checks(normalized, raw_users, limits.max_row_drop_fraction)
+    outcome.checks.update(checks)
+    for name in refusing_checks(NORMALIZED_USERS, checks):
+        figures = checks[name][1]
+        outcome.refusals.append(
+            dg.AssetCheckResult(
+                check_name=name,
+                asset_key=NORMALIZED_USERS,
+                passed=False,
+                description=f"{day}: " + ", ".join(f"{key}={value}" for key, value in figures.items())
+                + "; the previous raw file, CSV and table rows were kept",
+                metadata={"day": day, **figures},
             )
-        per_day[day] = {
-            "dagster/row_count": summary.rows_written,
-            "users_read": summary.users_read,
-            "duplicates_dropped": summary.duplicates_dropped,
-            "path": dg.MetadataValue.path(str(committed_csv.resolve())),
-            "bytes": csv_path.stat().st_size,
-            **receipt.as_metadata(),
-        }
-        checks["emails_unique_and_present"][day] = (
-            audit.missing_emails == 0 and audit.duplicate_emails == 0,
-            {"missing_emails": audit.missing_emails, "duplicate_emails": audit.duplicate_emails},
         )
-        checks["user_ids_unique"][day] = (
-            not audit.repeated_user_ids,
-            {
-                "repeated_user_ids": ", ".join(audit.repeated_user_ids[:20]) or "none",
-                "repeated_user_id_count": len(audit.repeated_user_ids),
-            },
-        )
-        if audit.repeated_user_ids:
-            context.log.error(
-                f"normalized_users {day}: user_id (login.uuid) repeated on several rows: "
-                f"{', '.join(audit.repeated_user_ids[:20])}{' ...' if len(audit.repeated_user_ids) > 20 else ''}"
-            )
-        checks["no_plaintext_password"][day] = (
-            not audit.plaintext_password_columns,
-            {"password_columns": ", ".join(audit.plaintext_password_columns) or "none"},
-        )
-        checks["rows_match_raw_users"][day] = (
-            audit.rows + summary.duplicates_dropped == raw_count,
-            {"csv_rows": audit.rows, "duplicates_dropped": summary.duplicates_dropped, "raw_users": raw_count},
-        )
-        checks["row_drop_within_limit"][day] = (
-            True,
-            {"row_drop_fraction": receipt.row_drop_fraction, "max_row_drop_fraction": config.max_row_drop_fraction},
-        )
-        # day commit (#12): a day failing a blocking check keeps its previous files.
-        if all(checks[name][day][0] for name in ("emails_unique_and_present", "user_ids_unique", "no_plaintext_password")):
-            commit_day(context, files, day, committed)
-        else:
-            files.discard_day(day)
-    yield dg.MaterializeResult(
-        metadata=run_metadata(
-            per_day,
-            **{
-                "dagster/column_schema": _COLUMN_SCHEMA,
-                "preview": dg.MetadataValue.md(summary.preview[PREVIEW_COLUMNS].to_markdown(index=False)),
-            },
-        ),
-        check_results=[check_over_days(name, results) for name, results in checks.items()],
-    )
 
 
-@dg.asset(
-    partitions_def=daily_partitions,
-    group_name=GROUP,
-    kinds={"sql", "table"},
-    backfill_policy=daily_backfill_policy,
-    retry_policy=WAREHOUSE_RETRY_POLICY,
-    deps=[normalized_users],
-    # Without output: a day whose rows do not read back identical is rolled back and records no materialization.
-    output_required=False,
-    check_specs=[
-        dg.AssetCheckSpec("rows_match_normalized_users", asset="users_table", blocking=True),
-        dg.AssetCheckSpec("table_matches_normalized_users", asset="users_table", blocking=True),
-    ],
-)
-def users_table(
-    context: dg.AssetExecutionContext, files: PartitionFiles, warehouse: WarehouseResource
-) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
-    """The `users` warehouse table: every day's rows, tagged with their partition_date.
-
-    Loading a day replaces that day's rows in one transaction, which commits only if the rows
-    read back have the content hash of the normalized_users CSV (table_matches_normalized_users):
-    any value changed on the way (truncated, NULL for "", a changed byte) rolls the day back and
-    fails the run. The `users_latest` view answers "one row per email": the row from the latest
-    day that has the email key (trimmed, case-folded).
-    """
-    store = warehouse.open()
-    per_day, row_checks, hash_checks = {}, {}, {}
-    committed: list[str] = []  # day commit (#12): days this step committed
-    check_run_inputs(context)
-    for day in context.partition_keys:
-        csv_path = files.normalized_users(day)
-        try:
-            load = store.replace_partition_verified(day, read_normalized_csv(csv_path, chunk_rows=LOAD_CHUNK_ROWS), LOAD_CHUNK_ROWS)
-        except WarehouseUnavailableError as error:
-            # day commit (#12): staged files stay for the retry, and for a re-execution after the last one.
-            if context.retry_number >= WAREHOUSE_RETRY_POLICY.max_retries:
-                stop_at_day(context, files, day, {d: per_day[d] for d in committed}, keep_staged=True)
-            retry_or_fail(context, error, WAREHOUSE_RETRY_POLICY)
-        except TableMismatchError as mismatch:
-            stop_at_day(context, files, day, {d: per_day[d] for d in committed})  # day commit (#12)
-            yield dg.AssetCheckResult(
+def run_load(context: dg.AssetExecutionContext, files: PartitionFiles, store: Warehouse, outcome: DayOutcome) -> None:
+    """users_table for the day: the CSV (staged by this run, else committed) into the table; its checks."""
+    day = outcome.day
+    csv_path = files.normalized_users(day)
+    if not csv_path.exists():
+        fail_permanently(
+            f"users_table {day}: normalized_users {day} is not materialized ({csv_path} is missing): materialize it first"
+        )
+    normalized = outcome.normalized
+    try:
+        loaded = load_day(store, day, csv_path, expected_hash=normalized.receipt.content_hash if normalized else None)
+    except WarehouseUnavailableError as error:
+        retry_or_fail(context, error)
+    except TableMismatchError as mismatch:
+        outcome.checks["rows_match_normalized_users"] = (
+            mismatch.stored_rows == mismatch.loaded_rows,
+            {"table_rows": mismatch.stored_rows, "csv_rows": mismatch.loaded_rows},
+        )
+        outcome.refusals.append(
+            dg.AssetCheckResult(
                 check_name="table_matches_normalized_users",
+                asset_key=USERS_TABLE,
                 passed=False,
                 description=str(mismatch),
                 metadata={"day": day, "csv_content_hash": mismatch.loaded_hash, "table_content_hash": mismatch.stored_hash},
             )
-            return
-        except Exception as error:  # noqa: BLE001 - anything but a transient warehouse error is permanent
-            integrity = describe_integrity_error(error)
-            # day commit (#12): rows the warehouse refused are dropped with the day; otherwise (a
-            # warehouse that cannot be opened, say) the staged files stay, so that once it is mended
-            # a re-execution from failure loads exactly what this run fetched and normalized.
-            stop_at_day(context, files, day, {d: per_day[d] for d in committed}, keep_staged=integrity is None)
-            if integrity:
-                fail_permanently(
-                    f"users_table {day}: the warehouse refused the day's rows: {integrity}; the previous rows were "
-                    "kept (a permanent error, not retried)",
-                    error,
-                )
-            fail_permanently(f"users_table {day}: loading {csv_path} failed: {type(error).__name__}: {error}", error)
-        receipt = make_receipt(load.previous, load.stored)
-        stored, csv_rows = store.count_rows(day), audit_normalized_csv(csv_path).rows
-        per_day[day] = {"dagster/row_count": stored, "rows_inserted": load.rows_inserted, **receipt.as_metadata()}
-        row_checks[day] = (stored == csv_rows, {"table_rows": stored, "csv_rows": csv_rows})
-        hash_checks[day] = (
-            receipt.content_hash == load.content_hash,
-            {"csv_content_hash": load.content_hash, "table_content_hash": receipt.content_hash},
         )
-        commit_day(context, files, day, committed)  # day commit (#12): the table holds the day: commit its files
-    yield dg.MaterializeResult(
-        metadata=run_metadata(
-            per_day,
-            **{
-                "dagster/table_name": TABLE,
-                "table_rows_all_days": store.count_rows(),
-                "latest_view": LATEST_VIEW,
-                "warehouse": store.display_url,
-            },
+        return
+    except Exception as error:  # noqa: BLE001 - anything but a transient warehouse error is permanent
+        integrity = describe_integrity_error(error)
+        if integrity:
+            fail_permanently(
+                f"users_table {day}: the warehouse refused the day's rows: {integrity}; the previous rows were "
+                "kept (a permanent error, not retried)",
+                error,
+            )
+        fail_permanently(f"users_table {day}: loading {csv_path} failed: {type(error).__name__}: {error}", error)
+    outcome.loaded = loaded
+    checks = load_checks(loaded, normalized)
+    outcome.checks.update(checks)
+    for name in refusing_checks(USERS_TABLE, checks):
+        outcome.refusals.append(
+            dg.AssetCheckResult(
+                check_name=name, asset_key=USERS_TABLE, passed=False, metadata={"day": day, **checks[name][1]},
+                description=f"{day}: " + ", ".join(f"{key}={value}" for key, value in checks[name][1].items()),
+            )
+        )
+
+
+@dg.multi_asset(
+    name="daily_users",
+    specs=[
+        dg.AssetSpec(RAW_USERS, description=RAW_USERS_DESCRIPTION, group_name=GROUP, kinds={"python", "json"}, skippable=True),
+        dg.AssetSpec(
+            NORMALIZED_USERS,
+            description=NORMALIZED_USERS_DESCRIPTION,
+            deps=[RAW_USERS],
+            group_name=GROUP,
+            kinds={"pandas", "csv"},
+            metadata={"dagster/column_schema": _COLUMN_SCHEMA},
+            automation_condition=day_landed(),
+            skippable=True,
         ),
-        check_results=[
-            check_over_days("rows_match_normalized_users", row_checks),
-            check_over_days("table_matches_normalized_users", hash_checks),
-        ],
-    )
+        dg.AssetSpec(
+            USERS_TABLE,
+            description=USERS_TABLE_DESCRIPTION,
+            deps=[NORMALIZED_USERS],
+            group_name=GROUP,
+            kinds={"sql", "table"},
+            metadata={"dagster/column_schema": _COLUMN_SCHEMA, "dagster/table_name": TABLE},
+            automation_condition=day_landed(),
+            skippable=True,
+        ),
+    ],
+    check_specs=[
+        dg.AssetCheckSpec(name, asset=asset, blocking=blocking) for asset, checks in CHECKS.items() for name, blocking in checks.items()
+    ],
+    partitions_def=daily_partitions,
+    backfill_policy=daily_backfill_policy,
+    pool="users_api",
+    # On the Celery executor, its own queue: the workers serving it cap the calls to the users API.
+    op_tags=USERS_API_QUEUE_TAGS,
+    retry_policy=RETRY_POLICY,
+    can_subset=True,
+)
+def daily_users(
+    context: dg.AssetExecutionContext,
+    users_api: UsersApi,
+    files: PartitionFiles,
+    warehouse: WarehouseResource,
+    day_limits: DayLimits,
+) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
+    """The users day chain, one day after another: fetch (raw_users), normalize (normalized_users),
+    load (users_table), for the selected assets; each day committed and recorded as a whole, or
+    not at all. Materializing normalized_users alone re-normalizes the committed raw file;
+    users_table alone reloads the committed CSV."""
+    check_run_inputs(context)
+    assets = [asset for asset in CHECKS if dg.AssetKey(asset) in context.selected_asset_keys]
+    quarantine, max_rejected = False, 0.0
+    if RAW_USERS in assets:
+        try:
+            quarantine, max_rejected = users_api.quarantines(), users_api.validated_max_rejected_fraction()
+        except InvalidSettingError as error:
+            fail_permanently(str(error), error)
+    store = warehouse.open() if USERS_TABLE in assets else None
+    run = DayChainRun(context, files, assets)
+    if RAW_USERS in assets:
+        breaker = users_api.breaker()
+        run.shared[RAW_USERS] = {
+            "source": users_api.source,
+            "contract_violations": "quarantine" if quarantine else "fail",
+        }
+    if NORMALIZED_USERS in assets:
+        run.shared[NORMALIZED_USERS] = {"dagster/column_schema": _COLUMN_SCHEMA}
+    if USERS_TABLE in assets:
+        run.shared[USERS_TABLE] = {"dagster/table_name": TABLE, "latest_view": LATEST_VIEW, "warehouse": store.display_url}
+    day = context.partition_keys[0]
+    # A retry does not fetch again the days an earlier attempt committed (and recorded).
+    resumed = committed_by_earlier_attempts(context, assets)
+    if resumed:
+        context.log.info(f"daily_users attempt {context.retry_number + 1}: already committed by an earlier attempt, not "
+                         f"fetched again: {', '.join(sorted(resumed))}")
+    try:
+        for day in context.partition_keys:
+            if day in resumed:
+                run.committed[day] = resumed[day]
+                run.recorded.add(day)
+                continue
+            outcome = DayOutcome(day)
+            if RAW_USERS in assets:
+                run_fetch(context, users_api, files, outcome, quarantine=quarantine, max_rejected=max_rejected)
+            if NORMALIZED_USERS in assets and not outcome.refusals:
+                run_normalize(context, files, day_limits, outcome)
+            if USERS_TABLE in assets and not outcome.refusals:
+                run_load(context, files, store, outcome)
+            if outcome.refusals:
+                run.add_checks(outcome)
+                run.stop(day)
+                results = run.check_results(outcome.refusals)
+                yield from results
+                if not any(result in results for result in outcome.refusals):
+                    # The refusing checks were left out of the selection: the day is refused all the same.
+                    fail_permanently("; ".join(result.description for result in outcome.refusals))
+                return
+            run.commit(outcome)
+    except BaseException:
+        # A permanent error, the last failed retry, a retry to come, or the run terminated: the
+        # days committed so far are recorded, the day under way is dropped.
+        run.stop(day)
+        raise
+    if RAW_USERS in assets:
+        run.shared[RAW_USERS]["users_api_circuit"] = breaker.describe() if breaker else "none"
+    if USERS_TABLE in assets:
+        run.shared[USERS_TABLE]["table_rows_all_days"] = store.count_rows()
+    checks = run.check_results()
+    for asset in assets:
+        for done, metadata in run.committed.items():
+            context.add_asset_metadata(metadata[asset], asset_key=asset, partition_key=done)
+        yield dg.MaterializeResult(
+            asset_key=asset,
+            metadata=run.shared.get(asset, {}),
+            check_results=[result for result in checks if result.asset_key == dg.AssetKey(asset)],
+        )
 
 
 @dg.asset(
@@ -540,9 +523,10 @@ def users_table(
     kinds={"pandas", "csv"},
     backfill_policy=daily_backfill_policy,
     deps=[
-        normalized_users,
+        NORMALIZED_USERS,
         dg.AssetDep("user_registry", partition_mapping=dg.TimeWindowPartitionMapping(start_offset=-1, end_offset=-1)),
     ],
+    automation_condition=day_landed(),
 )
 def user_registry(
     context: dg.AssetExecutionContext, files: PartitionFiles, registry_settings: UserRegistrySettings
@@ -557,8 +541,11 @@ def user_registry(
     per_day = {}
     check_run_inputs(context)
     for day in sorted(context.partition_keys):
+        source = files.normalized_users(day)
+        if not source.exists():
+            fail_permanently(f"user_registry {day} needs normalized_users {day}, which is not materialized ({source} is missing): materialize it first")
         previous = previous_registry(files, day, first_day)
-        registry = update_registry(previous, read_normalized_csv(files.normalized_users(day)), day)
+        registry = update_registry(previous, read_normalized_csv(source), day)
         path = files.user_registry(day)
         write_registry(registry, path)
         per_day[day] = {
@@ -573,19 +560,14 @@ def user_registry(
 def previous_registry(files: PartitionFiles, day: str, first_day: str):
     """Day D-1's registry, empty on the first day; refuses a day before it or after a gap."""
     if day < first_day:
-        raise dg.Failure(
-            description=f"user_registry starts on {first_day} (USER_PIPELINE_REGISTRY_START_DATE); {day} is before it",
-            allow_retries=False,
-        )
+        fail_permanently(f"user_registry starts on {first_day} (USER_PIPELINE_REGISTRY_START_DATE); {day} is before it")
     if day == first_day:
         return empty_registry()
     previous_day = (date.fromisoformat(day) - timedelta(days=1)).isoformat()
     if not files.user_registry(previous_day).exists():
-        raise dg.Failure(
-            description=(
-                f"user_registry {day} needs user_registry {previous_day}, which is not materialized: "
-                f"materialize {previous_day} first, or backfill the range up to {day}"
-            ),
-            allow_retries=False,
+        fail_permanently(
+            f"user_registry {day} needs user_registry {previous_day}, which is not materialized: "
+            f"materialize {previous_day} first, or backfill the range up to {day}"
         )
     return read_registry(files.user_registry(previous_day))
+

@@ -95,11 +95,67 @@ PLAINTEXT_PASSWORD_COLUMNS = frozenset({"password", "login.password", "login_pas
 
 
 @dataclass(frozen=True)
+class CsvAudit:
+    rows: int
+    missing_emails: int
+    duplicate_emails: int
+    plaintext_password_columns: list[str]
+    repeated_user_ids: list[str]
+    """user_ids on more than one row of the day, sorted."""
+
+
+class CsvAuditor:
+    """Counts what the asset checks guard against, frame by frame, as the rows are written or read:
+    rows, missing emails (null or blank), repeated email keys (`email_keys`), repeated user_ids and
+    plaintext password columns. Memory: one set entry per email key and user_id of the day."""
+
+    def __init__(self, columns: Iterable[str]):
+        self._columns = list(columns)
+        self._rows = self._missing = self._duplicates = 0
+        self._keys: set[str] = set()
+        self._user_ids: set[str] = set()
+        self._repeated: set[str] = set()
+
+    def add(self, frame: pd.DataFrame) -> None:
+        self._rows += len(frame)
+        if "email" in frame:
+            keys = frame["email_key"] if "email_key" in frame else email_keys(frame["email"].astype("string"))
+            blank = keys.isna() | (keys == "")
+            self._missing += int(blank.sum())
+            for key in keys[~blank].tolist():
+                if key in self._keys:
+                    self._duplicates += 1
+                else:
+                    self._keys.add(key)
+        else:
+            self._missing += len(frame)
+        if "user_id" in frame:
+            for user_id in frame["user_id"].dropna().tolist():
+                if user_id in self._user_ids:
+                    self._repeated.add(user_id)
+                else:
+                    self._user_ids.add(user_id)
+
+    def result(self) -> CsvAudit:
+        return CsvAudit(
+            rows=self._rows,
+            missing_emails=self._missing,
+            duplicate_emails=self._duplicates,
+            plaintext_password_columns=[column for column in self._columns if column.lower() in PLAINTEXT_PASSWORD_COLUMNS],
+            repeated_user_ids=sorted(self._repeated),
+        )
+
+
+@dataclass(frozen=True)
 class NormalizeSummary:
+    """What `write_normalized_csv` wrote, computed from the frames as written (no read-back)."""
+
     users_read: int
     rows_written: int
     duplicates_dropped: int
     preview: pd.DataFrame
+    audit: CsvAudit
+    bytes: int = 0
 
 
 def normalize_users(users: list[dict], partition_date: str) -> pd.DataFrame:
@@ -138,33 +194,42 @@ def write_normalized_csv(
     csv_path: Path,
     partition_date: str,
     preview_rows: int = 10,
-    before_commit: Callable[[Path], None] = lambda written: None,
+    before_commit: Callable[[NormalizeSummary], None] = lambda written: None,
+    on_frame: Callable[[pd.DataFrame], None] = lambda frame: None,
 ) -> NormalizeSummary:
-    """Normalizes chunk by chunk into one CSV, replaced atomically.
+    """Normalizes chunk by chunk into one CSV, replaced atomically. The summary's counts and audit
+    are taken from the frames as they are written, and `on_frame` sees each of them (for the
+    receipt's fingerprints), so the new file is never read back.
 
-    `before_commit` sees the complete new file before it replaces the old one; raising there
-    keeps the old file."""
+    `before_commit` sees the summary of the complete new file before it replaces the old one;
+    raising there keeps the old file."""
     seen_emails: set[str] = set()
     users_read = rows_written = 0
     preview = empty_users_frame()
+    auditor = CsvAuditor(USER_COLUMNS)
     with atomic_write(csv_path) as handle:
         writer = CsvWriter(handle, USER_COLUMNS)
         for users in raw_chunks:
             users_read += len(users)
             frame = drop_duplicate_emails(normalize_users(users, partition_date), seen_emails)
             writer.write(frame)
+            auditor.add(frame)
+            on_frame(frame)
             if rows_written == 0:
                 preview = frame.head(preview_rows)
             rows_written += len(frame)
         writer.close()
         handle.flush()
-        before_commit(Path(handle.name))
-    return NormalizeSummary(
-        users_read=users_read,
-        rows_written=rows_written,
-        duplicates_dropped=users_read - rows_written,
-        preview=preview,
-    )
+        summary = NormalizeSummary(
+            users_read=users_read,
+            rows_written=rows_written,
+            duplicates_dropped=users_read - rows_written,
+            preview=preview,
+            audit=auditor.result(),
+            bytes=handle.tell(),
+        )
+        before_commit(summary)
+    return summary
 
 
 def empty_users_frame() -> pd.DataFrame:
@@ -181,30 +246,11 @@ def read_normalized_csv(csv_path: Path, chunk_rows: int | None = None) -> pd.Dat
     return iter_csv(csv_path, USER_COLUMNS, chunk_rows)
 
 
-@dataclass(frozen=True)
-class CsvAudit:
-    rows: int
-    missing_emails: int
-    duplicate_emails: int
-    plaintext_password_columns: list[str]
-    repeated_user_ids: list[str]
-    """user_ids on more than one row of the day, sorted."""
-
-
-def audit_normalized_csv(csv_path: Path) -> CsvAudit:
-    """Reads a written CSV back and counts what the asset checks guard against.
-
-    An email is missing when it is null or blank; duplicates compare email keys (`email_keys`)."""
+def audit_normalized_csv(csv_path: Path, chunk_rows: int = 5000) -> CsvAudit:
+    """The audit (`CsvAuditor`) of a CSV file, read once in chunks of `chunk_rows`."""
     header = read_header(csv_path)
-    present = [column for column in ("email", "user_id") if column in header]
-    keyed = read_csv(csv_path, {"email": "string", "user_id": "string"}, usecols=present)
-    keys = email_keys(keyed["email"]) if "email" in present else pd.Series([pd.NA] * len(keyed), dtype="string")
-    blank = keys.isna() | (keys == "")
-    user_ids = keyed["user_id"].dropna() if "user_id" in present else pd.Series([], dtype="string")
-    return CsvAudit(
-        rows=len(keyed),
-        missing_emails=int(blank.sum()),
-        duplicate_emails=int(keys[~blank].duplicated().sum()),
-        plaintext_password_columns=[column for column in header if column.lower() in PLAINTEXT_PASSWORD_COLUMNS],
-        repeated_user_ids=sorted(user_ids[user_ids.duplicated()].unique()),
-    )
+    present = {column: "string" for column in ("email", "user_id") if column in header}
+    auditor = CsvAuditor(header)
+    for frame in iter_csv(csv_path, present, chunk_rows) if present else [read_csv(csv_path, {}, usecols=[])]:
+        auditor.add(frame)
+    return auditor.result()

@@ -15,6 +15,7 @@ load naming the user and the column, never truncated.
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator
@@ -57,14 +58,18 @@ _DROP_LATEST_VIEW = f"DROP VIEW IF EXISTS {LATEST_VIEW}"
 
 
 class TableMismatchError(ValueError):
-    """The rows read back from the table are not the rows loaded: the load is rolled back."""
+    """The rows read back from the table are not the rows normalized: the load is rolled back.
 
-    def __init__(self, partition_date: str, loaded_hash: str, stored_hash: str):
+    `loaded_*` describe what the day should hold (the rows as normalized when given, else the rows
+    read from the CSV), `stored_*` what the table held after the load."""
+
+    def __init__(self, partition_date: str, loaded_hash: str, stored_hash: str, loaded_rows: int = 0, stored_rows: int = 0):
         super().__init__(
-            f"{TABLE} {partition_date}: the rows read back (content hash {stored_hash[:12]}) differ from the "
-            f"normalized_users CSV (content hash {loaded_hash[:12]}); the load was rolled back"
+            f"{TABLE} {partition_date}: the rows read back ({stored_rows} rows, content hash {stored_hash[:12]}) differ "
+            f"from the normalized_users CSV ({loaded_rows} rows, content hash {loaded_hash[:12]}); the load was rolled back"
         )
         self.partition_date, self.loaded_hash, self.stored_hash = partition_date, loaded_hash, stored_hash
+        self.loaded_rows, self.stored_rows = loaded_rows, stored_rows
 
 
 @dataclass(frozen=True)
@@ -80,6 +85,28 @@ class LoadResult:
 
 class WarehouseUnavailableError(RuntimeError):
     """The warehouse cannot be reached or written right now (down, locked): worth a retry."""
+
+
+def describe_integrity_error(error: Exception) -> str | None:
+    """The reason and column of a warehouse integrity error (NOT NULL, UNIQUE, CHECK, ...), or
+    None when `error` is not one. SQLite names `table.column`; PostgreSQL `column "name"` or `Key (name)`."""
+    psycopg_errors = _psycopg_errors()
+    if not isinstance(error, sqlite3.IntegrityError) and not (
+        psycopg_errors and isinstance(error, psycopg_errors.IntegrityError)
+    ):
+        return None
+    text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    column = re.search(r"constraint failed: ([\w.]+)|column \"(\w+)\"|Key \((\w+)\)", str(error))
+    named = next((group for group in column.groups() if group), None) if column else None
+    return f"{text} (column {named})" if named else text
+
+
+def _psycopg_errors():
+    try:
+        import psycopg.errors as errors
+    except ImportError:
+        return None
+    return errors
 
 
 def redact_url(url: str) -> str:
@@ -105,9 +132,13 @@ class Warehouse(ABC):
         """Replaces every row of `partition_date` with the rows of `chunks`; returns rows inserted."""
         return self.replace_partition_verified(partition_date, chunks).rows_inserted
 
-    def replace_partition_verified(self, partition_date: str, chunks: Iterable[pd.DataFrame], chunk_rows: int = 5000) -> LoadResult:
+    def replace_partition_verified(
+        self, partition_date: str, chunks: Iterable[pd.DataFrame], chunk_rows: int = 5000, *, expected_hash: str | None = None
+    ) -> LoadResult:
         """Replaces the day's rows, then reads them back in the same transaction and commits only if
-        their content hash equals the hash of what was loaded (TableMismatchError otherwise).
+        their content hash equals the hash of what was loaded, and `expected_hash` when given (the
+        hash of the rows as normalized, receipts.content_hash: so the CSV's round trip is checked
+        too); TableMismatchError otherwise.
 
         Returns the fingerprints of the day's rows before the load (None if there were none) and
         after it, for the receipt (user_pipeline.users.receipts)."""
@@ -130,8 +161,10 @@ class Warehouse(ABC):
                 inserted += len(chunk)
             stored = self._fingerprints(cursor, day, chunk_rows)
             loaded_hash, stored_hash = content_hash(_concat(loaded)), content_hash(stored)
-            if loaded_hash != stored_hash:
-                raise TableMismatchError(partition_date, loaded_hash, stored_hash)
+            if stored_hash != loaded_hash or (expected_hash is not None and stored_hash != expected_hash):
+                raise TableMismatchError(
+                    partition_date, expected_hash or loaded_hash, stored_hash, loaded_rows=inserted, stored_rows=len(stored)
+                )
         return LoadResult(inserted, previous if len(previous) else None, stored, loaded_hash)
 
     def _fingerprints(self, cursor: Any, day: date, chunk_rows: int) -> pd.Series:

@@ -12,10 +12,10 @@ import pandas as pd
 import pydantic
 import pytest
 
-from user_pipeline.users.assets import normalized_users, raw_users, users_table
-from user_pipeline.users.resources import PartitionFiles, RandomUserApi, WarehouseResource
+from user_pipeline.users.assets import daily_users
+from user_pipeline.users.resources import DayLimits, PartitionFiles, RandomUserApi, WarehouseResource
 from user_pipeline.users.warehouse import open_warehouse
-from user_pipeline_tests.runs import materialize_users
+from user_pipeline_tests.runs import materializations, materialize_users
 
 DAY = "2026-11-20"
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -85,7 +85,7 @@ def test_duplicates_non_latin_names_and_postcodes_reach_the_table_intact(users_a
         first_by_email.setdefault(user["email"].lower(), user)
     duplicates = len(raw) - len(first_by_email)
     assert duplicates > 0, "the server's 5000 users of a seed should repeat some emails"
-    [normalized] = result.asset_materializations_for_node("normalized_users")
+    [normalized] = materializations(result, "normalized_users")
     assert normalized.metadata["duplicates_dropped"].value == duplicates
 
     table = open_warehouse(warehouse_url).read_partition(DAY).set_index("user_id")
@@ -125,12 +125,13 @@ def test_a_bad_setting_is_refused_before_any_data_is_touched(users_api_server, t
         RandomUserApi(**{"base_url": users_api_server.base_url, setting: value})
     data_dir = tmp_path / "data"
     result = dg.materialize(
-        [raw_users, normalized_users, users_table],
+        [daily_users],
         partition_key=DAY,
         resources={
             "users_api": RandomUserApi(base_url=users_api_server.base_url),
             "files": PartitionFiles(data_dir=str(data_dir)),
             "warehouse": WarehouseResource(url=f"sqlite:///{data_dir}/warehouse.sqlite"),
+            "day_limits": DayLimits(),
         },
         run_config={"resources": {"users_api": {"config": {setting: value}}}},
         raise_on_error=False,
@@ -186,18 +187,26 @@ def test_a_multi_day_run_writes_each_day_exactly_as_single_day_runs_do(users_api
 
     range_dir = tmp_path / "range"
     result = dg.materialize(
-        [raw_users, normalized_users, users_table],
+        [daily_users],
         resources={
             "users_api": RandomUserApi(base_url=users_api_server.base_url),
             "files": PartitionFiles(data_dir=str(range_dir)),
             "warehouse": WarehouseResource(url=f"sqlite:///{tmp_path}/range.sqlite"),
+            "day_limits": DayLimits(),
         },
         tags={"dagster/asset_partition_range_start": days[0], "dagster/asset_partition_range_end": days[-1]},
     )
     assert result.success
-    assert sorted(event.partition for event in result.asset_materializations_for_node("users_table")) == days
-    [event, *_] = result.asset_materializations_for_node("normalized_users")
-    assert sorted(event.metadata["days"].value) == days
+    assert sorted(event.partition for event in materializations(result, "users_table")) == days
+    # Each day's materialization carries that day's own figures (its path, rows and receipt).
+    for asset in ("raw_users", "normalized_users"):
+        events = materializations(result, asset)
+        assert [event.partition for event in events] == days
+        assert [Path(event.metadata["path"].value).name for event in events] == [
+            f"{day}.{'jsonl' if asset == 'raw_users' else 'csv'}" for day in days
+        ]
+    for event in materializations(result, "users_table"):
+        assert event.metadata["dagster/row_count"].value == open_warehouse(f"sqlite:///{tmp_path}/range.sqlite").count_rows(event.partition)
     assert all(evaluation.passed for evaluation in result.get_asset_check_evaluations())
     for day in days:
         assert partition_files(range_dir, day) == partition_files(singles_dir, day)

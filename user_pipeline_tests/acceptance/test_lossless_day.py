@@ -10,9 +10,9 @@ import requests
 
 from user_pipeline.spark.assets import users_parquet
 from user_pipeline.spark.resources import SparkSettings
-from user_pipeline.users.assets import normalized_users, raw_users, users_table
+from user_pipeline.users.assets import daily_users
 from user_pipeline.users.normalize import USER_COLUMNS, read_normalized_csv
-from user_pipeline.users.resources import PartitionFiles, RandomUserApi, WarehouseResource
+from user_pipeline.users.resources import DayLimits, PartitionFiles, RandomUserApi, WarehouseResource
 from user_pipeline.users.warehouse import open_warehouse
 
 DAY = "2026-11-20"
@@ -77,12 +77,13 @@ def test_hostile_values_reach_csv_table_and_parquet_exactly(users_api_server, lo
     users_api_server.add_fault("alter_users", seeds=[DAY], users=HOSTILE_USERS, set=HOSTILE_FIELDS)
     data_dir = tmp_path / "data dir [v1]"
     result = dg.materialize(
-        [raw_users, normalized_users, users_table, users_parquet],
+        [daily_users, users_parquet],
         partition_key=DAY,
         resources={
             "users_api": RandomUserApi(base_url=users_api_server.base_url, users_per_partition=USERS),
             "files": PartitionFiles(data_dir=str(data_dir)),
             "warehouse": WarehouseResource(url=warehouse_url),
+            "day_limits": DayLimits(),
             "spark": SparkSettings(shuffle_partitions=2),
         },
         raise_on_error=False,

@@ -9,7 +9,6 @@ from user_pipeline.automation.resources import PartitionDeadlines
 from user_pipeline.automation.sensors import repair_sensor
 from user_pipeline.definitions import defs as load_definitions
 from user_pipeline.partitions import daily_partitions
-from user_pipeline.users.assets import normalized_users, raw_users
 from user_pipeline_tests.runs import USERS_ASSETS, materialize_users
 
 WEEK = daily_partitions.get_partition_keys()[-7:]
@@ -66,6 +65,6 @@ def test_three_failed_days_of_seven_are_planned_and_repaired_alone(users_api_ser
 
 def test_only_the_failed_asset_of_a_day_is_planned(users_api_server, instance, tmp_path):
     day = WEEK[2]
-    assert materialize(instance, users_api_server.base_url, tmp_path, day, (raw_users, normalized_users)).success
+    assert materialize(instance, users_api_server.base_url, tmp_path, day, ("raw_users", "normalized_users")).success
     plan = plan_repair(instance, day, day)
     assert plan.days_by_asset == {"raw_users": [], "normalized_users": [], "users_table": [day]}

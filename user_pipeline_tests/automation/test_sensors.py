@@ -7,8 +7,8 @@ from user_pipeline.automation.resources import AlertChannel
 from user_pipeline.automation.sensors import run_failure_alerts, users_api_sensor
 from user_pipeline.definitions import defs as load_definitions
 from user_pipeline.partitions import daily_partitions
-from user_pipeline.users.assets import normalized_users, raw_users, users_table
-from user_pipeline.users.resources import PartitionFiles, RandomUserApi, WarehouseResource
+from user_pipeline.users.assets import daily_users
+from user_pipeline.users.resources import DayLimits, PartitionFiles, RandomUserApi, WarehouseResource
 from user_pipeline_tests.webhook_receiver import WebhookReceiver
 
 LATEST_DAY = daily_partitions.get_last_partition_key()
@@ -56,13 +56,14 @@ def test_once_the_api_is_up_it_requests_the_latest_day_once(users_api_server, in
 
 def test_a_materialized_latest_day_is_not_requested(users_api_server, instance, tmp_path):
     assert dg.materialize(
-        [raw_users, normalized_users, users_table],
+        [daily_users],
         partition_key=LATEST_DAY,
         instance=instance,
         resources={
             "users_api": RandomUserApi(base_url=users_api_server.base_url, users_per_partition=5),
             "files": PartitionFiles(data_dir=str(tmp_path)),
             "warehouse": WarehouseResource(url=f"sqlite:///{tmp_path}/w.sqlite"),
+            "day_limits": DayLimits(),
         },
     ).success
     result, _ = evaluate(instance, users_api_server.base_url)
@@ -72,13 +73,14 @@ def test_a_materialized_latest_day_is_not_requested(users_api_server, instance, 
 def test_a_failed_run_sends_one_alert_naming_job_partition_step_and_error(users_api_server, instance, tmp_path):
     users_api_server.add_fault("error_body", seeds=["2026-11-20"])
     result = dg.materialize(
-        [raw_users, normalized_users, users_table],
+        [daily_users],
         partition_key="2026-11-20",
         instance=instance,
         resources={
             "users_api": RandomUserApi(base_url=users_api_server.base_url),
             "files": PartitionFiles(data_dir=str(tmp_path)),
             "warehouse": WarehouseResource(url=f"sqlite:///{tmp_path}/w.sqlite"),
+            "day_limits": DayLimits(),
         },
         raise_on_error=False,
     )
@@ -91,7 +93,7 @@ def test_a_failed_run_sends_one_alert_naming_job_partition_step_and_error(users_
         run_failure_alerts.evaluate_tick(dg.build_sensor_context(instance=instance, cursor=context.cursor, resources={"alerts": channel}))
     [alert] = receiver.payloads
     assert alert["partition"] == "2026-11-20"
-    assert alert["failed_steps"] == ["raw_users"]
+    assert alert["failed_steps"] == ["daily_users"]
     assert "HTTP 200 with an error" in alert["error"] and "Uh oh" in alert["error"]
     assert alert["run_url"] == f"http://ui.test/runs/{result.run_id}"
     assert alert["job"] == result.dagster_run.job_name

@@ -14,8 +14,9 @@ import dagster as dg
 import pandas as pd
 
 from user_pipeline.graphql_triggers import DagsterGraphQL
-from user_pipeline.users.assets import normalized_users, raw_users, users_table
+from user_pipeline.users.assets import daily_users
 from user_pipeline.users.resources import (
+    DayLimits,
     PartitionFiles,
     RandomUserApi,
     WarehouseResource,
@@ -264,10 +265,11 @@ def materialize_in_process(api_url: str, data_dir: Path, partitions: Iterable[st
         "users_api": RandomUserApi(base_url=api_url, users_per_partition=USERS_PER_PARTITION),
         "files": PartitionFiles(data_dir=str(data_dir)),
         "warehouse": WarehouseResource(url=warehouse_url),
+        "day_limits": DayLimits(),
     }
     with dg.instance_for_test() as instance:
         for day in partitions:
-            result = dg.materialize([raw_users, normalized_users, users_table], partition_key=day, resources=resources, instance=instance)
+            result = dg.materialize([daily_users], partition_key=day, resources=resources, instance=instance)
             assert result.success, day
     return warehouse_url
 

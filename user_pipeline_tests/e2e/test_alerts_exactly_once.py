@@ -71,5 +71,5 @@ def test_every_failed_run_however_launched_gets_exactly_one_alert_through_a_flak
     by_day = {payload["partition"]: payload for payload in webhook.payloads}
     assert set(by_day) == {DAEMON_DAY, CLI_DAY, PYTHON_API_DAY}
     for payload in by_day.values():
-        assert payload["failed_steps"] == ["raw_users"] and "Uh oh" in payload["error"]
+        assert payload["failed_steps"] == ["daily_users"] and "Uh oh" in payload["error"]
         assert payload["alert_id"] == payload["run_id"] and payload["run_url"].endswith(f"/runs/{payload['run_id']}")

@@ -124,7 +124,7 @@ def test_api_sensor_skips_while_the_api_is_down_then_requests_one_run_for_the_la
     assert open_warehouse(dagster_services.warehouse_url).count_rows(sensor_run["tags"]["dagster/partition"]) > 0
 
 
-def test_reexecution_from_failure_reruns_only_the_failed_step_and_succeeds(users_api_server, dagster_services):
+def test_reexecution_from_failure_reruns_the_failed_day_chain_and_succeeds(users_api_server, dagster_services):
     warehouse_dir = dagster_services.root / "warehouse"
     aside = dagster_services.root / "warehouse.aside"
     if warehouse_dir.exists():
@@ -139,24 +139,25 @@ def test_reexecution_from_failure_reruns_only_the_failed_step_and_succeeds(users
         if aside.exists():
             aside.rename(warehouse_dir)
     assert failed["status"] == "FAILURE"
-    assert {step["stepKey"]: step["status"] for step in failed["stepStats"]} == {
-        "raw_users": "SUCCESS", "normalized_users": "SUCCESS", "users_table": "FAILURE",
-    }
+    # One step for the day's chain (fetch, normalize, load): it fails on the load, after its retries.
+    assert {step["stepKey"]: step["status"] for step in failed["stepStats"]} == {"daily_users": "FAILURE"}
 
     [failure] = [event for event in run_events(dagster_services, failed_id) if event["__typename"] == "ExecutionStepFailureEvent"]
-    assert failure["stepKey"] == "users_table" and str(warehouse_dir) in failure["error"]["message"], failure
+    assert failure["stepKey"] == "daily_users" and str(warehouse_dir) in failure["error"]["message"], failure
+    # The day was not committed: nothing of it was recorded by the failed run.
+    assert materializations(dagster_services, "raw_users", [REEXECUTE_DAY]) == {}
 
     rerun_id = trigger(dagster_services, "reexecute", "--run-id", failed_id, "--from-failure")
     rerun = wait_for_run(dagster_services, rerun_id)
     assert rerun["status"] == "SUCCESS"
     assert (rerun["parentRunId"], rerun["rootRunId"]) == (failed_id, failed_id)
     assert rerun["tags"]["dagster/partition"] == REEXECUTE_DAY
-    assert rerun["stepKeysToExecute"] == ["users_table"]
-    assert [(step["stepKey"], step["status"]) for step in rerun["stepStats"]] == [("users_table", "SUCCESS")]
-    assert executed_steps(dagster_services, rerun_id) == ["users_table"]
-    # What the first run fetched and normalized is what the re-execution loaded.
-    assert materializations(dagster_services, "raw_users", [REEXECUTE_DAY]) == {REEXECUTE_DAY: {failed_id}}
-    assert materializations(dagster_services, "users_table", [REEXECUTE_DAY]) == {REEXECUTE_DAY: {rerun_id}}
+    assert rerun["stepKeysToExecute"] == ["daily_users"]
+    assert [(step["stepKey"], step["status"]) for step in rerun["stepStats"]] == [("daily_users", "SUCCESS")]
+    assert executed_steps(dagster_services, rerun_id) == ["daily_users"]
+    # The re-execution fetched, normalized, loaded and committed the day, all three recorded once.
+    for asset in ("raw_users", "normalized_users", "users_table"):
+        assert materializations(dagster_services, asset, [REEXECUTE_DAY]) == {REEXECUTE_DAY: {rerun_id}}, asset
     csv = read_normalized_csv(dagster_services.data_dir / "normalized_users" / f"{REEXECUTE_DAY}.csv")
     rows = open_warehouse(dagster_services.warehouse_url).read_partition(REEXECUTE_DAY)
     assert len(rows) == len(csv) > 0
@@ -201,7 +202,7 @@ def test_second_run_of_the_same_day_waits_queued_until_the_first_ends_and_data_l
 def test_failed_run_sends_exactly_one_alert_and_leaves_the_previous_data_in_place(users_api_server, dagster_services, webhook, failed_run):
     run, run_id = failed_run.run, failed_run.run["runId"]
     assert run["status"] == "FAILURE"
-    assert [step["stepKey"] for step in run["stepStats"] if step["status"] == "FAILURE"] == ["raw_users"]
+    assert [step["stepKey"] for step in run["stepStats"] if step["status"] == "FAILURE"] == ["daily_users"]
     assert not [step["stepKey"] for step in run["stepStats"] if step["status"] == "SUCCESS"]
 
     # The first failure-sensor tick after the failure sends the alert; wait for one more after it.
@@ -214,7 +215,7 @@ def test_failed_run_sends_exactly_one_alert_and_leaves_the_previous_data_in_plac
     [alert] = alerts
     assert alert["job"] == "daily_users_job"
     assert alert["partition"] == ALERT_DAY
-    assert alert["failed_steps"] == ["raw_users"]
+    assert alert["failed_steps"] == ["daily_users"]
     assert ERROR_MESSAGE in alert["error"]
     assert alert["run_url"].endswith(f"/runs/{run_id}")
     assert ALERT_DAY in alert["text"] and ERROR_MESSAGE in alert["text"]

@@ -11,8 +11,8 @@ import dagster as dg
 import pandas as pd
 import pytest
 
-from user_pipeline.users.assets import normalized_users, raw_users, users_table
-from user_pipeline.users.resources import PartitionFiles, RandomUserApi, WarehouseResource
+from user_pipeline.users.assets import daily_users
+from user_pipeline.users.resources import DayLimits, PartitionFiles, RandomUserApi, WarehouseResource
 from user_pipeline.users.warehouse import open_warehouse
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -77,12 +77,13 @@ def test_ten_days_at_once_all_land(users_api_server, tmp_path):
 
     def run(day: str) -> bool:
         return dg.materialize(
-            [raw_users, normalized_users, users_table],
+            [daily_users],
             partition_key=day,
             resources={
                 "users_api": RandomUserApi(base_url=users_api_server.base_url, users_per_partition=100),
                 "files": PartitionFiles(data_dir=str(tmp_path)),
                 "warehouse": WarehouseResource(url=warehouse_url),
+                "day_limits": DayLimits(),
             },
         ).success
 

@@ -8,11 +8,12 @@ import dagster as dg
 import pandas as pd
 import requests
 
-from user_pipeline.users.assets import normalized_users, raw_users, users_table
+from user_pipeline.users.assets import daily_users
 from user_pipeline.users.normalize import normalize_users
-from user_pipeline.users.resources import PartitionFiles, RandomUserApi, WarehouseResource
+from user_pipeline.users.resources import DayLimits, PartitionFiles, RandomUserApi, WarehouseResource
 from user_pipeline.users.warehouse import open_warehouse
 from user_pipeline_tests.conftest import FIXTURES_DIR
+from user_pipeline_tests.runs import materializations
 
 DAY = "2026-09-28"
 USERS = 500
@@ -25,13 +26,14 @@ def event_log_text(instance: dg.DagsterInstance, run_id: str) -> str:
 
 def run_day(base_url: str, data_dir, warehouse_url: str, instance: dg.DagsterInstance) -> dg.ExecuteInProcessResult:
     return dg.materialize(
-        [raw_users, normalized_users, users_table],
+        [daily_users],
         partition_key=DAY,
         instance=instance,
         resources={
             "users_api": RandomUserApi(base_url=base_url, users_per_partition=USERS),
             "files": PartitionFiles(data_dir=str(data_dir)),
             "warehouse": WarehouseResource(url=warehouse_url),
+            "day_limits": DayLimits(),
         },
     )
 
@@ -81,9 +83,15 @@ def test_names_that_look_like_sql_are_stored_verbatim_by_the_table_asset(tmp_pat
     normalize_users(users, DAY).to_csv(csv_dir / f"{DAY}.csv", index=False)
     warehouse_url = f"sqlite:///{tmp_path}/warehouse.sqlite"
     assert dg.materialize(
-        [users_table],
+        [daily_users],
+        selection=["users_table"],
         partition_key=DAY,
-        resources={"files": PartitionFiles(data_dir=str(tmp_path)), "warehouse": WarehouseResource(url=warehouse_url)},
+        resources={
+            "users_api": RandomUserApi(),  # not called: only the table step runs
+            "files": PartitionFiles(data_dir=str(tmp_path)),
+            "warehouse": WarehouseResource(url=warehouse_url),
+            "day_limits": DayLimits(),
+        },
     ).success
     stored = open_warehouse(warehouse_url).read_partition(DAY)
     assert "O'Brien" in set(stored["last_name"])
@@ -99,6 +107,6 @@ def test_the_postgres_password_never_reaches_logs_or_metadata(users_api_server, 
         assert result.success
         log = event_log_text(instance, result.run_id)
     assert postgres.password not in log
-    [table] = result.asset_materializations_for_node("users_table")
+    [table] = materializations(result, "users_table")
     assert table.metadata["warehouse"].value == postgres_url.replace("pipeline@", "pipeline:***@")
     assert open_warehouse(postgres_url).count_rows(DAY) == len(pd.read_csv(tmp_path / "normalized_users" / f"{DAY}.csv"))

@@ -50,7 +50,7 @@ def test_a_locked_sqlite_warehouse_is_a_clear_error_then_a_successful_retry(user
         releaser.start()
         # Only the table step, so that it meets the lock at once.
         result = run_day(
-            users_api_server.base_url, tmp_path, warehouse_url, lock_timeout_seconds=1, instance=instance, assets=[users_table]
+            users_api_server.base_url, tmp_path, warehouse_url, lock_timeout_seconds=1, instance=instance, assets=["users_table"]
         )
         log = logged_messages(instance, result.run_id)
         releaser.join()
@@ -101,7 +101,7 @@ def test_a_postgres_down_during_a_run_fails_it_after_retries_and_loses_nothing(u
         result = run_day(users_api_server.base_url, tmp_path, warehouse_url, instance=instance)
     assert not result.success
     [failure] = result.get_step_failure_events()
-    assert failure.step_key == "users_table"
+    assert failure.step_key == "daily_users"
     assert "unavailable: connection failed" in failure.step_failure_data.error.message
     own_postgres.start()
     pd.testing.assert_frame_equal(open_warehouse(warehouse_url).read_partition(DAY), rows_before)

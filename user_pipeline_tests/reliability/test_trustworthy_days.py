@@ -15,8 +15,9 @@ import dagster as dg
 import pandas as pd
 import pytest
 
+from user_pipeline.users.assets import daily_users
 from user_pipeline.users.warehouse import open_warehouse
-from user_pipeline_tests.runs import USERS_ASSETS, materialize_users
+from user_pipeline_tests.runs import USERS_ASSETS, materializations, materialize_users, users_resources
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DAY = "2026-10-05"
@@ -114,7 +115,7 @@ def test_quarantine_leaves_violating_users_out_counts_them_and_writes_their_reas
     )
     result = run_day(users_api_server.base_url, data_dir, contract_violations="quarantine", max_rejected_fraction=0.01)
     assert result.success, failure_text(result)
-    [materialization] = list(result.asset_materializations_for_node("raw_users"))
+    [materialization] = [m for m in materializations(result, "raw_users")]
     assert materialization.metadata["users_received"].value == USERS
     assert materialization.metadata["users_rejected"].value == 2
     assert materialization.metadata["rejected_by_field"].value == {"location.street": 2, "name.last": 2}
@@ -149,7 +150,7 @@ def test_quarantine_past_the_limit_fails_its_check_and_keeps_the_good_day(users_
     [check] = [c for c in result.get_asset_check_evaluations() if c.check_name == "rejected_share_within_limit"]
     assert not check.passed
     assert check.description == f"{DAY}: 30 of 300 users break the contract (10.00% > 5.00%); the previous raw file was kept"
-    assert result.asset_materializations_for_node("raw_users") == []
+    assert materializations(result, "raw_users") == []
     assert_same(data_dir, good_day)
 
 
@@ -190,9 +191,9 @@ def test_a_re_run_refused_by_row_drop_keeps_raw_file_csv_and_table(users_api_ser
     assert not result.success
     [check] = [c for c in result.get_asset_check_evaluations() if c.check_name == "row_drop_within_limit"]
     assert not check.passed
-    [rolled_back] = result.asset_observations_for_node("normalized_users")
-    assert (rolled_back.asset_key, rolled_back.partition) == (dg.AssetKey("raw_users"), DAY)
-    assert rolled_back.metadata["refused_by"].value == "normalized_users"
+    assert check.metadata["day"].value == DAY and DAY in check.description
+    # One step for the day's chain: nothing of the refused day was recorded, for any of its assets.
+    assert all(materializations(result, asset) == [] for asset in USERS_ASSETS)
     assert_same(data_dir, good_day)
 
 
@@ -247,17 +248,12 @@ DAYS = ["2026-10-10", "2026-10-11", "2026-10-12"]
 
 
 def run_days(base_url: str, data_dir: Path, assets=USERS_ASSETS, instance=None, **settings) -> dg.ExecuteInProcessResult:
-    from user_pipeline.users.resources import PartitionFiles, RandomUserApi, WarehouseResource
-
     return dg.materialize(
-        list(assets),
+        [daily_users],
+        selection=list(assets),
         instance=instance,
         tags={"dagster/asset_partition_range_start": DAYS[0], "dagster/asset_partition_range_end": DAYS[-1]},
-        resources={
-            "users_api": RandomUserApi(base_url=base_url, users_per_partition=50, page_size=50, **settings),
-            "files": PartitionFiles(data_dir=str(data_dir)),
-            "warehouse": WarehouseResource(url=f"sqlite:///{data_dir}/warehouse.sqlite"),
-        },
+        resources=users_resources(base_url, data_dir, users_per_partition=50, page_size=50, **settings),
         raise_on_error=False,
     )
 
@@ -290,17 +286,17 @@ def test_a_multi_day_run_refused_by_the_table_on_day_n_commits_and_records_the_d
     assert not list((data_dir / "staging").glob("*/*/*"))
 
 
-def test_a_multi_day_run_refused_by_the_contract_on_day_n_commits_nothing_downstream_of_it(users_api_server, tmp_path):
+def test_a_multi_day_run_refused_by_the_contract_on_day_n_commits_and_records_the_days_before(users_api_server, tmp_path):
     data_dir = tmp_path / "data"
     users_api_server.add_fault("alter_users", seeds=[DAYS[1]], users=[3], set={"login.uuid": None})
     instance = dg.DagsterInstance.ephemeral()
     result = run_days(users_api_server.base_url, data_dir, instance=instance)
     assert not result.success
     assert f"raw_users {DAYS[1]}: users API answer breaks the user contract" in failure_text(result)
-    # The run stops at day 2 in its first step: day 1 never reached normalized_users or the table,
-    # so none of its layers changed, and nothing is recorded.
-    assert committed_days(data_dir) == {"raw_users": set(), "normalized_users": set(), "users_table": set()}
-    assert all(materialized_days(instance, asset) == set() for asset in ("raw_users", "normalized_users", "users_table"))
+    # The run goes day by day through the whole chain: day 1 was fetched, normalized, loaded,
+    # committed and recorded before day 2 was refused; nothing of day 2 or 3 was.
+    assert committed_days(data_dir) == {"raw_users": {DAYS[0]}, "normalized_users": {DAYS[0]}, "users_table": {DAYS[0]}}
+    assert all(materialized_days(instance, asset) == {DAYS[0]} for asset in USERS_ASSETS)
 
 
 def test_a_multi_day_raw_users_run_records_the_days_committed_before_the_refused_one(users_api_server, tmp_path):
@@ -399,3 +395,124 @@ def test_a_multi_day_run_refused_by_row_drop_on_day_n_records_the_days_committed
     assert len((data_dir / "raw_users" / f"{DAYS[2]}.jsonl").read_text(encoding="utf-8").splitlines()) == 50
     assert not (data_dir / "rejects" / f"{DAYS[2]}.jsonl").exists()
     assert not list((data_dir / "staging").glob("*/*/*"))
+
+
+def recorded_days(instance: dg.DagsterInstance, run_id: str) -> dict[str, set[str]]:
+    """The days each users asset was recorded as materialized by the run."""
+    days: dict[str, set[str]] = {"raw_users": set(), "normalized_users": set(), "users_table": set()}
+    for entry in instance.all_logs(run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION):
+        materialization = entry.asset_materialization
+        days[materialization.asset_key.to_user_string()].add(materialization.partition)
+    return days
+
+
+def day_layers(data_dir: Path, day: str) -> dict[str, object]:
+    """Every layer of one day: raw file, rejects file, CSV (bytes, or None when absent) and table rows."""
+    def read(path: Path) -> bytes | None:
+        return path.read_bytes() if path.exists() else None
+
+    return {
+        "raw_users": read(data_dir / "raw_users" / f"{day}.jsonl"),
+        "rejects": read(data_dir / "rejects" / f"{day}.jsonl"),
+        "normalized_users": read(data_dir / "normalized_users" / f"{day}.csv"),
+        "users_table": open_warehouse(f"sqlite:///{data_dir}/warehouse.sqlite").read_partition(day).to_dict("records"),
+    }
+
+
+# The day 2 refusals of the #12 gap: each after day 1 was fetched, normalized, loaded and committed.
+DAY_2_REFUSALS = {
+    # The warehouse refuses day 2's rows: an integrity error, after raw file and CSV were staged.
+    "integrity_error": ({"changed_users": {"seeds": [DAYS[1]], "every": 10}}, {}, "the warehouse refused the day's rows"),
+    # Quarantine leaves 40 of day 2's 50 users out: normalized_users refuses the drop.
+    "row_drop": (
+        {"alter_users": {"seeds": [DAYS[1]], "users": list(range(40)), "set": {"login.uuid": None}}},
+        {"contract_violations": "quarantine", "max_rejected_fraction": "1"},
+        "row_drop_within_limit",
+    ),
+}
+
+
+@pytest.mark.parametrize("refusal", sorted(DAY_2_REFUSALS))
+def test_a_multi_day_run_refused_on_day_2_records_day_1_only_and_keeps_days_2_and_3(users_api_server, tmp_path, refusal):
+    faults, settings, reason = DAY_2_REFUSALS[refusal]
+    data_dir = tmp_path / "data"
+    assert run_days(users_api_server.base_url, data_dir).success
+    good = {day: day_layers(data_dir, day) for day in DAYS}
+    refuse_changed_cities(data_dir)
+    # Day 1 changes too (and is accepted), so that its commit shows.
+    users_api_server.add_fault("alter_users", seeds=[DAYS[0]], users=[3], set={"name.first": "Renamed"})
+    for kind, fault in faults.items():
+        users_api_server.add_fault(kind, **fault)
+    users_api_server.add_fault("alter_users", seeds=[DAYS[2]], users=[5], set={"name.first": "Never"})
+    instance = dg.DagsterInstance.ephemeral()
+
+    result = run_days(users_api_server.base_url, data_dir, instance=instance, **settings)
+
+    assert not result.success
+    everything = failure_text(result) + "\n".join(
+        f"{c.check_name}: {c.description}" for c in result.get_asset_check_evaluations() if not c.passed
+    )
+    assert reason in everything and DAYS[1] in everything, everything
+    assert recorded_days(instance, result.run_id) == {asset: {DAYS[0]} for asset in ("raw_users", "normalized_users", "users_table")}
+    day_1 = day_layers(data_dir, DAYS[0])
+    assert "Renamed" in day_1["raw_users"].decode() and b"Renamed" in day_1["normalized_users"]
+    assert "Renamed" in {row["first_name"] for row in day_1["users_table"]}
+    for day in DAYS[1:]:
+        assert day_layers(data_dir, day) == good[day], f"{day} changed"
+    assert not list((data_dir / "staging").glob("*/*/*"))
+
+
+def test_dg_launch_partition_range_refused_on_day_2_records_day_1_only(users_api_server, tmp_path, monkeypatch):
+    """The #12 gap on the README's own command: `dg launch --partition-range` in the CLI's process."""
+    data_dir = tmp_path / "data"
+    assert run_days(users_api_server.base_url, data_dir).success
+    good = {day: day_layers(data_dir, day) for day in DAYS}
+    refuse_changed_cities(data_dir)
+    users_api_server.add_fault("alter_users", seeds=[DAYS[0]], users=[3], set={"name.first": "Renamed"})
+    users_api_server.add_fault("changed_users", seeds=[DAYS[1]], every=10)
+    dagster_home = tmp_path / "dagster_home"
+    dagster_home.mkdir()
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(dagster_home),
+        "USER_PIPELINE_API_URL": users_api_server.base_url,
+        "USER_PIPELINE_USERS_PER_PARTITION": "50",
+        "USER_PIPELINE_PAGE_SIZE": "50",
+        "USER_PIPELINE_DATA_DIR": str(data_dir),
+        "USER_PIPELINE_WAREHOUSE_URL": f"sqlite:///{data_dir}/warehouse.sqlite",
+    }
+    process = subprocess.run(
+        [str(Path(sys.executable).parent / "dg"), "launch", "--assets", "raw_users,normalized_users,users_table",
+         "--partition-range", f"{DAYS[0]}...{DAYS[-1]}"],
+        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert process.returncode != 0
+    assert f"users_table {DAYS[1]}: the warehouse refused the day's rows" in process.stdout + process.stderr
+    monkeypatch.setenv("DAGSTER_HOME", str(dagster_home))
+    with dg.DagsterInstance.get() as instance:
+        [run] = instance.get_runs()
+        assert recorded_days(instance, run.run_id) == {asset: {DAYS[0]} for asset in USERS_ASSETS}
+    assert b"Renamed" in day_layers(data_dir, DAYS[0])["normalized_users"]
+    for day in DAYS[1:]:
+        assert day_layers(data_dir, day) == good[day], f"{day} changed"
+
+
+def test_a_step_retry_does_not_fetch_again_the_days_an_earlier_attempt_committed(users_api_server, tmp_path):
+    # Day 2's first request answers 500 and the client does not retry it: the step retries.
+    users_api_server.add_fault("server_error", seeds=[DAYS[1]], times=1, status=500)
+    instance = dg.DagsterInstance.ephemeral()
+
+    result = run_days(users_api_server.base_url, tmp_path / "data", instance=instance, max_attempts=1)
+
+    assert result.success
+    assert retried_steps(result) == ["daily_users"]
+    assert users_api_server.stats()["by_seed"] == {DAYS[0]: 1, DAYS[1]: 2, DAYS[2]: 1}, "day 1 fetched once"
+    assert committed_days(tmp_path / "data") == {asset: set(DAYS) for asset in USERS_ASSETS}
+    # Day 1 was recorded when the first attempt stopped; the step's output records every day of
+    # its range again (Dagster has no per-partition output), day 1 with the metadata recorded then.
+    for asset in USERS_ASSETS:
+        events = [e.asset_materialization for e in instance.all_logs(result.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION)
+                  if e.asset_materialization.asset_key == dg.AssetKey(asset)]
+        assert sorted(event.partition for event in events) == [DAYS[0], DAYS[0], DAYS[1], DAYS[2]]
+        first_day = [event.metadata for event in events if event.partition == DAYS[0]]
+        assert first_day[0]["dagster/row_count"] == first_day[1]["dagster/row_count"]

@@ -9,8 +9,8 @@ import dagster as dg
 from PIL import Image
 
 from user_pipeline.report.assets import daily_users_report
-from user_pipeline.users.assets import normalized_users, raw_users
-from user_pipeline.users.resources import PartitionFiles, RandomUserApi
+from user_pipeline.users.assets import daily_users
+from user_pipeline_tests.runs import users_resources
 
 DAY = "2026-11-20"
 DAYS = ["2026-11-18", "2026-11-19", "2026-11-20"]
@@ -20,13 +20,11 @@ DATA_URI_PREFIX = f"![users {DAY}](data:image/png;base64,"
 
 def materialize(base_url: str, data_dir, partition_key: str | None = None, tags: dict | None = None, assets=None):
     return dg.materialize(
-        assets or [raw_users, normalized_users, daily_users_report],
+        assets or [daily_users, daily_users_report],
+        selection=None if assets else ["raw_users", "normalized_users", "daily_users_report"],
         partition_key=partition_key,
         tags=tags,
-        resources={
-            "users_api": RandomUserApi(base_url=base_url, users_per_partition=USERS),
-            "files": PartitionFiles(data_dir=str(data_dir)),
-        },
+        resources=users_resources(base_url, data_dir, users_per_partition=USERS),
         raise_on_error=False,
     )
 

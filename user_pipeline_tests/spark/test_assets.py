@@ -5,8 +5,9 @@ import pytest
 
 from user_pipeline.spark.assets import users_parquet
 from user_pipeline.spark.resources import SparkSettings
-from user_pipeline.users.assets import normalized_users, raw_users
-from user_pipeline.users.resources import PartitionFiles, RandomUserApi
+from user_pipeline.users.assets import daily_users
+from user_pipeline.users.resources import PartitionFiles
+from user_pipeline_tests.runs import users_resources
 from user_pipeline_tests.spark_jobs.support import partition_layout, read_agg, read_users
 
 DAYS = ["2026-11-03", "2026-11-04", "2026-11-05"]
@@ -39,12 +40,10 @@ def normalized_days(api_server, tmp_path_factory):
     data_dir = tmp_path_factory.mktemp("spark_data")
     for day in DAYS:
         assert dg.materialize(
-            [raw_users, normalized_users],
+            [daily_users],
+            selection=["raw_users", "normalized_users"],
             partition_key=day,
-            resources={
-                "users_api": RandomUserApi(base_url=api_server.base_url, users_per_partition=40),
-                "files": PartitionFiles(data_dir=str(data_dir)),
-            },
+            resources=users_resources(api_server.base_url, data_dir, users_per_partition=40),
         ).success
     return data_dir
 

@@ -4,11 +4,12 @@ import json
 
 import dagster as dg
 
-from user_pipeline.users.assets import normalized_users, raw_users, users_table
-from user_pipeline.users.resources import PartitionFiles, WarehouseResource
+from user_pipeline.users.assets import daily_users
+from user_pipeline.users.resources import DayLimits, PartitionFiles, WarehouseResource
 from user_pipeline.users.warehouse import open_warehouse
 from user_pipeline_tests.conftest import FIXTURES_DIR
 from user_pipeline_tests.fakes import RecordedUsersApi
+from user_pipeline_tests.runs import materializations
 
 DAY = "2026-11-23"
 
@@ -16,19 +17,20 @@ DAY = "2026-11-23"
 def materialize_day(tmp_path):
     warehouse_url = f"sqlite:///{tmp_path}/warehouse.sqlite"
     result = dg.materialize(
-        [raw_users, normalized_users, users_table],
+        [daily_users],
         partition_key=DAY,
         resources={
             "users_api": RecordedUsersApi(fixtures_dir=str(FIXTURES_DIR), users_per_partition=100),
             "files": PartitionFiles(data_dir=str(tmp_path)),
             "warehouse": WarehouseResource(url=warehouse_url),
+            "day_limits": DayLimits(),
         },
     )
     return result, open_warehouse(warehouse_url)
 
 
 def metadata_of(result: dg.ExecuteInProcessResult, asset: str) -> dict:
-    [event] = result.asset_materializations_for_node(asset)
+    [event] = materializations(result, asset)
     return {key: value.value for key, value in event.metadata.items()}
 
 
@@ -72,4 +74,4 @@ def test_every_check_passes_on_good_data(tmp_path):
 
 
 def test_the_asset_descriptions_come_from_the_docstrings():
-    assert normalized_users.descriptions_by_key[dg.AssetKey("normalized_users")].startswith("One row per user for the day")
+    assert daily_users.specs_by_key[dg.AssetKey("normalized_users")].description.startswith("One row per user for the day")

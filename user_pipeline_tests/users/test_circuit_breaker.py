@@ -10,9 +10,9 @@ from user_pipeline.automation.sensors import users_api_sensor
 from user_pipeline.definitions import defs as load_definitions
 from user_pipeline.partitions import daily_partitions
 from user_pipeline.users.api_errors import CircuitOpenError
-from user_pipeline.users.assets import normalized_users, raw_users, users_table
+from user_pipeline.users.assets import daily_users
 from user_pipeline.users.circuit_breaker import CircuitBreaker
-from user_pipeline.users.resources import PartitionFiles, RandomUserApi, WarehouseResource
+from user_pipeline.users.resources import DayLimits, PartitionFiles, RandomUserApi, WarehouseResource
 
 LATEST = daily_partitions.get_last_partition_key()
 REFUSED_DAYS = ["2026-10-20", "2026-10-21"]
@@ -65,11 +65,12 @@ def test_while_the_api_is_down_sensor_ticks_and_runs_make_at_most_threshold_call
         "users_api": api,
         "files": PartitionFiles(data_dir=str(tmp_path)),
         "warehouse": WarehouseResource(url=f"sqlite:///{tmp_path}/warehouse.sqlite"),
+        "day_limits": DayLimits(),
     }
 
     def run(day: str) -> dg.ExecuteInProcessResult:
         return dg.materialize(
-            [raw_users, normalized_users, users_table], partition_key=day, resources=resources, instance=instance, raise_on_error=False
+            [daily_users], partition_key=day, resources=resources, instance=instance, raise_on_error=False
         )
 
     def tick():
@@ -90,7 +91,7 @@ def test_while_the_api_is_down_sensor_ticks_and_runs_make_at_most_threshold_call
             assert "is unavailable: circuit open since" in result.skip_message
         assert users_api_server.stats()["api_requests"] == 3
         [event] = [e for e in refused.all_events if e.is_step_failure]
-        assert event.step_key == "raw_users"
+        assert event.step_key == "daily_users"
 
         users_api_server.clear_faults()
         time.sleep(2.1)

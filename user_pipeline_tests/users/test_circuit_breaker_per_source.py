@@ -5,9 +5,9 @@ import dagster as dg
 import pytest
 
 from user_pipeline.users.api_errors import CircuitOpenError
-from user_pipeline.users.assets import normalized_users, raw_users, users_table
+from user_pipeline.users.assets import daily_users
 from user_pipeline.users.circuit_breaker import CircuitBreaker
-from user_pipeline.users.resources import PartitionFiles, RandomUserApi, WarehouseResource
+from user_pipeline.users.resources import DayLimits, PartitionFiles, RandomUserApi, WarehouseResource
 from user_pipeline_tools.randomuser_server.launcher import free_port
 
 DAY = "2026-11-20"
@@ -36,13 +36,13 @@ def test_an_offline_run_against_an_unreachable_api_does_not_fail_the_next_run_ag
     warehouse = WarehouseResource(url=f"sqlite:///{tmp_path}/warehouse.sqlite")
     unreachable = RandomUserApi(base_url=f"http://127.0.0.1:{free_port()}/api/", **shared)
     healthy = RandomUserApi(base_url=users_api_server.base_url, **shared)
-    assets = [raw_users, normalized_users, users_table]
+    assets = [daily_users]
     with dg.instance_for_test() as instance:
         offline = dg.materialize(assets, partition_key=DAY, instance=instance, raise_on_error=False,
-                                 resources={"users_api": unreachable, "files": files, "warehouse": warehouse})
+                                 resources={"users_api": unreachable, "files": files, "warehouse": warehouse, "day_limits": DayLimits()})
         assert not offline.success
         assert unreachable.breaker().describe().startswith("circuit open")
         online = dg.materialize(assets, partition_key=DAY, instance=instance, raise_on_error=False,
-                                resources={"users_api": healthy, "files": files, "warehouse": warehouse})
+                                resources={"users_api": healthy, "files": files, "warehouse": warehouse, "day_limits": DayLimits()})
     assert online.success
     assert warehouse.open().count_rows(DAY) == 5

@@ -5,7 +5,7 @@ import sqlite3
 
 import pytest
 
-from user_pipeline.users.assets import describe_integrity_error
+from user_pipeline.users.warehouse import describe_integrity_error
 from user_pipeline.users.warehouse import WarehouseUnavailableError
 
 

@@ -7,7 +7,7 @@ import requests
 
 from user_pipeline.users.normalize import read_normalized_csv
 from user_pipeline.users.warehouse import open_warehouse
-from user_pipeline_tests.runs import materialize_users
+from user_pipeline_tests.runs import materializations, materialize_users
 
 DAY = "2026-10-05"
 
@@ -17,7 +17,7 @@ def run_day(base_url: str, data_dir, users: int) -> dg.ExecuteInProcessResult:
 
 
 def receipt(result: dg.ExecuteInProcessResult, asset: str) -> dict:
-    [event] = result.asset_materializations_for_node(asset)
+    [event] = materializations(result, asset)
     return {key.removeprefix("receipt/"): value.value for key, value in event.metadata.items() if key.startswith("receipt/")}
 
 
@@ -78,7 +78,7 @@ def test_a_fifty_percent_drop_fails_the_blocking_check_and_keeps_the_previous_da
     assert check.metadata["receipt/rows_removed"].value == len(before) - len(kept)
     assert check.metadata["receipt/rows"].value == len(kept)
     assert "the previous CSV was kept" in check.description
-    assert result.asset_materializations_for_node("normalized_users") == []
+    assert materializations(result, "normalized_users") == []
     assert "users_table" not in {event.step_key for event in result.all_events if event.is_step_success}
     assert (tmp_path / "normalized_users" / f"{DAY}.csv").read_bytes() == csv_before
     pd.testing.assert_frame_equal(open_warehouse(f"sqlite:///{tmp_path}/warehouse.sqlite").read_partition(DAY), rows_before)

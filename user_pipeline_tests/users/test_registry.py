@@ -3,10 +3,11 @@
 import dagster as dg
 import pandas as pd
 
-from user_pipeline.users.assets import normalized_users, raw_users, user_registry
+from user_pipeline.users.assets import daily_users, user_registry
 from user_pipeline.users.normalize import read_normalized_csv
 from user_pipeline.users.registry import empty_registry, read_registry, update_registry, write_registry
-from user_pipeline.users.resources import PartitionFiles, RandomUserApi, UserRegistrySettings
+from user_pipeline.users.resources import UserRegistrySettings
+from user_pipeline_tests.runs import users_resources
 
 
 def day_users(*pairs: tuple[str, str]) -> pd.DataFrame:
@@ -36,11 +37,11 @@ def test_the_registry_file_round_trips_hostile_emails_and_reads_the_older_format
 
 def materialize_registry(base_url: str, data_dir, day: str, first_day: str = "2026-01-01") -> dg.ExecuteInProcessResult:
     return dg.materialize(
-        [raw_users, normalized_users, user_registry],
+        [daily_users, user_registry],
+        selection=["raw_users", "normalized_users", "user_registry"],
         partition_key=day,
         resources={
-            "users_api": RandomUserApi(base_url=base_url, users_per_partition=50),
-            "files": PartitionFiles(data_dir=str(data_dir)),
+            **users_resources(base_url, data_dir, users_per_partition=50),
             "registry_settings": UserRegistrySettings(first_day=first_day),
         },
         raise_on_error=False,

@@ -10,7 +10,7 @@ import requests
 from user_pipeline.users.normalize import read_normalized_csv
 from user_pipeline.users.registry import read_registry
 from user_pipeline.users.warehouse import open_warehouse
-from user_pipeline_tests.runs import materialize_users
+from user_pipeline_tests.runs import materializations, materialize_users
 
 DAY, NEXT_DAY = "2026-11-20", "2026-11-21"
 
@@ -51,19 +51,20 @@ def test_a_carriage_return_and_an_empty_id_name_reach_the_table_exactly(users_ap
 
 
 def test_one_email_identity_in_dedup_registry_and_users_latest(users_api_server, tmp_path, warehouse_url):
-    from user_pipeline.users.assets import normalized_users, raw_users, user_registry, users_table
-    from user_pipeline.users.resources import PartitionFiles, RandomUserApi, UserRegistrySettings, WarehouseResource
+    from user_pipeline.users.assets import daily_users, user_registry
+    from user_pipeline.users.resources import DayLimits, PartitionFiles, RandomUserApi, UserRegistrySettings, WarehouseResource
 
     users_api_server.add_fault("alter_users", seeds=[DAY], users=[0], set={"email": "Case.Test@Example.com"})
     users_api_server.add_fault("alter_users", seeds=[NEXT_DAY], users=[0], set={"email": "case.test@example.com"})
     for day in (DAY, NEXT_DAY):
         result = dg.materialize(
-            [raw_users, normalized_users, users_table, user_registry],
+            [daily_users, user_registry],
             partition_key=day,
             resources={
                 "users_api": RandomUserApi(base_url=users_api_server.base_url, users_per_partition=10),
                 "files": PartitionFiles(data_dir=str(tmp_path)),
                 "warehouse": WarehouseResource(url=warehouse_url),
+                "day_limits": DayLimits(),
                 "registry_settings": UserRegistrySettings(first_day=DAY),
             },
             raise_on_error=False,
@@ -101,8 +102,10 @@ def test_a_repeated_user_id_fails_the_blocking_check_naming_it_and_a_rerun_witho
     unique = check(result, "user_ids_unique")
     assert not unique.passed
     assert unique.metadata["repeated_user_ids"].value == repeated
-    assert unique.description == f"failed for {DAY}: repeated_user_ids={repeated}, repeated_user_id_count=1"
-    assert "users_table" not in {event.step_key for event in result.all_events if event.is_step_success}
+    assert unique.description == (
+        f"{DAY}: repeated_user_ids={repeated}, repeated_user_id_count=1; the previous raw file, CSV and table rows were kept"
+    )
+    assert all(materializations(result, asset) == [] for asset in ("raw_users", "normalized_users", "users_table"))
 
     # The refused day was not committed (#12: a day is all-or-nothing), so no layer holds the
     # repeat; once the API stops repeating it, the re-run is the day's first load.
@@ -110,7 +113,7 @@ def test_a_repeated_user_id_fails_the_blocking_check_naming_it_and_a_rerun_witho
     users_api_server.clear_faults()
     rerun = materialize_users(users_api_server.base_url, tmp_path, DAY, users_per_partition=10)
     assert rerun.success, [event.message for event in rerun.all_events if event.is_failure]
-    [event] = rerun.asset_materializations_for_node("normalized_users")
+    [event] = materializations(rerun, "normalized_users")
     assert (event.metadata["receipt/rows_added"].value, event.metadata["receipt/rows_removed"].value) == (10, 0)
     assert event.metadata["receipt/rows_changed"].value == 0
     assert check(rerun, "user_ids_unique").passed
@@ -144,7 +147,7 @@ def test_a_store_that_changes_a_value_fails_the_blocking_check_and_keeps_the_pre
     assert not result.success
     mismatch = check(result, "table_matches_normalized_users")
     assert not mismatch.passed
-    assert mismatch.description.startswith(f"users {DAY}: the rows read back (content hash ")
+    assert mismatch.description.startswith(f"users {DAY}: the rows read back (10 rows, content hash ")
     assert mismatch.description.endswith("the load was rolled back")
-    assert result.asset_materializations_for_node("users_table") == []
+    assert materializations(result, "users_table") == []
     pd.testing.assert_frame_equal(open_warehouse(warehouse_url).read_partition(DAY), before)
