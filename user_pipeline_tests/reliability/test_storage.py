@@ -9,7 +9,6 @@ import dagster as dg
 import pandas as pd
 import pytest
 
-from user_pipeline.users.assets import users_table
 from user_pipeline.users.warehouse import WarehouseUnavailableError, open_warehouse
 from user_pipeline_tests.postgres_cluster import ThrowawayPostgres, find_postgres_bin
 from user_pipeline_tests.runs import USERS_ASSETS, materialize_users

@@ -16,6 +16,7 @@ from user_pipeline.users.resources import DayLimits, PartitionFiles, RandomUserA
 
 LATEST = daily_partitions.get_last_partition_key()
 REFUSED_DAYS = ["2026-10-20", "2026-10-21"]
+COOLDOWN_SECONDS = 8
 
 
 class FakeClock:
@@ -59,7 +60,8 @@ def test_while_the_api_is_down_sensor_ticks_and_runs_make_at_most_threshold_call
         max_attempts=5,
         circuit_state_path=str(tmp_path / "state" / "circuit.json"),
         circuit_failure_threshold=3,
-        circuit_cooldown_seconds=2,
+        # Long enough for the ticks and refused runs below on a loaded machine (each loads the definitions).
+        circuit_cooldown_seconds=COOLDOWN_SECONDS,
     )
     resources = {
         "users_api": api,
@@ -94,7 +96,7 @@ def test_while_the_api_is_down_sensor_ticks_and_runs_make_at_most_threshold_call
         assert event.step_key == "daily_users"
 
         users_api_server.clear_faults()
-        time.sleep(2.1)
+        time.sleep(COOLDOWN_SECONDS + 0.1)
         result, cursor = tick()  # the trial call succeeds and closes the circuit
         requested = sorted(request.partition_key for request in result.run_requests)
         assert requested == sorted([*REFUSED_DAYS, LATEST])
