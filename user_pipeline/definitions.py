@@ -9,18 +9,14 @@ from pathlib import Path
 
 import dagster as dg
 
-from user_pipeline.automation.resources import AlertChannel, PartitionDeadlines
-from user_pipeline.automation.schedules import (
-    daily_users_report_schedule,
-    daily_users_schedule,
-    spark_ingestion_schedule,
-    user_registry_schedule,
-)
+from user_pipeline.automation.freshness import build_freshness_checks, build_freshness_checks_sensor
+from user_pipeline.automation.resources import AlertChannel
+from user_pipeline.automation.schedules import build_daily_users_schedule
 from user_pipeline.automation.sensors import (
-    partition_freshness_sensor,
-    repair_sensor,
-    run_failure_alerts,
-    users_api_sensor,
+    build_automation_sensor,
+    build_freshness_alerts,
+    build_run_failure_alerts,
+    build_users_api_sensor,
 )
 from user_pipeline.jobs import (
     daily_users_job,
@@ -31,7 +27,7 @@ from user_pipeline.jobs import (
 from user_pipeline.partitions import daily_partitions
 from user_pipeline.report import assets as report_assets
 from user_pipeline.run_checks import executor_checking_settings
-from user_pipeline.settings import resource_fields
+from user_pipeline.settings import automation_settings, resource_fields
 from user_pipeline.spark import assets as spark_assets
 from user_pipeline.spark.resources import SparkSettings
 from user_pipeline.users import assets as users_assets
@@ -49,13 +45,24 @@ def env_or_default(name: str, default, parse=dg.EnvVar):
 
 
 DATA_DIR = str(Path(os.environ.get("USER_PIPELINE_DATA_DIR", "data")).resolve())
+# The settings the schedule, sensors and checks are built from, read as the definitions load.
+AUTOMATION = automation_settings()
+FRESHNESS_CHECKS = build_freshness_checks(AUTOMATION.freshness_deadline_cron)
 
 defs = dg.Definitions(
     assets=dg.load_assets_from_modules([users_assets, spark_assets, report_assets]),
-    asset_checks=dg.load_asset_checks_from_modules([users_assets]),
+    asset_checks=[*dg.load_asset_checks_from_modules([users_assets]), *FRESHNESS_CHECKS],
     jobs=[daily_users_job, user_registry_job, spark_ingestion_job, daily_users_report_job],
-    schedules=[daily_users_schedule, user_registry_schedule, spark_ingestion_schedule, daily_users_report_schedule],
-    sensors=[users_api_sensor, run_failure_alerts, partition_freshness_sensor, repair_sensor],
+    # The ingestion starts from users_api_sensor (or this schedule); everything after it from
+    # the automation condition sensor, when the day it needs has landed.
+    schedules=[build_daily_users_schedule(AUTOMATION.schedule_cron, AUTOMATION.schedule_timezone)],
+    sensors=[
+        build_users_api_sensor(AUTOMATION.api_sensor_interval_seconds),
+        build_automation_sensor(),
+        build_run_failure_alerts(AUTOMATION.alert_sensor_interval_seconds),
+        build_freshness_checks_sensor(FRESHNESS_CHECKS),
+        build_freshness_alerts(AUTOMATION.alert_sensor_interval_seconds),
+    ],
     # One process per run: the steps are short and sequential, so a process per step would
     # cost more in start-up than it buys in isolation.
     executor=executor_checking_settings(dg.in_process_executor),
@@ -76,7 +83,6 @@ defs = dg.Definitions(
             shuffle_partitions=env_or_default("SPARK_SHUFFLE_PARTITIONS", 4, dg.EnvVar.int),
             master_web_ui_url=env_or_default("SPARK_MASTER_WEB_UI_URL", ""),
         ),
-        "deadlines": PartitionDeadlines(**resource_fields("deadlines")),
         "alerts": AlertChannel(**resource_fields("alerts")),
     },
 )

@@ -17,6 +17,7 @@ from datetime import date
 from urllib.parse import urlsplit
 
 import dagster as dg
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from user_pipeline.users.api_client import (
     InvalidSettingError,
@@ -128,8 +129,6 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("USER_PIPELINE_WAREHOUSE_URL", "warehouse", "url", None, check=_warehouse_url, display=redact_url),
     Setting("USER_PIPELINE_REGISTRY_START_DATE", "registry_settings", "first_day", None, check=_day),
     Setting("USER_PIPELINE_MAX_ROW_DROP_FRACTION", None, "normalized_users config max_row_drop_fraction", 0.2, float, _fraction),
-    Setting("USER_PIPELINE_FRESHNESS_DEADLINE_HOURS", "deadlines", "deadline_hours", 6, int, _int_range(0, 24 * 30)),
-    Setting("USER_PIPELINE_FRESHNESS_LOOKBACK_DAYS", "deadlines", "lookback_days", 7, int, _int_range(1, 366)),
     Setting("USER_PIPELINE_ALERT_WEBHOOK_URL", "alerts", "webhook_url", "", check=_http_url(optional=True)),
     Setting("USER_PIPELINE_UI_URL", "alerts", "ui_base_url", "http://127.0.0.1:3000", check=_http_url(optional=False)),
     Setting("USER_PIPELINE_ALERT_TIMEOUT_SECONDS", "alerts", "timeout_seconds", 10, int, _int_range(1, 300)),
@@ -163,3 +162,64 @@ def check_settings(environ: Mapping[str, str] | None = None) -> None:
     problems = settings_problems(environ)
     if problems:
         raise InvalidSettingsError("; ".join(problems))
+
+
+class AutomationSettings(BaseModel):
+    """The settings the definitions themselves are built from (when a schedule ticks, how often the
+    sensors tick, the freshness deadline): unlike resource fields they are fixed when the code
+    location loads, so they are read by `automation_settings()` in `definitions.py`, never at import.
+    Each field's alias is its environment variable."""
+
+    model_config = ConfigDict(frozen=True, populate_by_name=True)
+
+    schedule_cron: str = Field("0 1 * * *", alias="USER_PIPELINE_SCHEDULE_CRON")
+    schedule_timezone: str = Field("UTC", alias="USER_PIPELINE_SCHEDULE_TIMEZONE")
+    api_sensor_interval_seconds: int = Field(60, ge=1, le=86400, alias="USER_PIPELINE_API_SENSOR_INTERVAL_SECONDS")
+    alert_sensor_interval_seconds: int = Field(30, ge=1, le=3600, alias="USER_PIPELINE_ALERT_SENSOR_INTERVAL_SECONDS")
+    # A day is due at this hour (UTC) the next day: a daily cron tick, hence 0..23.
+    freshness_deadline_hour: int = Field(6, ge=0, le=23, alias="USER_PIPELINE_FRESHNESS_DEADLINE_HOUR")
+
+    @field_validator("schedule_cron")
+    @classmethod
+    def _cron(cls, value: str) -> str:
+        try:
+            dg.ScheduleDefinition(name="check", cron_schedule=value, job_name="check")
+        except dg.DagsterInvalidDefinitionError:
+            raise ValueError("a cron expression of 5 fields, e.g. '0 1 * * *'") from None
+        return value
+
+    @field_validator("schedule_timezone")
+    @classmethod
+    def _timezone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError("an IANA timezone such as UTC or Europe/Paris") from None
+        return value
+
+    @property
+    def freshness_deadline_cron(self) -> str:
+        return f"0 {self.freshness_deadline_hour} * * *"
+
+
+def automation_settings(environ: Mapping[str, str] | None = None) -> AutomationSettings:
+    """The definition-time settings from `environ` (default: the process environment, read now);
+    raises InvalidSettingsError with one line per bad variable, naming it and its bounds."""
+    environ = os.environ if environ is None else environ
+    names = {field.alias for field in AutomationSettings.model_fields.values()}
+    try:
+        return AutomationSettings.model_validate({name: environ[name] for name in names if name in environ})
+    except ValidationError as error:
+        problems = []
+        by_alias = {field.alias: field for field in AutomationSettings.model_fields.values()}
+        for item in error.errors():
+            name = str(item["loc"][0])
+            if item["type"] == "value_error":
+                expected = item["msg"].removeprefix("Value error, ")
+            else:
+                bounds = {type(rule).__name__: rule for rule in by_alias[name].metadata}
+                expected = f"an integer from {bounds['Ge'].ge} to {bounds['Le'].le}"
+            problems.append(f"{name}={environ.get(name)!r}: expected {expected}")
+        raise InvalidSettingsError("; ".join(problems)) from None
