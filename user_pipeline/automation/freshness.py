@@ -27,7 +27,7 @@ FRESHNESS_ASSETS = ("users_table", "user_registry", "daily_users_report", "users
 FRESHNESS_SENSOR_NAME = "freshness_checks_sensor"
 # Dagster's own name for the check and the metadata it writes (asset_check_factories/utils.py).
 FRESHNESS_CHECK_NAME = "freshness_check"
-DEADLINE_METADATA = "dagster/latest_cron_tick"
+DEADLINE_METADATA = "dagster/latest_cron_tick_timestamp"
 IN_FLIGHT_STATUSES = {"QUEUED", "NOT_STARTED", "STARTING", "STARTED"}
 
 
@@ -75,7 +75,8 @@ def why_not_ready(instance: dg.DagsterInstance, day: str, users_api: UsersApi | 
     if records:
         run = records[0].dagster_run
         if run.status.value in IN_FLIGHT_STATUSES:
-            return LateDay("late", f"run {run.run_id} is still {run.status.value.lower()}")
+            state = "still running" if run.status.value == "STARTED" else "queued, not started yet"
+            return LateDay("late", f"run {run.run_id} is {state}")
         if run.status.value == "FAILURE":
             failures = [entry.dagster_event for entry in instance.all_logs(run.run_id, of_type=dg.DagsterEventType.STEP_FAILURE)]
             steps = ", ".join(
@@ -84,6 +85,12 @@ def why_not_ready(instance: dg.DagsterInstance, day: str, users_api: UsersApi | 
                 if event.event_specific_data.error
             )
             return LateDay("failed", f"run {run.run_id} failed ({steps or 'outside its steps'})")
+        if run.status.value == "SUCCESS":
+            return LateDay(
+                "missing",
+                f"its latest run {run.run_id} succeeded, but nothing has materialized it since "
+                "(is the automation_condition_sensor running? did a blocking check fail upstream?)",
+            )
     unavailable = users_api.unavailable_reason() if users_api is not None else None
     if unavailable:
         return LateDay("missing", f"nothing materialized it; the users API is unavailable: {unavailable}")

@@ -4,7 +4,6 @@ import dagster as dg
 import pytest
 
 from user_pipeline.automation.resources import AlertChannel
-from user_pipeline.automation.sensors import run_failure_alerts, users_api_sensor
 from user_pipeline.definitions import defs
 from user_pipeline.partitions import daily_partitions
 from user_pipeline.users.assets import normalized_users, raw_users, users_table
@@ -12,6 +11,8 @@ from user_pipeline.users.resources import PartitionFiles, RandomUserApi, Warehou
 from user_pipeline_tests.webhook_receiver import WebhookReceiver
 
 LATEST_DAY = daily_partitions.get_last_partition_key()
+users_api_sensor = defs.resolve_sensor_def("users_api_sensor")
+run_failure_alerts = defs.resolve_sensor_def("run_failure_alerts")
 
 
 @pytest.fixture
