@@ -2,6 +2,7 @@
 
 import dagster as dg
 
+from user_pipeline.shared.conditions import day_landed  # t-auto TEMPORARY
 from user_pipeline.partitions import daily_backfill_policy, daily_partitions
 from user_pipeline.run_checks import check_run_inputs
 from user_pipeline.report.daily_report import WrittenReport, png_markdown, read_figures, report_paths, write_report
@@ -14,6 +15,7 @@ TOP_COUNTRIES = 10
 
 @dg.asset(
     partitions_def=daily_partitions,
+    automation_condition=day_landed(),  # t-auto TEMPORARY: the multi-asset helper owns this line
     group_name=GROUP,
     kinds={"pandas", "matplotlib"},
     backfill_policy=daily_backfill_policy,

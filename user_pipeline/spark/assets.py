@@ -2,6 +2,7 @@
 
 import dagster as dg
 
+from user_pipeline.shared.conditions import day_landed  # t-auto TEMPORARY
 from user_pipeline.partitions import daily_partitions
 from user_pipeline.run_checks import check_run_inputs
 from user_pipeline.spark.resources import SparkSettings
@@ -12,6 +13,7 @@ from user_pipeline.users.resources import PartitionFiles
 
 @dg.asset(
     partitions_def=daily_partitions,
+    automation_condition=day_landed(),  # t-auto TEMPORARY: the multi-asset helper owns this line
     group_name="spark",
     kinds={"spark", "parquet"},
     deps=[normalized_users],

@@ -18,6 +18,7 @@ from typing import NoReturn
 import dagster as dg
 from pydantic import Field
 
+from user_pipeline.shared.conditions import day_landed  # t-auto TEMPORARY
 from user_pipeline.partitions import daily_backfill_policy, daily_partitions
 from user_pipeline.run_checks import check_run_inputs
 from user_pipeline.users.api_client import (
@@ -331,6 +332,7 @@ class RowDropRefused(Exception):
 
 @dg.asset(
     partitions_def=daily_partitions,
+    automation_condition=day_landed(),  # t-auto TEMPORARY: the multi-asset helper owns this line
     group_name=GROUP,
     kinds={"pandas", "csv"},
     backfill_policy=daily_backfill_policy,
@@ -450,6 +452,7 @@ def normalized_users(
 
 @dg.asset(
     partitions_def=daily_partitions,
+    automation_condition=day_landed(),  # t-auto TEMPORARY: the multi-asset helper owns this line
     group_name=GROUP,
     kinds={"sql", "table"},
     backfill_policy=daily_backfill_policy,
@@ -536,6 +539,7 @@ def users_table(
 
 @dg.asset(
     partitions_def=daily_partitions,
+    automation_condition=day_landed(),  # t-auto TEMPORARY: the multi-asset helper owns this line
     group_name=GROUP,
     kinds={"pandas", "csv"},
     backfill_policy=daily_backfill_policy,
