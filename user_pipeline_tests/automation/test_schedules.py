@@ -1,7 +1,11 @@
 """The daily schedule and the definition-time settings it is built from: which day a tick
 materializes, in whatever timezone it runs; bad settings named by their environment variable."""
 
+import os
+import subprocess
+import sys
 from datetime import datetime, timezone
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import dagster as dg
@@ -9,7 +13,7 @@ import pytest
 
 from user_pipeline.automation.schedules import build_daily_users_schedule
 from user_pipeline.definitions import defs
-from user_pipeline.settings import InvalidSettingsError, automation_settings
+from user_pipeline.settings import AutomationSettings, InvalidSettingsError, automation_settings
 
 
 def tick(at: datetime, schedule: dg.ScheduleDefinition | None = None) -> dg.RunRequest:
@@ -62,3 +66,20 @@ def test_a_bad_definition_time_setting_is_named_in_one_line(environ, message):
     with pytest.raises(InvalidSettingsError) as raised:
         automation_settings(environ)
     assert str(raised.value) == message
+
+
+def test_every_definition_time_setting_is_in_the_readme_configuration_table():
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    table = readme[readme.index("## Configuration"):]
+    for field in AutomationSettings.model_fields.values():
+        short = "_" + field.alias.rsplit("_", 1)[-1]
+        assert f"`{field.alias}`" in table or f"`{field.alias.removesuffix(short)}" in table, field.alias
+
+
+def test_a_bad_definition_time_setting_stops_the_code_location_from_loading_naming_it():
+    loaded = subprocess.run(
+        [sys.executable, "-c", "import user_pipeline.definitions"],
+        env={**os.environ, "USER_PIPELINE_FRESHNESS_DEADLINE_HOUR": "24"}, capture_output=True, text=True, timeout=120,
+    )
+    assert loaded.returncode != 0
+    assert "USER_PIPELINE_FRESHNESS_DEADLINE_HOUR='24': expected an integer from 0 to 23" in loaded.stderr.splitlines()[-1]

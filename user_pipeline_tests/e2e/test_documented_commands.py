@@ -139,6 +139,7 @@ CHECKS: list[tuple[str, object]] = [
     (r".*(dg list defs|dagster job list .*)", lambda c: Expected([], runs=False, output=r"daily_users_job")),
     (r".*dagster definitions validate .*", lambda c: Expected([], runs=False, output=r"")),
     (r".*dagster schedule list .*", lambda c: Expected([], runs=False, output=r"daily_users_schedule")),
+    (r".*dagster sensor list .*", lambda c: Expected([], runs=False, output=r"automation_condition_sensor")),
     (r".*dagster instance info", lambda c: Expected([], runs=False, output=r"DefaultRunLauncher(.|\n)*max_concurrent_runs: 4")),
     (r".*dagster instance concurrency get users_api", lambda c: Expected([], runs=False, output=r"users_api")),
     (r".*dagster run list( --limit \d+)?", lambda c: Expected([], runs=False, output=r"Run: [0-9a-f-]{36}")),
@@ -274,5 +275,5 @@ def test_every_documented_trigger_works_as_written_against_make_ui(make_ui, webh
         print(f"{time.monotonic() - started:5.1f}s {len(runs)} run(s)  {what[:150]}")
 
     # The failed run's alert, once, linking to the UI on make ui's own port (UI_PORT).
-    alerts = [payload for payload in webhook.payloads if payload["run_id"] == failed_run_id]
+    alerts = [payload for payload in webhook.payloads if payload.get("run_id") == failed_run_id]
     assert [alert["run_url"] for alert in alerts] == [f"http://127.0.0.1:{stack.port}/runs/{failed_run_id}"], webhook.payloads
