@@ -20,6 +20,8 @@ AUTOMATION_SENSOR_NAME = "automation_condition_sensor"
 # On its very first tick an alert sensor reads failures back this far, not the whole history.
 FIRST_TICK_LOOKBACK_SECONDS = 24 * 3600
 EVENTS_PER_TICK = 200
+# A freshness check evaluation still PLANNED after this long belongs to a run that died.
+PLANNED_CHECK_TIMEOUT_SECONDS = 3600
 
 
 def documented_sensor(**kwargs):
@@ -182,19 +184,22 @@ def build_freshness_alerts(minimum_interval_seconds: int) -> dg.SensorDefinition
             # Newest first; a public reading of check evaluations with a storage cursor.
             records = context.instance.event_log_storage.get_asset_check_execution_history(check_key, limit=EVENTS_PER_TICK)
             position = positions.get(check_key.to_user_string())
-            for record in reversed(records):
-                if (position is not None and record.id <= position) or record.event is None:
+            for record in reversed(records):  # oldest first
+                if position is not None and record.id <= position:
                     continue
-                if position is None and record.create_timestamp < first_tick_after:
+                if record.status.value == "PLANNED" and record.create_timestamp > time.time() - PLANNED_CHECK_TIMEOUT_SECONDS:
+                    # Still running: its row is updated in place when it ends, so read it again then.
+                    break
+                position = record.id
+                if record.event is None or (positions.get(check_key.to_user_string()) is None and record.create_timestamp < first_tick_after):
                     continue
                 evaluation = record.event.asset_check_evaluation
                 if record.status.value != "FAILED" or evaluation is None or DEADLINE_METADATA not in evaluation.metadata:
                     continue
                 deadline = float(evaluation.metadata[DEADLINE_METADATA].value)
-                day = overdue_day(deadline)
-                late.setdefault(day, (deadline, []))[1].append(asset)
-            if records:
-                positions[check_key.to_user_string()] = max(record.id for record in records)
+                late.setdefault(overdue_day(deadline), (deadline, []))[1].append(asset)
+            if position is not None:
+                positions[check_key.to_user_string()] = position
         found = 0
         for day, (deadline, assets) in sorted(late.items()):
             missing_now = [asset for asset in assets if not _materialized(context.instance, day, dg.AssetKey(asset))]
