@@ -57,8 +57,10 @@ def test_the_downstream_assets_carry_day_landed_and_the_sensor_runs_by_default()
 
 
 def test_a_landed_day_is_followed_downstream_once(users_api_server, instance, tmp_path):
+    # A day ingested before the sensor's first tick: switching it on starts no backfill of history.
+    assert materialize_users(users_api_server.base_url, tmp_path, "2026-11-18", instance=instance, users_per_partition=10).success
     ticks = Evaluator(instance)
-    assert ticks.requested() == set()  # switching the sensor on starts no backfill of history
+    assert ticks.requested() == set()
     landed(instance, "2026-11-19")  # the registry's previous day
     assert ticks.requested() == set()
     assert materialize_users(users_api_server.base_url, tmp_path, DAY, instance=instance, users_per_partition=10).success
