@@ -3,6 +3,7 @@ at a fixed time. Everything downstream runs on automation conditions, not on sch
 
 import dagster as dg
 
+from user_pipeline.automation.sensors import INGESTION_ASSETS
 from user_pipeline.jobs import daily_users_job
 from user_pipeline.partitions import daily_partitions
 
@@ -28,6 +29,7 @@ def build_daily_users_schedule(cron: str, timezone: str) -> dg.ScheduleDefinitio
     def daily_users_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
         with dg.partition_loading_context(effective_dt=context.scheduled_execution_time):
             day = daily_partitions.get_last_partition_key()
-        return dg.RunRequest(run_key=day, partition_key=day)
+        # The assets named, as users_api_sensor does (see INGESTION_ASSETS there).
+        return dg.RunRequest(run_key=day, partition_key=day, asset_selection=INGESTION_ASSETS)
 
     return daily_users_schedule

@@ -16,6 +16,10 @@ from user_pipeline.partitions import InvalidPartitionKeyError, check_partition_k
 from user_pipeline.users.resources import UsersApi
 
 COMPLETION_ASSET = dg.AssetKey("users_table")
+# Named in each ingestion run request, so the run records them as its asset selection: the
+# automation conditions of normalized_users and users_table then see that raw_users' update came
+# from a run that also targets them (`executed_with_root_target`) and never request them again.
+INGESTION_ASSETS = [dg.AssetKey("raw_users"), dg.AssetKey("normalized_users"), dg.AssetKey("users_table")]
 AUTOMATION_SENSOR_NAME = "automation_condition_sensor"
 # On its very first tick an alert sensor reads failures back this far, not the whole history.
 FIRST_TICK_LOOKBACK_SECONDS = 24 * 3600
@@ -57,7 +61,7 @@ def build_users_api_sensor(minimum_interval_seconds: int) -> dg.SensorDefinition
             return dg.SkipReason(f"users API {users_api.source} is unavailable: {unavailable}")
         requests = [
             # A fresh run key: the day's run refused while the circuit was open used the plain one.
-            dg.RunRequest(run_key=f"{day}/after-outage-{int(time.time())}", partition_key=day)
+            dg.RunRequest(run_key=f"{day}/after-outage-{int(time.time())}", partition_key=day, asset_selection=INGESTION_ASSETS)
             for day in (breaker.take_skipped_days() if breaker else [])
             if _is_partition(context, day) and not _materialized(context.instance, day)
         ]
@@ -66,7 +70,7 @@ def build_users_api_sensor(minimum_interval_seconds: int) -> dg.SensorDefinition
         elif _materialized(context.instance, latest):
             skip_reason = f"{latest} is already materialized"
         else:
-            requests.append(dg.RunRequest(run_key=latest, partition_key=latest))
+            requests.append(dg.RunRequest(run_key=latest, partition_key=latest, asset_selection=INGESTION_ASSETS))
         context.update_cursor(latest)
         if not requests:
             return dg.SkipReason(skip_reason)

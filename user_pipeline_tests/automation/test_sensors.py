@@ -49,6 +49,7 @@ def test_once_the_api_is_up_it_requests_the_latest_day_once(users_api_server, in
     result, context = evaluate(instance, users_api_server.base_url)
     [request] = result.run_requests
     assert (request.partition_key, request.run_key) == (LATEST_DAY, LATEST_DAY)
+    assert sorted(key.to_user_string() for key in request.asset_selection) == ["normalized_users", "raw_users", "users_table"]
     assert context.cursor == LATEST_DAY
     again, _ = evaluate(instance, users_api_server.base_url, cursor=context.cursor)
     assert again.run_requests == []

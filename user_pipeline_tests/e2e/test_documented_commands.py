@@ -186,6 +186,10 @@ def make_ui(tmp_path_factory, webhook):
     with stack:
         stack.root = root
         stack.data_dir = root / "data"
+        # As the README says to while backfilling by hand: the automation (tested end to end in
+        # test_automation.py) would add the report and Spark runs of every day launched here.
+        stopped = stack.dagster("sensor", "stop", "automation_condition_sensor", "-w", "workspace.yaml")
+        assert stopped.returncode == 0 and "Stopped sensor automation_condition_sensor" in stopped.stdout, stopped.stdout + stopped.stderr
         yield stack
 
 
