@@ -6,7 +6,6 @@ import time
 import dagster as dg
 import pytest
 
-from user_pipeline.automation.sensors import users_api_sensor
 from user_pipeline.definitions import defs
 from user_pipeline.partitions import daily_partitions
 from user_pipeline.users.api_client import CircuitOpenError
@@ -16,6 +15,7 @@ from user_pipeline.users.resources import PartitionFiles, RandomUserApi, Warehou
 
 LATEST = daily_partitions.get_last_partition_key()
 REFUSED_DAYS = ["2026-10-20", "2026-10-21"]
+users_api_sensor = defs.resolve_sensor_def("users_api_sensor")
 
 
 class FakeClock:
