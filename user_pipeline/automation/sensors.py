@@ -24,8 +24,6 @@ AUTOMATION_SENSOR_NAME = "automation_condition_sensor"
 # On its very first tick an alert sensor reads failures back this far, not the whole history.
 FIRST_TICK_LOOKBACK_SECONDS = 24 * 3600
 EVENTS_PER_TICK = 200
-# A freshness check evaluation still PLANNED after this long belongs to a run that died.
-PLANNED_CHECK_TIMEOUT_SECONDS = 3600
 
 
 def documented_sensor(**kwargs):
@@ -191,8 +189,9 @@ def build_freshness_alerts(minimum_interval_seconds: int) -> dg.SensorDefinition
             for record in reversed(records):  # oldest first
                 if position is not None and record.id <= position:
                     continue
-                if record.status.value == "PLANNED" and record.create_timestamp > time.time() - PLANNED_CHECK_TIMEOUT_SECONDS:
-                    # Still running: its row is updated in place when it ends, so read it again then.
+                if record.status.value == "PLANNED" and _run_going(context.instance, record.run_id):
+                    # Its run is still going: the row is updated in place when the check ends, so
+                    # it is read again then. (A run that ended without the check leaves it PLANNED.)
                     break
                 position = record.id
                 if record.event is None or (positions.get(check_key.to_user_string()) is None and record.create_timestamp < first_tick_after):
@@ -226,6 +225,11 @@ def build_freshness_alerts(minimum_interval_seconds: int) -> dg.SensorDefinition
         return _deliver(context, outbox, alerts, found, "late day(s)")
 
     return freshness_alerts
+
+
+def _run_going(instance: dg.DagsterInstance, run_id: str) -> bool:
+    run = instance.get_run_by_id(run_id)
+    return run is not None and not run.is_finished
 
 
 def _utc(timestamp: float) -> str:
