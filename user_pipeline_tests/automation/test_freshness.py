@@ -115,5 +115,5 @@ def test_a_check_left_planned_by_a_failed_run_does_not_hold_back_later_failures(
     with WebhookReceiver() as receiver:
         tick(instance, users_api_server.base_url, receiver.url, None)
     [alert] = receiver.payloads
-    assert (alert["partition"], alert["status"]) == (DUE, "failed")
+    assert (alert["partition"], alert["status"], alert["assets"]) == (DUE, "failed", sorted(FRESHNESS_ASSETS))
     assert alert["reason"].startswith(f"run {failed.run_id} failed (raw_users: ")
