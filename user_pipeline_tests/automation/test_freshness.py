@@ -109,11 +109,14 @@ def test_a_day_ingested_but_not_carried_downstream_names_the_assets_and_the_run(
 def test_a_check_left_planned_by_a_failed_run_does_not_hold_back_later_failures(users_api_server, instance, tmp_path):
     users_api_server.add_fault("error_body", seeds=[DUE])
     # A run of the pipeline's own job that fails before its freshness check: the check stays PLANNED.
-    failed = defs.resolve_job_def("daily_users_job").execute_in_process(instance=instance, partition_key=DUE, raise_on_error=False)
+    failed = defs.resolve_job_def("daily_users_job").execute_in_process(
+        instance=instance, partition_key=DUE, raise_on_error=False,
+        resources={"users_api": RandomUserApi(base_url=users_api_server.base_url, users_per_partition=10)},
+    )
     assert not failed.success
     run_freshness_checks(instance)
     with WebhookReceiver() as receiver:
         tick(instance, users_api_server.base_url, receiver.url, None)
     [alert] = receiver.payloads
     assert (alert["partition"], alert["status"], alert["assets"]) == (DUE, "failed", sorted(FRESHNESS_ASSETS))
-    assert alert["reason"].startswith(f"run {failed.run_id} failed (raw_users: ")
+    assert alert["reason"].startswith(f"run {failed.run_id} failed (raw_users: ") and "HTTP 200 with an error" in alert["reason"]
