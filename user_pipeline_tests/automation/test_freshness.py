@@ -120,3 +120,13 @@ def test_a_check_left_planned_by_a_failed_run_does_not_hold_back_later_failures(
     [alert] = receiver.payloads
     assert (alert["partition"], alert["status"], alert["assets"]) == (DUE, "failed", sorted(FRESHNESS_ASSETS))
     assert alert["reason"].startswith(f"run {failed.run_id} failed (raw_users: ") and "HTTP 200 with an error" in alert["reason"]
+
+
+def test_a_missing_day_while_the_api_is_down_says_so(users_api_server, instance):
+    run_freshness_checks(instance)
+    users_api_server.stop()
+    with WebhookReceiver() as receiver:
+        tick(instance, users_api_server.base_url, receiver.url, None)
+    [alert] = receiver.payloads
+    assert alert["status"] == "missing"
+    assert alert["reason"].startswith("nothing materialized it; the users API is unavailable: ")

@@ -75,14 +75,17 @@ def test_a_day_runs_after_the_api_returns_each_asset_once_in_order_and_a_late_da
     assert setup.returncode == 0, setup.stderr[-3000:]
     setup_runs = {run["runId"] for run in services.runs()}
 
-    api.stop()
-    # The freshness checks find DAY missing: one alert naming it and why (the API is down).
-    start_sensor(services, "freshness_checks_sensor")
-    [alert] = wait_until(lambda: freshness_alerts(webhook), 180, lambda: f"a freshness alert; got {webhook.payloads}" + daemon_log(services))
+    # The freshness checks, run with that materialization, find DAY missing: one alert naming it and why.
+    [alert] = wait_until(lambda: freshness_alerts(webhook), 120, lambda: f"a freshness alert; got {webhook.payloads}" + daemon_log(services))
     assert (alert["partition"], alert["status"], alert["alert_id"]) == (DAY, "missing", f"freshness/{DAY}")
     assert alert["assets"] == sorted(["users_table", *DOWNSTREAM])
-    assert "the users API is unavailable" in alert["reason"] and alert["deadline"] == f"{date.fromisoformat(DAY) + timedelta(days=1)} 00:00 UTC"
+    assert alert["reason"] == "nothing materialized it: no run was launched for it (is users_api_sensor or daily_users_schedule running?)"
+    assert alert["deadline"] == f"{date.fromisoformat(DAY) + timedelta(days=1)} 00:00 UTC"
+    # Dagster's sensor for them, as a user switches it on: it does not evaluate a failed check again
+    # until its asset is materialized (which runs the check).
+    start_sensor(services, "freshness_checks_sensor")
 
+    api.stop()
     start_sensor(services, "users_api_sensor")
 
     def skipped_twice():
@@ -121,6 +124,7 @@ def test_a_day_runs_after_the_api_returns_each_asset_once_in_order_and_a_late_da
 
 def test_a_day_refused_by_a_blocking_check_is_not_carried_downstream(api_down_then_back, dagster_services, webhook):
     api, services = api_down_then_back, dagster_services
+    api.start()
     sent = requests.get(api.base_url, params={"seed": REFUSED_DAY, "results": 20}, timeout=30).json()["results"]
     # Two users share a login.uuid: the blocking check user_ids_unique fails for the day.
     api.add_fault("alter_users", seeds=[REFUSED_DAY], users=[7], set={"login.uuid": sent[2]["login"]["uuid"]})
