@@ -6,7 +6,10 @@ Substituted, and only these (see MakeUi): the ports (UI 3000 and API 8765 -> fre
 DAGSTER_HOME (`$PWD/dagster_home` -> a temporary copy of its dagster.yaml), USER_PIPELINE_DATA_DIR
 (a temporary folder), USER_PIPELINE_USERS_PER_PARTITION (5, to keep the test short),
 USER_PIPELINE_ALERT_WEBHOOK_URL (a receiver on loopback, to check the alert links) and the
-placeholder RUN_ID (a run the test makes fail first, by a fault of the bundled server). Commands run
+placeholder RUN_ID (a run the test makes fail first, by a fault of the bundled server). The
+automation condition sensor is stopped first, as the README advises while backfilling by hand
+(test_automation.py runs it end to end): otherwise every day launched here would also get its
+report and Spark runs, which only lengthen this test. Commands run
 from the repository root with bash, the `export` lines of their own page before them, and the
 project's .venv/bin first on PATH (the docs' bare `dagster`/`python` mean the project's).
 """
