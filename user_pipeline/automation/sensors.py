@@ -183,7 +183,8 @@ def build_freshness_alerts(minimum_interval_seconds: int) -> dg.SensorDefinition
         late: dict[str, tuple[float, list[str]]] = {}
         for asset in FRESHNESS_ASSETS:
             check_key = dg.AssetCheckKey(dg.AssetKey(asset), FRESHNESS_CHECK_NAME)
-            # Newest first; a public reading of check evaluations with a storage cursor.
+            # Newest first, with storage ids: the event log storage's check history (the instance
+            # itself has no public reader of check evaluations, unlike fetch_run_status_changes).
             records = context.instance.event_log_storage.get_asset_check_execution_history(check_key, limit=EVENTS_PER_TICK)
             position = positions.get(check_key.to_user_string())
             for record in reversed(records):  # oldest first
