@@ -16,19 +16,17 @@ from pathlib import Path
 
 import dagster as dg
 
-from user_pipeline.automation.resources import AlertChannel, PartitionDeadlines
-from user_pipeline.automation.schedules import (
-    daily_users_report_schedule,
-    daily_users_schedule,
-    spark_ingestion_schedule,
-    user_registry_schedule,
-)
+from user_pipeline.automation.freshness import build_freshness_checks, build_freshness_checks_sensor
+from user_pipeline.automation.resources import AlertChannel
+from user_pipeline.automation.schedules import build_daily_users_schedule
 from user_pipeline.automation.sensors import (
-    partition_freshness_sensor,
-    repair_sensor,
-    run_failure_alerts,
-    users_api_sensor,
+    build_automation_sensor,
+    build_freshness_alerts,
+    build_run_failure_alerts,
+    build_users_api_sensor,
 )
+from user_pipeline.day_job import day_assets_job
+from user_pipeline.executors import build_executor
 from user_pipeline.jobs import (
     daily_users_job,
     daily_users_report_job,
@@ -37,10 +35,8 @@ from user_pipeline.jobs import (
 )
 from user_pipeline.partitions import daily_partitions
 from user_pipeline.report import assets as report_assets
-from user_pipeline.day_job import day_assets_job
-from user_pipeline.executors import build_executor
 from user_pipeline.run_checks import executor_checking_settings
-from user_pipeline.settings import resource_fields, setting_value
+from user_pipeline.settings import automation_settings, resource_fields, setting_value
 from user_pipeline.spark import assets as spark_assets
 from user_pipeline.spark.resources import SparkSettings
 from user_pipeline.users import assets as users_assets
@@ -77,19 +73,30 @@ def resources(environ: Mapping[str, str] | None = None) -> dict[str, dg.Configur
         ),
         "day_limits": DayLimits(**resource_fields("day_limits", environ)),
         "spark": SparkSettings(**resource_fields("spark", environ)),
-        "deadlines": PartitionDeadlines(**resource_fields("deadlines", environ)),
         "alerts": AlertChannel(**resource_fields("alerts", environ)),
     }
 
 
 @dg.definitions
 def defs() -> dg.Definitions:
+    # The settings the schedule, sensors and freshness checks are built from, read now (as the
+    # code location loads); a bad one fails the load with one line naming its variable.
+    automation = automation_settings()
+    freshness_checks = build_freshness_checks(automation.freshness_deadline_cron)
     return dg.Definitions(
         assets=dg.load_assets_from_modules([users_assets, spark_assets, report_assets]),
-        asset_checks=dg.load_asset_checks_from_modules([users_assets]),
+        asset_checks=[*dg.load_asset_checks_from_modules([users_assets]), *freshness_checks],
         jobs=[daily_users_job, user_registry_job, spark_ingestion_job, daily_users_report_job, day_assets_job],
-        schedules=[daily_users_schedule, user_registry_schedule, spark_ingestion_schedule, daily_users_report_schedule],
-        sensors=[users_api_sensor, run_failure_alerts, partition_freshness_sensor, repair_sensor],
+        # The ingestion starts from users_api_sensor (or this schedule); everything after it from
+        # the automation condition sensor, when the day it needs has landed.
+        schedules=[build_daily_users_schedule(automation.schedule_cron, automation.schedule_timezone)],
+        sensors=[
+            build_users_api_sensor(automation.api_sensor_interval_seconds),
+            build_automation_sensor(),
+            build_run_failure_alerts(automation.alert_sensor_interval_seconds),
+            build_freshness_checks_sensor(freshness_checks),
+            build_freshness_alerts(automation.alert_sensor_interval_seconds),
+        ],
         # USER_PIPELINE_EXECUTOR: in_process (the default: one process per run, the steps being short
         # and sequential) or celery (steps on Celery workers over Redis, docs/celery.md).
         executor=executor_checking_settings(build_executor()),

@@ -56,13 +56,32 @@ class ExecutorSettings(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="ignore")
 
-    executor: Literal["in_process", "celery"] = Field("in_process", alias=EXECUTOR_ENV)
-    broker_url: str = Field("redis://127.0.0.1:6379/0", alias=BROKER_URL_ENV)
-    backend_url: str = Field("redis://127.0.0.1:6379/1", alias=BACKEND_URL_ENV)
-    redis_password: SecretStr = Field(SecretStr(""), alias=REDIS_PASSWORD_ENV)
+    executor: Literal["in_process", "celery"] = Field(
+        "in_process",
+        alias=EXECUTOR_ENV,
+        description="`in_process`: every step in the run's own process; `celery`: each step a Celery task on "
+        "the workers of its queue (docs/celery.md).",
+    )
+    broker_url: str = Field(
+        "redis://127.0.0.1:6379/0", alias=BROKER_URL_ENV, description="The Celery broker (Redis), without a password."
+    )
+    backend_url: str = Field(
+        "redis://127.0.0.1:6379/1",
+        alias=BACKEND_URL_ENV,
+        description="The Celery result backend (Redis), without a password.",
+    )
+    redis_password: SecretStr = Field(
+        SecretStr(""), alias=REDIS_PASSWORD_ENV, description="Redis's password (`requirepass`); never shown."
+    )
     # A step not acknowledged this long after delivery is given to another worker: the time to
     # notice a lost worker. It must exceed the longest step, or a running step runs twice.
-    visibility_timeout_seconds: int = Field(3600, ge=5, le=7 * 86400, alias=VISIBILITY_TIMEOUT_ENV)
+    visibility_timeout_seconds: int = Field(
+        3600,
+        ge=5,
+        le=7 * 86400,
+        alias=VISIBILITY_TIMEOUT_ENV,
+        description="Seconds before a step a worker took but did not finish goes to another worker.",
+    )
 
     @field_validator("broker_url", "backend_url")
     @classmethod

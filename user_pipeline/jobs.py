@@ -1,3 +1,7 @@
+"""The jobs users launch by hand (UI, `dagster job launch`, `dagster job backfill`, GraphQL). The
+ingestion job is also what users_api_sensor and daily_users_schedule request; the registry,
+report and Parquet otherwise run on their automation conditions, in runs of their own."""
+
 import dagster as dg
 
 daily_users_job = dg.define_asset_job(

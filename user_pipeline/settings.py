@@ -38,7 +38,8 @@ import dagster as dg
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from pydantic.fields import FieldInfo
 
-from user_pipeline.automation.resources import AlertChannel, PartitionDeadlines
+from user_pipeline.automation.resources import AlertChannel
+from user_pipeline.executors import ExecutorSettings
 from user_pipeline.shared.errors import InvalidSettingError
 from user_pipeline.shared.settings_fields import checked_by
 from user_pipeline.spark.resources import SparkSettings
@@ -170,7 +171,7 @@ class Setting:
             return f"{kind} from {_number(low)} to {_number(high)}"
         if low is not None:
             return f"{kind} of at least {_number(low)}"
-        return error.errors()[0]["msg"] if error else "a valid value"
+        return error.errors()[0]["msg"].removeprefix("Input should be ") if error else "a valid value"
 
     def problem(self, environ: Mapping[str, str]) -> str | None:
         """None if the variable is unset or valid, else one line naming it, the value and the bounds."""
@@ -231,8 +232,6 @@ SETTINGS: tuple[Setting, ...] = (
         "first_day",
         default_text="the first partition",
     ),
-    Setting("USER_PIPELINE_FRESHNESS_DEADLINE_HOURS", "deadlines", PartitionDeadlines, "deadline_hours"),
-    Setting("USER_PIPELINE_FRESHNESS_LOOKBACK_DAYS", "deadlines", PartitionDeadlines, "lookback_days"),
     Setting("USER_PIPELINE_ALERT_WEBHOOK_URL", "alerts", AlertChannel, "webhook_url"),
     Setting("USER_PIPELINE_UI_URL", "alerts", AlertChannel, "ui_base_url"),
     Setting("USER_PIPELINE_ALERT_TIMEOUT_SECONDS", "alerts", AlertChannel, "timeout_seconds"),
@@ -247,6 +246,13 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("USER_PIPELINE_API_SENSOR_INTERVAL_SECONDS", None, AutomationSettings, "api_sensor_interval_seconds"),
     Setting("USER_PIPELINE_ALERT_SENSOR_INTERVAL_SECONDS", None, AutomationSettings, "alert_sensor_interval_seconds"),
     Setting("USER_PIPELINE_FRESHNESS_DEADLINE_HOUR", None, AutomationSettings, "freshness_deadline_hour"),
+    # The executor (user_pipeline/executors.py): chosen when the definitions load; the Celery
+    # settings are read again by each worker (user_pipeline/celery_app.py).
+    Setting("USER_PIPELINE_EXECUTOR", None, ExecutorSettings, "executor"),
+    Setting("USER_PIPELINE_CELERY_BROKER_URL", None, ExecutorSettings, "broker_url"),
+    Setting("USER_PIPELINE_CELERY_BACKEND_URL", None, ExecutorSettings, "backend_url"),
+    Setting("USER_PIPELINE_REDIS_PASSWORD", None, ExecutorSettings, "redis_password", default_text="none (required with celery)", shown=lambda text: "***"),
+    Setting("USER_PIPELINE_CELERY_VISIBILITY_TIMEOUT_SECONDS", None, ExecutorSettings, "visibility_timeout_seconds"),
 )
 
 

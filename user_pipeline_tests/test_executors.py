@@ -69,7 +69,7 @@ def test_each_step_carries_its_queue():
     from user_pipeline.definitions import defs
 
     def queues(job_name: str) -> dict[str, str | None]:
-        return {node.name: node.tags.get(QUEUE_TAG) for node in defs.resolve_job_def(job_name).graph.nodes}
+        return {node.name: node.tags.get(QUEUE_TAG) for node in defs().resolve_job_def(job_name).graph.nodes}
 
     assert queues("day_assets_job") == {
         "raw_users": "users_api", "normalized_users": None, "users_table": None, "daily_users_report": None,

@@ -6,7 +6,6 @@ Plain Python, no Dagster: the sensors build the alerts and send them.
 import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Protocol
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -36,28 +35,21 @@ class RunFailureAlert:
 
 @dataclass(frozen=True)
 class FreshnessAlert:
-    """A day that is not materialized by its deadline: late (queued or running), failed, or missing."""
+    """A day that is not materialized by its deadline: late (queued or running), failed, or missing;
+    `assets` are those whose freshness check failed for it."""
 
     partition: str
     status: str
     reason: str
     deadline: str
+    assets: list[str] = field(default_factory=list)
 
     def as_text(self) -> str:
-        return f"Partition {self.partition} is {self.status} (due {self.deadline}): {self.reason}"
+        which = f" ({', '.join(self.assets)})" if self.assets else ""
+        return f"Partition {self.partition}{which} is {self.status} (due {self.deadline}): {self.reason}"
 
     def as_payload(self) -> dict:
         return {**asdict(self), "kind": "freshness", "text": self.as_text()}
-
-
-class Alert(Protocol):
-    def as_text(self) -> str: ...
-
-    def as_payload(self) -> dict: ...
-
-
-def post_alert(alert: Alert, webhook_url: str, timeout_seconds: float = 10.0) -> None:
-    post_payload(alert.as_payload(), webhook_url, timeout_seconds)
 
 
 class AlertDeliveryError(RuntimeError):

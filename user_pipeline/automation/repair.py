@@ -1,14 +1,16 @@
-"""Repair in one action: every failed or missing day of the pipeline's assets in a date range,
-re-run as ONE asset backfill that touches only what failed or is missing.
+"""Repair in one action: the failed or missing days of a date range, submitted as ONE Dagster
+asset backfill that touches only what failed or is missing.
 
     python -m user_pipeline.automation.repair --from 2026-11-01 --to 2026-11-07 --dry-run
     python -m user_pipeline.automation.repair --from 2026-11-01 --to 2026-11-07 --url http://127.0.0.1:3000
 
-It reads the partition statuses from the instance (DAGSTER_HOME) and launches the backfill
+It reads the partition statuses from the instance (DAGSTER_HOME) and submits the backfill
 through the webserver's GraphQL API (`launchPartitionBackfill` with one partition list per
-asset), so an asset whose day succeeded is never materialized again. The dry run prints the
-plan and an estimate of its duration from the last successful runs. The `repair_sensor`
-(started from the UI) does the same for the last days on every tick.
+asset), so an asset whose day succeeded is never materialized again; the backfill daemon runs
+it (the UI's *Backfills* tab shows it). Planned: each ingestion asset's days that failed or never
+ran, and each downstream asset's days whose latest attempt failed. A downstream day that is merely
+missing is left to its automation condition, which follows the repaired days once they land.
+The dry run prints the plan and an estimate of its duration from the last successful runs.
 """
 
 import argparse
@@ -21,6 +23,8 @@ from user_pipeline.graphql_triggers import DEFAULT_URL, DagsterGraphQL, TriggerE
 from user_pipeline.partitions import InvalidPartitionKeyError, check_partition_keys, daily_partitions
 
 REPAIRED_ASSETS = ("raw_users", "normalized_users", "users_table")
+# Repaired only where their latest attempt failed: a missing day is their automation condition's.
+DOWNSTREAM_ASSETS = ("user_registry", "daily_users_report", "users_parquet")
 HISTORY_RUNS = 20
 
 
@@ -35,7 +39,7 @@ class RepairPlan:
 
     def describe(self, dry_run: bool = True) -> str:
         if not self.days:
-            return "nothing to repair: every day of every asset is materialized"
+            return "nothing to repair: every day of the range is ingested, and no downstream day failed"
         verb = "would re-run" if dry_run else "re-running"
         lines = [f"{asset}: {', '.join(days)}" for asset, days in self.days_by_asset.items() if days]
         estimate = (
@@ -47,15 +51,19 @@ class RepairPlan:
         return "\n".join([f"{verb} {len(self.days)} day(s):", *lines, f"estimated time: {estimate}"])
 
 
-def plan_repair(instance: dg.DagsterInstance, first_day: str, last_day: str, assets=REPAIRED_ASSETS) -> RepairPlan:
-    """Per asset, the days in [first_day, last_day] whose latest attempt failed or never happened."""
+def plan_repair(instance: dg.DagsterInstance, first_day: str, last_day: str) -> RepairPlan:
+    """Per asset, the days in [first_day, last_day] to re-run: for the ingestion assets those whose
+    latest attempt failed or never happened, for the downstream assets those whose latest attempt
+    failed."""
     days = daily_partitions.get_partition_keys_in_range(dg.PartitionKeyRange(first_day, last_day))
     days_by_asset = {}
-    for asset in assets:
+    for asset in (*REPAIRED_ASSETS, *DOWNSTREAM_ASSETS):
         statuses = instance.get_status_by_partition(dg.AssetKey(asset), days, daily_partitions) or {}
-        days_by_asset[asset] = [
-            day for day in days if statuses.get(day) not in (dg.AssetPartitionStatus.MATERIALIZED, dg.AssetPartitionStatus.IN_PROGRESS)
-        ]
+        if asset in REPAIRED_ASSETS:
+            done = (dg.AssetPartitionStatus.MATERIALIZED, dg.AssetPartitionStatus.IN_PROGRESS)
+            days_by_asset[asset] = [day for day in days if statuses.get(day) not in done]
+        else:
+            days_by_asset[asset] = [day for day in days if statuses.get(day) == dg.AssetPartitionStatus.FAILED]
     return RepairPlan(days_by_asset, _seconds_per_day(instance))
 
 

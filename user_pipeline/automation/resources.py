@@ -1,22 +1,22 @@
-"""Resources of the automation: where alerts go, when a day is due. Each setting's default and
-bounds are declared here, once (user_pipeline/shared/settings_fields.py)."""
+"""Resources of the automation: where alerts go. Each setting's default and bounds are declared
+here, once (user_pipeline/shared/settings_fields.py)."""
 
 from typing import Annotated
 
 from pydantic import Field
 
-from user_pipeline.automation.alerts import Alert, post_alert, post_payload
+from user_pipeline.automation.alerts import post_payload
 from user_pipeline.shared.settings_fields import SettingsResource, check_http_url, checked_by
 
 
 class AlertChannel(SettingsResource):
     """Where alerts go: always the sensor's log, and a webhook when one is set. Each POST has
     `timeout_seconds` to connect and to answer, and is retried twice at once with backoff; an
-    alert still undelivered stays in the run failure sensor's outbox for later ticks."""
+    alert still undelivered stays in the alert sensors' outbox for later ticks."""
 
     webhook_url: Annotated[str, checked_by(check_http_url(optional=True))] = Field(
         default="",
-        description="Where alerts are POSTed (JSON with a Slack-style `text` and an `alert_id`, the run id); "
+        description="Where alerts are POSTed (JSON with a Slack-style `text` and an `alert_id`); "
         "empty: the sensor's log only.",
     )
     ui_base_url: Annotated[str, checked_by(check_http_url())] = Field(
@@ -30,16 +30,3 @@ class AlertChannel(SettingsResource):
 
     def run_url(self, run_id: str) -> str:
         return f"{self.ui_base_url.rstrip('/')}/runs/{run_id}"
-
-    def send(self, alert: Alert, log) -> None:
-        log.error(alert.as_text())
-        if self.webhook_url:
-            post_alert(alert, self.webhook_url, self.timeout_seconds)
-
-
-class PartitionDeadlines(SettingsResource):
-    """When each day is due: `deadline_hours` after the UTC day ends (6 = 06:00 UTC the next day),
-    checked over the last `lookback_days` days."""
-
-    deadline_hours: int = Field(default=6, ge=0, le=24 * 30, description="A day is due this many hours after it ends (UTC).")
-    lookback_days: int = Field(default=7, ge=1, le=366, description="How many of the latest days are checked.")

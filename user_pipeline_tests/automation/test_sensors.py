@@ -4,14 +4,17 @@ import dagster as dg
 import pytest
 
 from user_pipeline.automation.resources import AlertChannel
-from user_pipeline.automation.sensors import run_failure_alerts, users_api_sensor
 from user_pipeline.definitions import defs as load_definitions
 from user_pipeline.partitions import daily_partitions
 from user_pipeline.users.assets import daily_users
 from user_pipeline.users.resources import DayLimits, PartitionFiles, RandomUserApi, WarehouseResource
 from user_pipeline_tests.webhook_receiver import WebhookReceiver
 
+defs = load_definitions()
+
 LATEST_DAY = daily_partitions.get_last_partition_key()
+users_api_sensor = defs.resolve_sensor_def("users_api_sensor")
+run_failure_alerts = defs.resolve_sensor_def("run_failure_alerts")
 
 
 @pytest.fixture
@@ -48,6 +51,7 @@ def test_once_the_api_is_up_it_requests_the_latest_day_once(users_api_server, in
     result, context = evaluate(instance, users_api_server.base_url)
     [request] = result.run_requests
     assert (request.partition_key, request.run_key) == (LATEST_DAY, LATEST_DAY)
+    assert sorted(key.to_user_string() for key in request.asset_selection) == ["normalized_users", "raw_users", "users_table"]
     assert context.cursor == LATEST_DAY
     again, _ = evaluate(instance, users_api_server.base_url, cursor=context.cursor)
     assert again.run_requests == []

@@ -152,9 +152,15 @@ def test_reexecution_from_failure_reruns_the_failed_day_chain_and_succeeds(users
     assert rerun["status"] == "SUCCESS"
     assert (rerun["parentRunId"], rerun["rootRunId"]) == (failed_id, failed_id)
     assert rerun["tags"]["dagster/partition"] == REEXECUTE_DAY
-    assert rerun["stepKeysToExecute"] == ["daily_users"]
-    assert [(step["stepKey"], step["status"]) for step in rerun["stepStats"]] == [("daily_users", "SUCCESS")]
-    assert executed_steps(dagster_services, rerun_id) == ["daily_users"]
+    # The failed step, and the step skipped after it: Dagster's freshness check of users_table
+    # (user_pipeline/automation/freshness.py), which runs after the asset it checks.
+    [freshness_step] = [key for key in rerun["stepKeysToExecute"] if key.startswith("freshness_check")]
+    assert rerun["stepKeysToExecute"] == ["daily_users", freshness_step]
+    assert [(step["stepKey"], step["status"]) for step in rerun["stepStats"]] == [
+        ("daily_users", "SUCCESS"),
+        (freshness_step, "SUCCESS"),
+    ]
+    assert executed_steps(dagster_services, rerun_id) == ["daily_users", freshness_step]
     # The re-execution fetched, normalized, loaded and committed the day, all three recorded once.
     for asset in ("raw_users", "normalized_users", "users_table"):
         assert materializations(dagster_services, asset, [REEXECUTE_DAY]) == {REEXECUTE_DAY: {rerun_id}}, asset

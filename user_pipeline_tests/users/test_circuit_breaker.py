@@ -6,7 +6,6 @@ import time
 import dagster as dg
 import pytest
 
-from user_pipeline.automation.sensors import users_api_sensor
 from user_pipeline.definitions import defs as load_definitions
 from user_pipeline.partitions import daily_partitions
 from user_pipeline.users.api_errors import CircuitOpenError
@@ -14,9 +13,12 @@ from user_pipeline.users.assets import daily_users
 from user_pipeline.users.circuit_breaker import CircuitBreaker
 from user_pipeline.users.resources import DayLimits, PartitionFiles, RandomUserApi, WarehouseResource
 
+defs = load_definitions()
+
 LATEST = daily_partitions.get_last_partition_key()
 REFUSED_DAYS = ["2026-10-20", "2026-10-21"]
 COOLDOWN_SECONDS = 8
+users_api_sensor = defs.resolve_sensor_def("users_api_sensor")
 
 
 class FakeClock:
