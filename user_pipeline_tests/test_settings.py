@@ -177,11 +177,6 @@ def test_any_text_in_any_setting_is_accepted_or_named_in_one_line(setting, text)
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="until t-auto and t-chain merge: automation/schedules.py and sensors.py (os.getenv) and "
-    "users/assets.py (NormalizedUsersConfig's default) read the environment at import",
-)
 def test_importing_the_pipeline_reads_no_setting_from_the_environment():
     """Every module of user_pipeline imported with a process environment that records each
     variable asked for: none of the settings' variables (or any other of ours) may be read."""

@@ -80,7 +80,7 @@ def test_a_failed_day_names_its_run_the_step_and_the_error(users_api_server, ins
         tick(instance, users_api_server.base_url, receiver.url, None)
     [alert] = receiver.payloads
     assert (alert["partition"], alert["status"]) == (DUE, "failed")
-    assert alert["reason"].startswith(f"run {failed_run.run_id} failed (raw_users: ")
+    assert alert["reason"].startswith(f"run {failed_run.run_id} failed (daily_users: ")
     assert "HTTP 200 with an error" in alert["reason"]
 
 
@@ -123,7 +123,7 @@ def test_a_check_left_planned_by_a_failed_run_does_not_hold_back_later_failures(
         tick(instance, users_api_server.base_url, receiver.url, None)
     [alert] = receiver.payloads
     assert (alert["partition"], alert["status"], alert["assets"]) == (DUE, "failed", sorted(FRESHNESS_ASSETS))
-    assert alert["reason"].startswith(f"run {failed.run_id} failed (raw_users: ") and "HTTP 200 with an error" in alert["reason"]
+    assert alert["reason"].startswith(f"run {failed.run_id} failed (daily_users: ") and "HTTP 200 with an error" in alert["reason"]
 
 
 def test_a_missing_day_while_the_api_is_down_says_so(users_api_server, instance):

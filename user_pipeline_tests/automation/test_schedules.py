@@ -4,7 +4,7 @@ materializes, in whatever timezone it runs; bad settings named by their environm
 import os
 import subprocess
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -13,7 +13,7 @@ import pytest
 
 from user_pipeline.automation.schedules import build_daily_users_schedule
 from user_pipeline.definitions import defs as load_definitions
-from user_pipeline.settings import AutomationSettings, InvalidSettingsError, automation_settings
+from user_pipeline.settings import SETTINGS, AutomationSettings, InvalidSettingsError, automation_settings
 
 defs = load_definitions()
 
@@ -58,10 +58,26 @@ def test_the_definition_time_settings_come_from_their_variables_when_asked():
 @pytest.mark.parametrize(
     ("environ", "message"),
     [
-        ({"USER_PIPELINE_SCHEDULE_CRON": "every day"}, "USER_PIPELINE_SCHEDULE_CRON='every day': expected a cron expression of 5 fields, e.g. '0 1 * * *'"),
-        ({"USER_PIPELINE_SCHEDULE_TIMEZONE": "Mars/Olympus"}, "USER_PIPELINE_SCHEDULE_TIMEZONE='Mars/Olympus': expected an IANA timezone such as UTC or Europe/Paris"),
-        ({"USER_PIPELINE_FRESHNESS_DEADLINE_HOUR": "24"}, "USER_PIPELINE_FRESHNESS_DEADLINE_HOUR='24': expected an integer from 0 to 23"),
-        ({"USER_PIPELINE_API_SENSOR_INTERVAL_SECONDS": "often"}, "USER_PIPELINE_API_SENSOR_INTERVAL_SECONDS='often': expected an integer from 1 to 86400"),
+        (
+            {"USER_PIPELINE_SCHEDULE_CRON": "every day"},
+            "USER_PIPELINE_SCHEDULE_CRON='every day': expected a cron expression of 5 fields, e.g. '0 1 * * *' "
+            "(sets the definitions' schedule_cron)",
+        ),
+        (
+            {"USER_PIPELINE_SCHEDULE_TIMEZONE": "Mars/Olympus"},
+            "USER_PIPELINE_SCHEDULE_TIMEZONE='Mars/Olympus': expected an IANA timezone such as UTC or Europe/Paris "
+            "(sets the definitions' schedule_timezone)",
+        ),
+        (
+            {"USER_PIPELINE_FRESHNESS_DEADLINE_HOUR": "24"},
+            "USER_PIPELINE_FRESHNESS_DEADLINE_HOUR=24: expected an integer from 0 to 23 "
+            "(sets the definitions' freshness_deadline_hour)",
+        ),
+        (
+            {"USER_PIPELINE_API_SENSOR_INTERVAL_SECONDS": "often"},
+            "USER_PIPELINE_API_SENSOR_INTERVAL_SECONDS=often: expected an integer "
+            "(sets the definitions' api_sensor_interval_seconds)",
+        ),
     ],
 )
 def test_a_bad_definition_time_setting_is_named_in_one_line(environ, message):
@@ -73,15 +89,16 @@ def test_a_bad_definition_time_setting_is_named_in_one_line(environ, message):
 def test_every_definition_time_setting_is_in_the_readme_configuration_table():
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     table = readme[readme.index("## Configuration"):]
-    for field in AutomationSettings.model_fields.values():
-        short = "_" + field.alias.rsplit("_", 1)[-1]
-        assert f"`{field.alias}`" in table or f"`{field.alias.removesuffix(short)}" in table, field.alias
+    declared = [setting for setting in SETTINGS if setting.model is AutomationSettings]
+    assert {setting.field for setting in declared} == set(AutomationSettings.model_fields)
+    for setting in declared:
+        assert f"| `{setting.env_var}` |" in table, setting.env_var
 
 
 def test_a_bad_definition_time_setting_stops_the_code_location_from_loading_naming_it():
     loaded = subprocess.run(
-        [sys.executable, "-c", "import user_pipeline.definitions"],
+        [sys.executable, "-c", "from user_pipeline.definitions import defs; defs()"],
         env={**os.environ, "USER_PIPELINE_FRESHNESS_DEADLINE_HOUR": "24"}, capture_output=True, text=True, timeout=120,
     )
     assert loaded.returncode != 0
-    assert "USER_PIPELINE_FRESHNESS_DEADLINE_HOUR='24': expected an integer from 0 to 23" in loaded.stderr.splitlines()[-1]
+    assert "USER_PIPELINE_FRESHNESS_DEADLINE_HOUR=24: expected an integer from 0 to 23" in loaded.stderr.splitlines()[-1]

@@ -152,7 +152,7 @@ K8S_RUN_LAUNCHER_FIELDS = {
 
 # How the settings without a plain default reach the pods (docs/deploying.md creates both objects).
 FROM_CONFIGMAP = {"USER_PIPELINE_API_URL", "USER_PIPELINE_UI_URL"}
-FROM_SECRET = {"USER_PIPELINE_WAREHOUSE_URL", "USER_PIPELINE_ALERT_WEBHOOK_URL"}
+FROM_SECRET = {"USER_PIPELINE_WAREHOUSE_URL", "USER_PIPELINE_ALERT_WEBHOOK_URL", "USER_PIPELINE_REDIS_PASSWORD"}
 DERIVED_DEFAULT = {"USER_PIPELINE_REGISTRY_START_DATE"}  # the first partition
 
 
@@ -270,12 +270,12 @@ def test_env_states_every_setting_at_its_declared_default(deployment: dict) -> N
     env = deployment["env"]
     assert all(isinstance(value, str) for value in env.values()), "the chart's env values are strings"
     declared = {setting.env_var: setting for setting in SETTINGS}
-    pipeline_env = {name for name in env if name.startswith("USER_PIPELINE_")}
+    pipeline_env = {name for name in env if name.startswith("USER_PIPELINE_") or name in declared}
     assert pipeline_env - set(declared) == set(), "values.yaml sets variables the pipeline does not declare"
     unaccounted = set(declared) - pipeline_env - FROM_CONFIGMAP - FROM_SECRET - DERIVED_DEFAULT
     assert unaccounted == set(), f"settings.py declares these; say in values.yaml how the pods get them: {unaccounted}"
     for name in pipeline_env - {"USER_PIPELINE_DATA_DIR"}:
-        assert env[name] == str(declared[name].default), name
+        assert env[name] == str(declared[name].info.default), name
     assert (FROM_CONFIGMAP | FROM_SECRET) & pipeline_env == set()
     assert settings_problems(env) == [], "the pipeline's own check refuses these values"
 
