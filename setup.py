@@ -37,8 +37,12 @@ setup(
         # ruff and import-linter: `make test` lints, checks the format and the import contracts
         # first; pinned, so a new rule or contract check never turns CI red by itself.
         "test": [
-            "pytest>=8", "pytest-xdist>=3.5", "playwright>=1.45", "hypothesis>=6.100",
-            "ruff==0.17.6", "import-linter==2.17",
+            "pytest>=8",
+            "pytest-xdist>=3.5",
+            "playwright>=1.45",
+            "hypothesis>=6.100",
+            "ruff==0.17.6",
+            "import-linter==2.17",
         ],
     },
 )

@@ -78,8 +78,16 @@ def _utc(text: str) -> float:
 class AirflowServices:
     """One Airflow instance with its services running (see the module docstring)."""
 
-    def __init__(self, venv: Path, root: Path, *, api_url: str, users: int, log: Callable[[str], None],
-                 startup_timeout: float = 180.0):
+    def __init__(
+        self,
+        venv: Path,
+        root: Path,
+        *,
+        api_url: str,
+        users: int,
+        log: Callable[[str], None],
+        startup_timeout: float = 180.0,
+    ):
         self.venv = venv
         self.root = root
         self.home = root / "airflow_home"
@@ -91,8 +99,11 @@ class AirflowServices:
         self.url = f"http://127.0.0.1:{self.port}"
         self.processes: dict[str, subprocess.Popen] = {}
         api = requests.utils.urlparse(api_url)
-        inherited = {key: value for key, value in os.environ.items()
-                     if not key.startswith(("AIRFLOW", "DAGSTER", "USER_PIPELINE_")) and key not in ("PYTHONPATH", "VIRTUAL_ENV")}
+        inherited = {
+            key: value
+            for key, value in os.environ.items()
+            if not key.startswith(("AIRFLOW", "DAGSTER", "USER_PIPELINE_")) and key not in ("PYTHONPATH", "VIRTUAL_ENV")
+        }
         self.env = {
             **inherited,
             "AIRFLOW_HOME": str(self.home),
@@ -113,9 +124,11 @@ class AirflowServices:
             "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
             "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
             "AIRFLOW_CONN_USERS_API": json.dumps(
-                {"conn_type": "http", "host": api.hostname, "port": api.port, "schema": api.scheme}),
+                {"conn_type": "http", "host": api.hostname, "port": api.port, "schema": api.scheme}
+            ),
             "AIRFLOW_CONN_USER_WAREHOUSE": json.dumps(
-                {"conn_type": "sqlite", "host": str(self.data_dir / "warehouse.sqlite")}),
+                {"conn_type": "sqlite", "host": str(self.data_dir / "warehouse.sqlite")}
+            ),
             "AIRFLOW_VAR_USER_PROCESSING_USERS_PER_DAY": str(users),
             "AIRFLOW_VAR_USER_PROCESSING_DATA_DIR": str(self.data_dir),
             "PYTHONUNBUFFERED": "1",
@@ -126,8 +139,15 @@ class AirflowServices:
         return self.home / "airflow.db"
 
     def airflow(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-        return subprocess.run([str(self.venv / "bin" / "airflow"), *args], env=self.env, cwd=self.root,
-                              capture_output=True, text=True, timeout=timeout, check=False)
+        return subprocess.run(
+            [str(self.venv / "bin" / "airflow"), *args],
+            env=self.env,
+            cwd=self.root,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
 
     def log_path(self, name: str) -> Path:
         return self.root / f"{name}.log"
@@ -142,13 +162,19 @@ class AirflowServices:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         migrated = self.airflow("db", "migrate")
         if migrated.returncode:
-            raise AirflowFailed(f"airflow db migrate exited {migrated.returncode}:\n{migrated.stdout[-2000:]}{migrated.stderr[-3000:]}")
+            raise AirflowFailed(
+                f"airflow db migrate exited {migrated.returncode}:\n{migrated.stdout[-2000:]}{migrated.stderr[-3000:]}"
+            )
         try:
             for name in SERVICES:
                 with self.log_path(name).open("wb") as out:
                     self.processes[name] = subprocess.Popen(
-                        [str(self.venv / "bin" / "airflow"), name], env=self.env, cwd=self.root,
-                        stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                        [str(self.venv / "bin" / "airflow"), name],
+                        env=self.env,
+                        cwd=self.root,
+                        stdout=out,
+                        stderr=subprocess.STDOUT,
+                        start_new_session=True,
                     )
             self._wait_until_up()
             unpaused = self.airflow("dags", "unpause", DAG_ID, "-y")
@@ -170,7 +196,9 @@ class AirflowServices:
                 health = requests.get(f"{self.url}/api/v2/monitor/health", timeout=5).json()
             except (requests.RequestException, ValueError):
                 health = {}
-            healthy = all((health.get(part) or {}).get("status") == "healthy" for part in ("scheduler", "dag_processor"))
+            healthy = all(
+                (health.get(part) or {}).get("status") == "healthy" for part in ("scheduler", "dag_processor")
+            )
             if healthy and self._dag_parsed():
                 return
             time.sleep(0.5)
@@ -211,8 +239,9 @@ class AirflowServices:
         return int(rows[0][0]) if rows and rows[0][0] is not None else 0
 
     # -- backfills ------------------------------------------------------------------------------
-    def create_backfill(self, days: list[str], *, on_cli_started: Callable[[int], None] = lambda pid: None,
-                        timeout: float = 300) -> tuple[float, int]:
+    def create_backfill(
+        self, days: list[str], *, on_cli_started: Callable[[int], None] = lambda pid: None, timeout: float = 300
+    ) -> tuple[float, int]:
         """Runs ``airflow backfill create`` over `days` (both ends included); returns the time it
         was launched (epoch seconds) and the new backfill's id."""
         before = self._last_backfill_id()
@@ -220,9 +249,23 @@ class AirflowServices:
         launched = time.time()
         with log.open("wb") as out:
             process = subprocess.Popen(
-                [str(self.venv / "bin" / "airflow"), "backfill", "create", "--dag-id", DAG_ID,
-                 "--from-date", days[0], "--to-date", days[-1], "--max-active-runs", str(MAX_ACTIVE_RUNS)],
-                env=self.env, cwd=self.root, stdout=out, stderr=subprocess.STDOUT,
+                [
+                    str(self.venv / "bin" / "airflow"),
+                    "backfill",
+                    "create",
+                    "--dag-id",
+                    DAG_ID,
+                    "--from-date",
+                    days[0],
+                    "--to-date",
+                    days[-1],
+                    "--max-active-runs",
+                    str(MAX_ACTIVE_RUNS),
+                ],
+                env=self.env,
+                cwd=self.root,
+                stdout=out,
+                stderr=subprocess.STDOUT,
             )
         on_cli_started(process.pid)
         try:
@@ -230,11 +273,15 @@ class AirflowServices:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
-            raise AirflowFailed(f"airflow backfill create timed out:\n{log.read_text(errors='replace')[-3000:]}") from None
+            raise AirflowFailed(
+                f"airflow backfill create timed out:\n{log.read_text(errors='replace')[-3000:]}"
+            ) from None
         backfill_id = self._last_backfill_id()
         if returncode or backfill_id <= before:
-            raise AirflowFailed(f"airflow backfill create exited {returncode}, no new backfill:\n"
-                                f"{log.read_text(errors='replace')[-3000:]}")
+            raise AirflowFailed(
+                f"airflow backfill create exited {returncode}, no new backfill:\n"
+                f"{log.read_text(errors='replace')[-3000:]}"
+            )
         return launched, backfill_id
 
     def wait_for_backfill(self, backfill_id: int, days: list[str], *, timeout: float) -> tuple[float, int]:
@@ -248,14 +295,20 @@ class AirflowServices:
             if failed:
                 tasks = self._query(
                     "SELECT run_id, task_id, state, try_number FROM task_instance WHERE run_id IN "
-                    f"({','.join('?' * len(failed))}) ORDER BY run_id", tuple(run[0] for run in failed))
-                raise AirflowFailed(f"backfill {backfill_id}: runs failed: {failed}; tasks {tasks}\n"
-                                    f"--- scheduler log ---\n{self.logs('scheduler')}")
+                    f"({','.join('?' * len(failed))}) ORDER BY run_id",
+                    tuple(run[0] for run in failed),
+                )
+                raise AirflowFailed(
+                    f"backfill {backfill_id}: runs failed: {failed}; tasks {tasks}\n"
+                    f"--- scheduler log ---\n{self.logs('scheduler')}"
+                )
             if len(runs) >= len(days) and all(run[1] == "success" and run[2] for run in runs):
                 return max(_utc(run[2]) for run in runs), len(runs)
             if time.monotonic() > deadline:
-                raise AirflowFailed(f"backfill {backfill_id} not done after {timeout:.0f}s: {runs}\n"
-                                    f"--- scheduler log ---\n{self.logs('scheduler')}")
+                raise AirflowFailed(
+                    f"backfill {backfill_id} not done after {timeout:.0f}s: {runs}\n"
+                    f"--- scheduler log ---\n{self.logs('scheduler')}"
+                )
             time.sleep(0.25)
 
     def wait_for_backfill_completed(self, backfill_id: int, *, timeout: float) -> None:
@@ -265,6 +318,8 @@ class AirflowServices:
         deadline = time.monotonic() + timeout
         while not self._query("SELECT 1 FROM backfill WHERE id = ? AND completed_at IS NOT NULL", (backfill_id,)):
             if time.monotonic() > deadline:
-                raise AirflowFailed(f"backfill {backfill_id} not marked complete after {timeout:.0f}s\n"
-                                    f"--- scheduler log ---\n{self.logs('scheduler')}")
+                raise AirflowFailed(
+                    f"backfill {backfill_id} not marked complete after {timeout:.0f}s\n"
+                    f"--- scheduler log ---\n{self.logs('scheduler')}"
+                )
             time.sleep(0.5)

@@ -36,7 +36,9 @@ CHECKS: dict[str, dict[str, bool]] = {
         dg.AssetSpec("users_table", deps=["normalized_users"], skippable=True),
     ],
     check_specs=[
-        dg.AssetCheckSpec(name, asset=asset, blocking=blocking) for asset, checks in CHECKS.items() for name, blocking in checks.items()
+        dg.AssetCheckSpec(name, asset=asset, blocking=blocking)
+        for asset, checks in CHECKS.items()
+        for name, blocking in checks.items()
     ],
     partitions_def=daily_partitions,
     pool="users_api",

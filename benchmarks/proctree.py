@@ -145,7 +145,9 @@ class TreeMeter:
         self._thread = None
         self._sample()
         with self._lock:
-            seconds = sum(max(0.0, stat.cpu_seconds - self._start_cpu.get(pid, 0.0)) for pid, stat in self._last.items())
+            seconds = sum(
+                max(0.0, stat.cpu_seconds - self._start_cpu.get(pid, 0.0)) for pid, stat in self._last.items()
+            )
         self.cpu_seconds = seconds + (children_rusage_seconds() - self._rusage_start)
 
     def extra_processes(self) -> list[tuple[int, str]]:

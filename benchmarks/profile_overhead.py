@@ -60,23 +60,44 @@ compute_logs:
 # (bucket, predicate on (function, file)) in priority order: a sample goes to the highest-priority
 # bucket among the frames of its stack.
 BUCKETS = [
-    ("the pipeline's own work (asset bodies; bare: its loop)",
-     lambda fn, fp: (fp.endswith("user_pipeline/users/assets.py") and fn in ASSET_FUNCTIONS)
-     or (fp.endswith("benchmarks/bare.py") and fn == "run")),
+    (
+        "the pipeline's own work (asset bodies; bare: its loop)",
+        lambda fn, fp: (
+            (fp.endswith("user_pipeline/users/assets.py") and fn in ASSET_FUNCTIONS)
+            or (fp.endswith("benchmarks/bare.py") and fn == "run")
+        ),
+    ),
     ("imports (module loading)", lambda fn, fp: fn == "_find_and_load"),
     ("event log writes (SQLite instance)", lambda fn, fp: fn in ("handle_new_event", "store_event")),
     ("resource initialization", lambda fn, fp: fn == "resource_initialization_event_generator"),
     ("compute log capture", lambda fn, fp: "compute_log" in fp or fn == "capture_logs"),
-    ("instance setup (storage, migrations check)",
-     lambda fn, fp: fn in ("get_possibly_temporary_instance_for_cli", "create_instance_from_ref", "dispose")),
-    ("code location loading (beyond imports)",
-     lambda fn, fp: fn in ("get_repository_python_origin_from_cli_opts", "get_loadable_targets",
-                           "get_job_def_from_code_pointer", "recon_job_from_origin", "get_definitions",
-                           "load_definitions", "get_repository_def")),
-    ("run and execution plan creation", lambda fn, fp: fn in ("create_run_for_job", "create_execution_plan",
-                                                               "_get_execution_plan_from_run")),
-    ("other Dagster run machinery (steps, checks, outputs, logging)",
-     lambda fn, fp: fn in ("execute_job", "execute_run", "_logged_execute_job")),
+    (
+        "instance setup (storage, migrations check)",
+        lambda fn, fp: fn in ("get_possibly_temporary_instance_for_cli", "create_instance_from_ref", "dispose"),
+    ),
+    (
+        "code location loading (beyond imports)",
+        lambda fn, fp: (
+            fn
+            in (
+                "get_repository_python_origin_from_cli_opts",
+                "get_loadable_targets",
+                "get_job_def_from_code_pointer",
+                "recon_job_from_origin",
+                "get_definitions",
+                "load_definitions",
+                "get_repository_def",
+            )
+        ),
+    ),
+    (
+        "run and execution plan creation",
+        lambda fn, fp: fn in ("create_run_for_job", "create_execution_plan", "_get_execution_plan_from_run"),
+    ),
+    (
+        "other Dagster run machinery (steps, checks, outputs, logging)",
+        lambda fn, fp: fn in ("execute_job", "execute_run", "_logged_execute_job"),
+    ),
 ]
 OTHER = "other (interpreter, CLI parsing, exit)"
 
@@ -105,8 +126,15 @@ def summary(rows: list[dict], key: str, fmt: str = ".2f") -> str:
 
 
 def importtime_by_package(env: dict[str, str]) -> tuple[float, Counter]:
-    done = subprocess.run([sys.executable, "-X", "importtime", "-c", "import user_pipeline.definitions"],
-                          cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300, check=False)
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", "import user_pipeline.definitions"],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     by_package: Counter = Counter()
     for line in done.stderr.splitlines():
         match = re.match(r"import time:\s+(\d+) \|\s+(\d+) \|\s*(\S+)", line)
@@ -156,9 +184,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                 home.mkdir()
                 config = INSTANCE_CONFIG.read_text() + (NOOP_COMPUTE_LOGS if name == "noop" else "")
                 (home / "dagster.yaml").write_text(config)
-                subprocess.run([sys.executable, "-c", "import dagster; dagster.DagsterInstance.get().dispose()"],
-                               cwd=REPO_ROOT, env={**_env(api.base_url, args.users, root / "x", home)}, check=True,
-                               capture_output=True, timeout=300)
+                subprocess.run(
+                    [sys.executable, "-c", "import dagster; dagster.DagsterInstance.get().dispose()"],
+                    cwd=REPO_ROOT,
+                    env={**_env(api.base_url, args.users, root / "x", home)},
+                    check=True,
+                    capture_output=True,
+                    timeout=300,
+                )
             counter = iter(range(10_000))
 
             def env_for(home: Path) -> tuple[dict[str, str], Path]:
@@ -168,7 +201,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             # 1. process start and imports
             starts = {
                 "python -c pass": [sys.executable, "-c", "pass"],
-                "bare script's imports (pandas, requests, the plain modules)": [sys.executable, "-c", "import benchmarks.bare"],
+                "bare script's imports (pandas, requests, the plain modules)": [
+                    sys.executable,
+                    "-c",
+                    "import benchmarks.bare",
+                ],
                 "import dagster": [sys.executable, "-c", "import dagster"],
                 "import user_pipeline.definitions": [sys.executable, "-c", "import user_pipeline.definitions"],
             }
@@ -183,8 +220,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             days = Days()
 
             def materialize(module: str) -> list[str]:
-                return [str(BIN_DIR / "dagster"), "asset", "materialize", "-m", module,
-                        "--select", ",".join(DAILY_ASSETS), "--partition"]
+                return [
+                    str(BIN_DIR / "dagster"),
+                    "asset",
+                    "materialize",
+                    "-m",
+                    module,
+                    "--select",
+                    ",".join(DAILY_ASSETS),
+                    "--partition",
+                ]
 
             ways = {  # name -> (command without the day, instance)
                 "bare script": ([sys.executable, "-m", "benchmarks.bare"], "repo"),
@@ -204,37 +249,64 @@ def main(argv: Sequence[str] | None = None) -> int:
             profiles: dict[str, tuple[float, Counter]] = {}
             if importlib.util.find_spec("pyinstrument") is not None:
                 day = days.take(1)[0]
-                for name, command in (("dagster asset materialize",
-                                       ["-m", "dagster", *materialize("user_pipeline.definitions")[1:], day]),
-                                      ("bare script", ["-m", "benchmarks.bare", day])):
+                for name, command in (
+                    (
+                        "dagster asset materialize",
+                        ["-m", "dagster", *materialize("user_pipeline.definitions")[1:], day],
+                    ),
+                    ("bare script", ["-m", "benchmarks.bare", day]),
+                ):
                     env, _ = env_for(homes["repo"])
                     session = root / f"{name.split()[0]}.pyisession"
-                    measure([sys.executable, "-m", "pyinstrument", "-r", "session", "-o", str(session), *command],
-                            env, root / "profile.log")
+                    measure(
+                        [sys.executable, "-m", "pyinstrument", "-r", "session", "-o", str(session), *command],
+                        env,
+                        root / "profile.log",
+                    )
                     profiles[name] = buckets_from_session(session)
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
     info = machine_info()
-    out += [f"Command: `python -m benchmarks.profile_overhead --users {args.users} --repeat {args.repeat}`", "",
-            "Machine: " + ", ".join(f"{key} {value}" for key, value in info.items()), "",
-            "#### Process start and imports", "",
-            "| what | wall s | CPU s | peak RSS MB |", "| --- | ---: | ---: | ---: |"]
+    out += [
+        f"Command: `python -m benchmarks.profile_overhead --users {args.users} --repeat {args.repeat}`",
+        "",
+        "Machine: " + ", ".join(f"{key} {value}" for key, value in info.items()),
+        "",
+        "#### Process start and imports",
+        "",
+        "| what | wall s | CPU s | peak RSS MB |",
+        "| --- | ---: | ---: | ---: |",
+    ]
     for name, rows in start_rows.items():
         out.append(f"| {name} | {summary(rows, 'wall')} | {summary(rows, 'cpu')} | {summary(rows, 'rss', '.0f')} |")
-    out += ["", f"`python -X importtime -c \"import user_pipeline.definitions\"`: {total_imports:.2f} s of imports "
-            "(self time summed per top-level package): "
-            + ", ".join(f"{name} {seconds:.2f}" for name, seconds in by_package.most_common(10)), ""]
-    out += [f"#### One day of {args.users:,} users", "",
-            "| mode | wall s | CPU s | peak RSS MB | processes started |", "| --- | ---: | ---: | ---: | ---: |"]
+    out += [
+        "",
+        f'`python -X importtime -c "import user_pipeline.definitions"`: {total_imports:.2f} s of imports '
+        "(self time summed per top-level package): "
+        + ", ".join(f"{name} {seconds:.2f}" for name, seconds in by_package.most_common(10)),
+        "",
+    ]
+    out += [
+        f"#### One day of {args.users:,} users",
+        "",
+        "| mode | wall s | CPU s | peak RSS MB | processes started |",
+        "| --- | ---: | ---: | ---: | ---: |",
+    ]
     for name, rows in runs.items():
-        out.append(f"| {name} | {summary(rows, 'wall')} | {summary(rows, 'cpu')} | {summary(rows, 'rss', '.0f')} "
-                   f"| {summary(rows, 'processes', '.0f')} |")
+        out.append(
+            f"| {name} | {summary(rows, 'wall')} | {summary(rows, 'cpu')} | {summary(rows, 'rss', '.0f')} "
+            f"| {summary(rows, 'processes', '.0f')} |"
+        )
     out.append("")
     if profiles:
         names = list(profiles)
-        out += [f"#### pyinstrument, one day of {args.users:,} users (wall seconds of samples per bucket)", "",
-                "| bucket | " + " | ".join(names) + " |", "| --- |" + " ---: |" * len(names)]
+        out += [
+            f"#### pyinstrument, one day of {args.users:,} users (wall seconds of samples per bucket)",
+            "",
+            "| bucket | " + " | ".join(names) + " |",
+            "| --- |" + " ---: |" * len(names),
+        ]
         for bucket in [name for name, _ in BUCKETS] + [OTHER]:
             cells = []
             for duration, totals in profiles.values():

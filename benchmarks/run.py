@@ -156,7 +156,12 @@ class Plan:
 def full_plan(repeat: int) -> Plan:
     return Plan(
         repeat=repeat,
-        main=[(1, 5000, MAIN_MODES_AND_FLOOR), (10, 5000, MAIN_MODES), (10, 5000, (BARE, AIRFLOW)), (10, 1, MAIN_MODES)],
+        main=[
+            (1, 5000, MAIN_MODES_AND_FLOOR),
+            (10, 5000, MAIN_MODES),
+            (10, 5000, (BARE, AIRFLOW)),
+            (10, 1, MAIN_MODES),
+        ],
         scaling=[1000, 10_000, 50_000, 100_000],
         spark_days=5,
         spark_users=1000,
@@ -269,10 +274,20 @@ def machine_info(airflow_venv: Path = AIRFLOW_VENV) -> dict[str, str]:
 def source_version() -> str:
     """The commit of the code measured, and how many files differ from it (read-only git)."""
     try:
-        head = subprocess.run(["git", "-C", str(REPO_ROOT), "rev-parse", "--short", "HEAD"],
-                              capture_output=True, text=True, timeout=30, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(REPO_ROOT), "status", "--porcelain"],
-                               capture_output=True, text=True, timeout=30, check=True).stdout.splitlines()
+        head = subprocess.run(
+            ["git", "-C", str(REPO_ROOT), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(REPO_ROOT), "status", "--porcelain"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        ).stdout.splitlines()
     except (OSError, subprocess.SubprocessError):
         return "unknown (no git)"
     return f"commit {head}" + (f" + {len(dirty)} uncommitted files" if dirty else "")
@@ -354,7 +369,12 @@ class Benchmark:
     def create_instance_storage(self, home: Path) -> None:
         created = subprocess.run(
             [sys.executable, "-c", "import dagster; dagster.DagsterInstance.get().dispose()"],
-            cwd=REPO_ROOT, env={**os.environ, "DAGSTER_HOME": str(home)}, capture_output=True, text=True, timeout=300, check=False,
+            cwd=REPO_ROOT,
+            env={**os.environ, "DAGSTER_HOME": str(home)},
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
         )
         if created.returncode:
             raise ModeFailed(f"creating the instance in {home} failed:\n{created.stderr[-3000:]}")
@@ -381,6 +401,11 @@ class Benchmark:
         env = self.env(users, data_dir, root / "dagster_home")
         env = {key: value for key, value in env.items() if key.startswith("USER_PIPELINE_")}
         self.services = DagsterServices(root / "dagster_home", env, instance_config=INSTANCE_CONFIG).start()
+        # The benchmark times the ingestion: the automation that follows it (report, registry, Spark)
+        # would add its runs to the measured processes, so it is stopped on this throwaway instance.
+        stopped = self.services.dagster("sensor", "stop", "automation_condition_sensor", "-w", "workspace.yaml")
+        if stopped.returncode != 0:
+            raise RuntimeError(f"could not stop automation_condition_sensor:\n{stopped.stdout}{stopped.stderr}")
         self.services.data_dir = data_dir
         self.services_users = users
         self.services_days = Days()
@@ -415,7 +440,9 @@ class Benchmark:
             if left:
                 self.log(f"warning: processes of the stopped services still running: {left}")
 
-    def wait_for_backfill(self, backfill_id: str, days: list[str], *, expected_runs: int | None, launched: float) -> Result:
+    def wait_for_backfill(
+        self, backfill_id: str, days: list[str], *, expected_runs: int | None, launched: float
+    ) -> Result:
         """Waits until the backfill's runs all succeeded and every asset has every day."""
         from dagster import AssetKey, DagsterRunStatus, RunsFilter
 
@@ -439,7 +466,8 @@ class Benchmark:
                     done = len(records) >= expected_runs
                 else:
                     done = all(
-                        set(days) <= set(instance.get_materialized_partitions(AssetKey(asset))) for asset in DAILY_ASSETS
+                        set(days) <= set(instance.get_materialized_partitions(AssetKey(asset)))
+                        for asset in DAILY_ASSETS
                     )
                 if done:
                     end = max(record.end_time for record in records)
@@ -456,9 +484,24 @@ class Benchmark:
         launched = time.time()
         with log.open("wb") as out:
             process = subprocess.Popen(
-                [str(BIN_DIR / "dagster"), "job", "backfill", "-w", "workspace.yaml", "-j", "daily_users_job",
-                 "--from", days[0], "--to", days[-1], "--noprompt"],
-                cwd=REPO_ROOT, env=self.services.env, stdout=out, stderr=subprocess.STDOUT,
+                [
+                    str(BIN_DIR / "dagster"),
+                    "job",
+                    "backfill",
+                    "-w",
+                    "workspace.yaml",
+                    "-j",
+                    "daily_users_job",
+                    "--from",
+                    days[0],
+                    "--to",
+                    days[-1],
+                    "--noprompt",
+                ],
+                cwd=REPO_ROOT,
+                env=self.services.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
             )
         self._current_meter_add(process.pid)
         try:
@@ -509,8 +552,10 @@ class Benchmark:
         if installed is None:
             return f"skipped: {self.airflow_venv} not found (make benchmark-airflow-setup)"
         if installed != airflow_peer.pinned_version():
-            return (f"skipped: {self.airflow_venv} has Airflow {installed}, benchmarks/airflow/requirements.txt pins "
-                    f"{airflow_peer.pinned_version()} (make benchmark-airflow-setup)")
+            return (
+                f"skipped: {self.airflow_venv} has Airflow {installed}, benchmarks/airflow/requirements.txt pins "
+                f"{airflow_peer.pinned_version()} (make benchmark-airflow-setup)"
+            )
         return None
 
     def ensure_airflow(self, users: int) -> None:
@@ -522,7 +567,8 @@ class Benchmark:
         self.log(f"starting Airflow (api-server, scheduler, dag-processor; users per day {users:,}) ...")
         started = time.monotonic()
         self.airflow = airflow_peer.AirflowServices(
-            self.airflow_venv, root, api_url=self.api.base_url, users=users, log=self.log).start()
+            self.airflow_venv, root, api_url=self.api.base_url, users=users, log=self.log
+        ).start()
         self.airflow_days = Days()
         self.log(f"  up in {time.monotonic() - started:.1f}s on {self.airflow.url}")
         if self.plan.warmup:
@@ -554,16 +600,22 @@ class Benchmark:
     def measure_airflow(self, days: list[str]) -> Result:
         roots = {process.pid for process in self.airflow.processes.values()}
         with TreeMeter(roots=roots, protected=self.protected()) as meter:
-            launched, backfill_id = self.airflow.create_backfill(days, on_cli_started=meter.add_root,
-                                                                 timeout=self.plan.timeout)
+            launched, backfill_id = self.airflow.create_backfill(
+                days, on_cli_started=meter.add_root, timeout=self.plan.timeout
+            )
             end, runs = self.airflow.wait_for_backfill(backfill_id, days, timeout=self.plan.timeout)
             # The task processes have exited once their runs are done; the services only go quiet.
             meter.settle(timeout=60, quiet=1.0)
         self.check_warehouse(self.airflow.data_dir, days)
         # Untimed: one running backfill per DAG, marked complete by the scheduler's 30 s loop.
         self.airflow.wait_for_backfill_completed(backfill_id, timeout=self.plan.timeout)
-        return Result(wall=end - launched, cpu=meter.cpu_seconds, rss=meter.peak_rss_bytes, runs=runs,
-                      peak_processes=peak_by_name(meter))
+        return Result(
+            wall=end - launched,
+            cpu=meter.cpu_seconds,
+            rss=meter.peak_rss_bytes,
+            runs=runs,
+            peak_processes=peak_by_name(meter),
+        )
 
     # -- subprocess modes -----------------------------------------------------------------------
     def measure_commands(self, commands: list[list[str]], env: dict[str, str], log: Path, runs: int | None) -> Result:
@@ -581,15 +633,18 @@ class Benchmark:
                 except subprocess.TimeoutExpired:
                     process.kill()
                     process.wait()
-                    raise ModeFailed(f"timed out after {self.plan.timeout:.0f}s: {' '.join(command)}\n{tail(log)}") from None
+                    raise ModeFailed(
+                        f"timed out after {self.plan.timeout:.0f}s: {' '.join(command)}\n{tail(log)}"
+                    ) from None
                 if returncode:
                     raise ModeFailed(f"exited {returncode}: {' '.join(command)}\n{tail(log)}")
             wall = time.perf_counter() - started
             left = meter.settle(timeout=60)
             if left:
                 self.log(f"warning: still running 60 s after the mode ended: {left}")
-        return Result(wall=wall, cpu=meter.cpu_seconds, rss=meter.peak_rss_bytes, runs=runs,
-                      peak_processes=peak_by_name(meter))
+        return Result(
+            wall=wall, cpu=meter.cpu_seconds, rss=meter.peak_rss_bytes, runs=runs, peak_processes=peak_by_name(meter)
+        )
 
     def run_users_mode(self, mode: str, days: list[str], users: int) -> Result:
         if mode in DAEMON_MODES:
@@ -602,8 +657,17 @@ class Benchmark:
         elif mode in (CLI, FLOOR):
             module = "user_pipeline.definitions" if mode == CLI else "benchmarks.noop_assets"
             commands = [
-                [str(BIN_DIR / "dagster"), "asset", "materialize", "-m", module,
-                 "--select", ",".join(DAILY_ASSETS), "--partition", day]
+                [
+                    str(BIN_DIR / "dagster"),
+                    "asset",
+                    "materialize",
+                    "-m",
+                    module,
+                    "--select",
+                    ",".join(DAILY_ASSETS),
+                    "--partition",
+                    day,
+                ]
                 for day in days
             ]
             runs = len(days)
@@ -640,8 +704,13 @@ class Benchmark:
         source = self.workdir / "spark-source"
         env = self.env(users, source, self.inproc_home)
         done = subprocess.run(
-            [sys.executable, "-m", "benchmarks.bare", *days], cwd=REPO_ROOT, env=env, capture_output=True, text=True,
-            timeout=self.plan.timeout, check=False,
+            [sys.executable, "-m", "benchmarks.bare", *days],
+            cwd=REPO_ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=self.plan.timeout,
+            check=False,
         )
         if done.returncode:
             raise ModeFailed(f"preparing the normalized CSVs failed:\n{done.stderr[-3000:]}")
@@ -652,12 +721,33 @@ class Benchmark:
         data_dir = run_dir / "data"
         shutil.copytree(source, data_dir / "normalized_users")
         env = self.env(users, data_dir, self.inproc_home)
-        materialize = [str(BIN_DIR / "dagster"), "asset", "materialize", "-m", "user_pipeline.definitions",
-                       "--select", "users_parquet"]
+        materialize = [
+            str(BIN_DIR / "dagster"),
+            "asset",
+            "materialize",
+            "-m",
+            "user_pipeline.definitions",
+            "--select",
+            "users_parquet",
+        ]
         if mode == SPARK_BARE:
-            commands = [[sys.executable, "-m", "spark_jobs.ingest_users", "--input-dir", str(data_dir / "normalized_users"),
-                         "--start-date", days[0], "--end-date", days[-1], "--output-dir", str(data_dir / "parquet"),
-                         "--master", "local[*]"]]
+            commands = [
+                [
+                    sys.executable,
+                    "-m",
+                    "spark_jobs.ingest_users",
+                    "--input-dir",
+                    str(data_dir / "normalized_users"),
+                    "--start-date",
+                    days[0],
+                    "--end-date",
+                    days[-1],
+                    "--output-dir",
+                    str(data_dir / "parquet"),
+                    "--master",
+                    "local[*]",
+                ]
+            ]
             runs = None
         elif mode == SPARK_PER_DAY:
             commands, runs = [[*materialize, "--partition", day] for day in days], len(days)
@@ -674,12 +764,13 @@ class Benchmark:
     # -- the plan -------------------------------------------------------------------------------
     def run_case(self, case: Case, run_one: Callable[[str, int], Result]) -> None:
         # Modes that cannot run here (skipped), or whose services failed to start (already an error).
-        runnable = tuple(mode for mode in case.modes
-                         if mode not in case.skipped and not (mode == AIRFLOW and self.airflow is None))
+        runnable = tuple(
+            mode for mode in case.modes if mode not in case.skipped and not (mode == AIRFLOW and self.airflow is None)
+        )
         if not runnable:
             return
         for rep in range(self.plan.repeat):
-            modes = runnable[rep % len(runnable):] + runnable[: rep % len(runnable)]
+            modes = runnable[rep % len(runnable) :] + runnable[: rep % len(runnable)]
             for mode in modes:
                 label = f"[{case.section}] {case.label} rep {rep + 1}/{self.plan.repeat} {mode}"
                 try:
@@ -694,7 +785,9 @@ class Benchmark:
                 case.results.setdefault(mode, []).append(result)
                 runs = f", {result.runs} runs" if result.runs is not None else ""
                 peak = ", ".join(f"{name} {mb:.0f}" for name, mb in result.peak_processes.items())
-                self.log(f"{label}: {result.wall:.2f}s wall, {result.cpu:.2f}s CPU, {result.rss / 2**20:.0f} MB{runs} (peak MB: {peak})")
+                self.log(
+                    f"{label}: {result.wall:.2f}s wall, {result.cpu:.2f}s CPU, {result.rss / 2**20:.0f} MB{runs} (peak MB: {peak})"
+                )
 
     def run(self, sections: set[str]) -> list[Case]:
         cases: list[Case] = []
@@ -784,9 +877,13 @@ def case_table(cases: list[Case]) -> list[str]:
     for case in cases:
         baseline = case.results.get(BASELINE[case.section], [])
         base = (
-            (statistics.median(r.wall for r in baseline), statistics.median(r.cpu for r in baseline),
-             statistics.median(r.rss for r in baseline))
-            if baseline else None
+            (
+                statistics.median(r.wall for r in baseline),
+                statistics.median(r.cpu for r in baseline),
+                statistics.median(r.rss for r in baseline),
+            )
+            if baseline
+            else None
         )
         for mode in case.modes:
             results = case.results.get(mode, [])
@@ -800,7 +897,13 @@ def case_table(cases: list[Case]) -> list[str]:
                 continue
             walls, cpus, rsss = [r.wall for r in results], [r.cpu for r in results], [r.rss / 2**20 for r in results]
             runs = results[0].runs
-            runs_text = "–" if runs is None else str(runs) if all(r.runs == runs for r in results) else "/".join(str(r.runs) for r in results)
+            runs_text = (
+                "–"
+                if runs is None
+                else str(runs)
+                if all(r.runs == runs for r in results)
+                else "/".join(str(r.runs) for r in results)
+            )
             ratios = ["–", "–", "–"]
             if base and mode != BASELINE[case.section]:
                 ratios = [
@@ -819,8 +922,11 @@ def medians(case: Case, mode: str) -> tuple[float, float, float] | None:
     results = case.results.get(mode)
     if not results:
         return None
-    return (statistics.median(r.wall for r in results), statistics.median(r.cpu for r in results),
-            statistics.median(r.rss for r in results))
+    return (
+        statistics.median(r.wall for r in results),
+        statistics.median(r.cpu for r in results),
+        statistics.median(r.rss for r in results),
+    )
 
 
 def scaling_lines(cases: list[Case]) -> list[str]:
@@ -839,7 +945,9 @@ def scaling_lines(cases: list[Case]) -> list[str]:
     for mode in SCALING_MODES:
         first, last = medians(start, mode), medians(end, mode)
         if first and last:
-            lines.append(f"| {mode} | x{last[0] / first[0]:.2f} | x{last[1] / first[1]:.2f} | x{last[2] / first[2]:.2f} |")
+            lines.append(
+                f"| {mode} | x{last[0] / first[0]:.2f} | x{last[1] / first[1]:.2f} | x{last[2] / first[2]:.2f} |"
+            )
     return lines
 
 
@@ -856,13 +964,17 @@ def target_lines(cases: list[Case]) -> list[str]:
         for mode, floor_mode in ((CLI, FLOOR), (API, API_FLOOR)):
             m, floor = medians(one, mode), medians(one, floor_mode)
             if m:
-                lines.append(f"- dagster in process ({mode}) for 1 x 5,000 within 2x of bare: "
-                             f"{verdict(m[0] / base <= 2)} ({m[0] / base:.2f}x wall)")
+                lines.append(
+                    f"- dagster in process ({mode}) for 1 x 5,000 within 2x of bare: "
+                    f"{verdict(m[0] / base <= 2)} ({m[0] / base:.2f}x wall)"
+                )
             if floor:
                 # The same graph doing nothing, plus the work done without Dagster: such a run of
                 # this work cannot take less (python's start, ~0.04 s, is counted twice).
-                lines.append(f"  - {floor_mode}: {floor[0] / base:.2f}x of bare with no work at all; "
-                             f"floor + bare, the least this way can take: {(floor[0] + base) / base:.2f}x")
+                lines.append(
+                    f"  - {floor_mode}: {floor[0] / base:.2f}x of bare with no work at all; "
+                    f"floor + bare, the least this way can take: {(floor[0] + base) / base:.2f}x"
+                )
     ten = by_label.get(("main", 10, 5000))
     if ten and medians(ten, BARE):
         base = medians(ten, BARE)[0]
@@ -870,8 +982,10 @@ def target_lines(cases: list[Case]) -> list[str]:
         if daemon:
             best, mode = min(daemon)
             others = ", ".join(f"{m}: {r:.2f}x" for r, m in daemon)
-            lines.append(f"- 10 x 5,000 daemon backfill (best mode) within 3x of bare: {verdict(best <= 3)} "
-                         f"({best:.2f}x wall, {mode}; {others})")
+            lines.append(
+                f"- 10 x 5,000 daemon backfill (best mode) within 3x of bare: {verdict(best <= 3)} "
+                f"({best:.2f}x wall, {mode}; {others})"
+            )
     start = by_label.get(("scaling", 1, 10_000))
     end = by_label.get(("scaling", 1, 100_000))
     if start and end:
@@ -888,14 +1002,27 @@ def target_lines(cases: list[Case]) -> list[str]:
     return lines
 
 
-def report(cases: list[Case], info: dict[str, str], command: str, started_load: str, ended_load: str,
-           notes: list[str], elapsed: float, smoke: bool) -> str:
+def report(
+    cases: list[Case],
+    info: dict[str, str],
+    command: str,
+    started_load: str,
+    ended_load: str,
+    notes: list[str],
+    elapsed: float,
+    smoke: bool,
+) -> str:
     out = [f"Command: `{command}`", ""]
     out.append("Machine: " + ", ".join(f"{key} {value}" for key, value in info.items()))
-    out.append(f"Load average (1, 5, 15 min) at start: {started_load}; at end: {ended_load}. Total time {elapsed / 60:.1f} min.")
+    out.append(
+        f"Load average (1, 5, 15 min) at start: {started_load}; at end: {ended_load}. Total time {elapsed / 60:.1f} min."
+    )
     out.append("")
-    for section, title in (("main", "Orchestration overhead"), ("scaling", "Scaling: one partition, more users"),
-                           ("spark", "Spark ingestion (users_parquet, local[*])")):
+    for section, title in (
+        ("main", "Orchestration overhead"),
+        ("scaling", "Scaling: one partition, more users"),
+        ("spark", "Spark ingestion (users_parquet, local[*])"),
+    ):
         chosen = [case for case in cases if case.section == section]
         if not chosen:
             continue
@@ -911,7 +1038,9 @@ def report(cases: list[Case], info: dict[str, str], command: str, started_load: 
         out += ["Targets:", ""] + targets + [""]
     failures = [(case.label, mode, error) for case in cases for mode, errors in case.errors.items() for error in errors]
     if failures:
-        out += ["Failures:", ""] + [f"- {label} {mode}: {error.splitlines()[0] if error else ''}" for label, mode, error in failures]
+        out += ["Failures:", ""] + [
+            f"- {label} {mode}: {error.splitlines()[0] if error else ''}" for label, mode, error in failures
+        ]
     return "\n".join(out)
 
 
@@ -920,15 +1049,25 @@ def report(cases: list[Case], info: dict[str, str], command: str, started_load: 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--smoke", action="store_true", help="tiny sizes, 1 repetition, no warm-up; exit 1 on any failure")
-    parser.add_argument("--airflow-smoke", action="store_true",
-                        help="the Airflow peer's smoke: 2 days x 200 users, bare and Airflow, 1 repetition; "
-                             "exit 1 unless both ran (a missing .venv-airflow fails it)")
-    parser.add_argument("--airflow-venv", type=Path, default=AIRFLOW_VENV,
-                        help=f"the venv of `make benchmark-airflow-setup` (default {AIRFLOW_VENV})")
+    parser.add_argument(
+        "--smoke", action="store_true", help="tiny sizes, 1 repetition, no warm-up; exit 1 on any failure"
+    )
+    parser.add_argument(
+        "--airflow-smoke",
+        action="store_true",
+        help="the Airflow peer's smoke: 2 days x 200 users, bare and Airflow, 1 repetition; "
+        "exit 1 unless both ran (a missing .venv-airflow fails it)",
+    )
+    parser.add_argument(
+        "--airflow-venv",
+        type=Path,
+        default=AIRFLOW_VENV,
+        help=f"the venv of `make benchmark-airflow-setup` (default {AIRFLOW_VENV})",
+    )
     parser.add_argument("--repeat", type=int, default=None, help="repetitions per mode (default 3; 1 with --smoke)")
-    parser.add_argument("--sections", default=None,
-                        help="comma list of main,scaling,spark (default all; --smoke: main,scaling)")
+    parser.add_argument(
+        "--sections", default=None, help="comma list of main,scaling,spark (default all; --smoke: main,scaling)"
+    )
     parser.add_argument("--workdir", type=Path, default=None, help="where data and instances go (default: a temp dir)")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
     parser.add_argument("--markdown", type=Path, default=None, help="also write the report to this file")
@@ -952,8 +1091,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     command = "python -m benchmarks.run" + "".join(f" {arg}" for arg in (sys.argv[1:] if argv is None else argv))
-    plan = (smoke_plan(args.repeat) if args.smoke else airflow_smoke_plan(args.repeat) if args.airflow_smoke
-            else full_plan(args.repeat))
+    plan = (
+        smoke_plan(args.repeat)
+        if args.smoke
+        else airflow_smoke_plan(args.repeat)
+        if args.airflow_smoke
+        else full_plan(args.repeat)
+    )
 
     def log(message: str) -> None:
         print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
@@ -979,24 +1123,51 @@ def main(argv: Sequence[str] | None = None) -> int:
         become_subreaper(False)
         if not args.keep and args.workdir is None:
             shutil.rmtree(workdir, ignore_errors=True)
-    text = report(cases, info, command, started_load, load_average(), bench.notes, time.monotonic() - started,
-                  args.smoke or args.airflow_smoke)
+    text = report(
+        cases,
+        info,
+        command,
+        started_load,
+        load_average(),
+        bench.notes,
+        time.monotonic() - started,
+        args.smoke or args.airflow_smoke,
+    )
     print(text)
     if args.markdown:
         args.markdown.write_text(text + "\n")
     if args.json:
-        args.json.write_text(json.dumps({
-            "command": command, "machine": info, "plan": asdict(plan), "notes": bench.notes,
-            "cases": [{"section": c.section, "partitions": c.partitions, "users": c.users,
-                       "results": {m: [asdict(r) for r in rs] for m, rs in c.results.items()}, "errors": c.errors,
-                       "skipped": c.skipped}
-                      for c in cases],
-        }, indent=2))
+        args.json.write_text(
+            json.dumps(
+                {
+                    "command": command,
+                    "machine": info,
+                    "plan": asdict(plan),
+                    "notes": bench.notes,
+                    "cases": [
+                        {
+                            "section": c.section,
+                            "partitions": c.partitions,
+                            "users": c.users,
+                            "results": {m: [asdict(r) for r in rs] for m, rs in c.results.items()},
+                            "errors": c.errors,
+                            "skipped": c.skipped,
+                        }
+                        for c in cases
+                    ],
+                },
+                indent=2,
+            )
+        )
     failed = setup_error is not None or any(case.errors for case in cases) or not cases
     if args.airflow_smoke and any(case.skipped for case in cases):
         failed = True  # the Airflow smoke exists to run Airflow
-    missing = [(case.label, mode) for case in cases for mode in case.modes
-               if not case.results.get(mode) and mode not in case.skipped]
+    missing = [
+        (case.label, mode)
+        for case in cases
+        for mode in case.modes
+        if not case.results.get(mode) and mode not in case.skipped
+    ]
     return 1 if failed or missing else 0
 
 

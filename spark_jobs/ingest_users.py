@@ -121,10 +121,7 @@ TIMESTAMP_COLUMNS = ("date_of_birth", "registered_at")
 
 #: Schema of the ``users`` dataset (same column order as the CSV).
 USERS_SCHEMA = StructType(
-    [
-        StructField(f.name, TimestampType(), True) if f.name in TIMESTAMP_COLUMNS else f
-        for f in CSV_SCHEMA.fields
-    ]
+    [StructField(f.name, TimestampType(), True) if f.name in TIMESTAMP_COLUMNS else f for f in CSV_SCHEMA.fields]
 )
 
 #: Schema of the ``users_by_country_age_band`` dataset.
@@ -295,7 +292,7 @@ class _FileSystem:
                 return False, False, 0
             st = fs.getFileStatus(hpath)
             return True, bool(st.isFile()), int(st.getLen())
-        local = path[len("file:"):] if path.startswith("file:") else path
+        local = path[len("file:") :] if path.startswith("file:") else path
         if not os.path.exists(local):
             return False, False, 0
         return True, os.path.isfile(local), os.path.getsize(local) if os.path.isfile(local) else 0
@@ -305,7 +302,7 @@ class _FileSystem:
         if self._jvm is not None:
             hpath, fs = self._hpath(directory)
             return bool(fs.exists(hpath) and fs.delete(hpath, True))
-        local = directory[len("file:"):] if directory.startswith("file:") else directory
+        local = directory[len("file:") :] if directory.startswith("file:") else directory
         if not os.path.isdir(local):
             return False
         import shutil  # noqa: PLC0415
@@ -319,12 +316,8 @@ class _FileSystem:
             hpath, fs = self._hpath(directory)
             if not fs.exists(hpath):
                 return []
-            return sorted(
-                (str(st.getPath().getName()), int(st.getLen()))
-                for st in fs.listStatus(hpath)
-                if st.isFile()
-            )
-        local = directory[len("file:"):] if directory.startswith("file:") else directory
+            return sorted((str(st.getPath().getName()), int(st.getLen())) for st in fs.listStatus(hpath) if st.isFile())
+        local = directory[len("file:") :] if directory.startswith("file:") else directory
         if not os.path.isdir(local):
             return []
         return sorted(
@@ -346,7 +339,7 @@ def _spark_error_reason(exc: BaseException, limit: int = 600) -> str:
     current: list[str] | None = None
     for line in text.splitlines():
         if line.startswith("Caused by: "):
-            current = [line[len("Caused by: "):].strip()]
+            current = [line[len("Caused by: ") :].strip()]
             blocks.append("")
         elif current is not None:
             if re.match(r"^\s+at |^\s*\.\.\. \d+ more", line):
@@ -401,14 +394,9 @@ def _parse(spark: SparkSession, paths: Sequence[str]) -> DataFrame:
         F.col("_metadata.file_name").alias("__file_name"),
     )
     return raw.select(
-        *[
-            F.try_to_timestamp(F.col(c)).alias(c) if c in TIMESTAMP_COLUMNS else F.col(c)
-            for c in CSV_COLUMNS
-        ],
+        *[F.try_to_timestamp(F.col(c)).alias(c) if c in TIMESTAMP_COLUMNS else F.col(c) for c in CSV_COLUMNS],
         *[F.col(c).alias(_RAW_PREFIX + c) for c in TIMESTAMP_COLUMNS],
-        F.regexp_extract(F.col("__file_name"), r"^(\d{4}-\d{2}-\d{2})\.csv$", 1).alias(
-            _FILE_DAY
-        ),
+        F.regexp_extract(F.col("__file_name"), r"^(\d{4}-\d{2}-\d{2})\.csv$", 1).alias(_FILE_DAY),
     )
 
 
@@ -470,8 +458,7 @@ def _read_and_validate(
         problems = []
         if day_stats["bad_partition_date"]:
             problems.append(
-                f"{day_stats['bad_partition_date']} row(s) with partition_date missing or "
-                f"!= {day.isoformat()}"
+                f"{day_stats['bad_partition_date']} row(s) with partition_date missing or != {day.isoformat()}"
             )
         for c in TIMESTAMP_COLUMNS:
             if day_stats["bad_" + c]:
@@ -500,9 +487,7 @@ def _raise_for_bad_file(spark: SparkSession, paths: Sequence[str], exc: BaseExce
         finally:
             if single is not None:
                 single.unpersist()
-    raise IngestionError(
-        f"Reading {len(paths)} input CSV(s) failed: {_spark_error_reason(exc)}"
-    ) from exc
+    raise IngestionError(f"Reading {len(paths)} input CSV(s) failed: {_spark_error_reason(exc)}") from exc
 
 
 def _write_partitioned(df: DataFrame, path: str, sort_columns: Sequence[str]) -> None:
@@ -524,9 +509,7 @@ def _partition_files(fs: _FileSystem, dataset_path: str, days: Sequence[dt.date]
     bytes_by_partition: dict[str, int] = {}
     for day in days:
         listing = [
-            (n, s)
-            for n, s in fs.list_files(f"{dataset_path}/{PARTITION_COLUMN}={day.isoformat()}")
-            if is_data_file(n)
+            (n, s) for n, s in fs.list_files(f"{dataset_path}/{PARTITION_COLUMN}={day.isoformat()}") if is_data_file(n)
         ]
         files_by_partition[day.isoformat()] = len(listing)
         bytes_by_partition[day.isoformat()] = sum(s for _n, s in listing)
@@ -665,9 +648,7 @@ def build_arg_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--input-dir", required=True, help="directory holding <YYYY-MM-DD>.csv")
     parser.add_argument("--start-date", required=True, type=dt.date.fromisoformat, help="YYYY-MM-DD")
-    parser.add_argument(
-        "--end-date", required=True, type=dt.date.fromisoformat, help="YYYY-MM-DD (inclusive)"
-    )
+    parser.add_argument("--end-date", required=True, type=dt.date.fromisoformat, help="YYYY-MM-DD (inclusive)")
     parser.add_argument("--output-dir", required=True, help="root of the Parquet datasets")
     parser.add_argument(
         "--master",
@@ -688,7 +669,9 @@ def build_arg_parser() -> argparse.ArgumentParser:
 
 
 def build_session(
-    *, app_name: str = APP_NAME, master: str | None = None,
+    *,
+    app_name: str = APP_NAME,
+    master: str | None = None,
     shuffle_partitions: int = DEFAULT_SHUFFLE_PARTITIONS,
 ) -> SparkSession:
     builder = (
@@ -712,9 +695,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.end_date < args.start_date:
         print(f"ERROR: --end-date {args.end_date} is before --start-date {args.start_date}", file=sys.stderr)
         return 2
-    spark = build_session(
-        app_name=args.app_name, master=args.master, shuffle_partitions=args.shuffle_partitions
-    )
+    spark = build_session(app_name=args.app_name, master=args.master, shuffle_partitions=args.shuffle_partitions)
     try:
         spark.sparkContext.setLogLevel(args.log_level)
         try:
@@ -739,7 +720,7 @@ def parse_summary_line(stdout: str) -> dict[str, Any]:
     """Return the summary dict from a spark-submit stdout (last INGESTION_SUMMARY line)."""
     for line in reversed(stdout.splitlines()):
         if line.startswith(SUMMARY_PREFIX):
-            return json.loads(line[len(SUMMARY_PREFIX):])
+            return json.loads(line[len(SUMMARY_PREFIX) :])
     raise ValueError("no INGESTION_SUMMARY line in output")
 
 

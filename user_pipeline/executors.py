@@ -91,7 +91,9 @@ class ExecutorSettings(BaseModel):
     @model_validator(mode="after")
     def _locked_down(self) -> ExecutorSettings:
         if self.executor == "celery" and not self.redis_password.get_secret_value():
-            raise ValueError(f"{REDIS_PASSWORD_ENV} is required with {EXECUTOR_ENV}=celery (Redis must ask for a password)")
+            raise ValueError(
+                f"{REDIS_PASSWORD_ENV} is required with {EXECUTOR_ENV}=celery (Redis must ask for a password)"
+            )
         return self
 
     @classmethod
@@ -102,7 +104,9 @@ class ExecutorSettings(BaseModel):
         redacted, the password never shown) and what was expected."""
         environ = os.environ if environ is None else environ
         try:
-            return cls.model_validate({key: value for key, value in environ.items() if key.startswith("USER_PIPELINE_")})
+            return cls.model_validate(
+                {key: value for key, value in environ.items() if key.startswith("USER_PIPELINE_")}
+            )
         except ValidationError as error:
             raise InvalidExecutorSettingsError("; ".join(_describe(item, environ) for item in error.errors())) from None
 

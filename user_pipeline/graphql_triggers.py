@@ -149,7 +149,9 @@ class DagsterGraphQL:
         except ValueError:
             raise TriggerError(f"{self.endpoint} answered HTTP {response.status_code}: {response.text[:500]}") from None
         if body.get("errors"):
-            raise TriggerError("GraphQL error: " + "; ".join(error.get("message", str(error)) for error in body["errors"]))
+            raise TriggerError(
+                "GraphQL error: " + "; ".join(error.get("message", str(error)) for error in body["errors"])
+            )
         # A mutation answering a PythonError comes with HTTP 500 but a normal `data` body: the
         # caller reports its typed error and message.
         if not body.get("data"):
@@ -175,7 +177,12 @@ class DagsterGraphQL:
         ]
         if not matches:
             known = sorted(
-                {job["name"] for repository in result["nodes"] for job in repository["jobs"] if not job["name"].startswith("__")}
+                {
+                    job["name"]
+                    for repository in result["nodes"]
+                    for job in repository["jobs"]
+                    if not job["name"].startswith("__")
+                }
             )
             raise TriggerError(f"no job named {job_name!r} in the workspace; jobs: {', '.join(known) or 'none'}")
         if len(matches) > 1:
@@ -207,7 +214,10 @@ class DagsterGraphQL:
             )
 
     def launch_run(
-        self, job_name: str, partition: str | None = None, tags: dict[str, str] | None = None,
+        self,
+        job_name: str,
+        partition: str | None = None,
+        tags: dict[str, str] | None = None,
         run_config: dict[str, Any] | None = None,
     ) -> str:
         """Queues one run of the job (for one partition, by its `dagster/partition` tag); returns its id."""
@@ -231,7 +241,11 @@ class DagsterGraphQL:
         return result["run"]["runId"]
 
     def launch_backfill(
-        self, job_name: str, first: str, last: str, tags: dict[str, str] | None = None,
+        self,
+        job_name: str,
+        first: str,
+        last: str,
+        tags: dict[str, str] | None = None,
         run_config: dict[str, Any] | None = None,
     ) -> str:
         """A backfill of the job's partitions from `first` to `last`, both included; returns its id."""
@@ -260,9 +274,9 @@ class DagsterGraphQL:
 
     def reexecute(self, run_id: str, strategy: str = "FROM_FAILURE") -> str:
         """Re-executes a finished run (FROM_FAILURE: only its failed and not-run steps); returns the new run id."""
-        result = self.execute(
-            REEXECUTE_MUTATION, {"reexecutionParams": {"parentRunId": run_id, "strategy": strategy}}
-        )["launchRunReexecution"]
+        result = self.execute(REEXECUTE_MUTATION, {"reexecutionParams": {"parentRunId": run_id, "strategy": strategy}})[
+            "launchRunReexecution"
+        ]
         if result["__typename"] != "LaunchRunSuccess":
             raise TriggerError(error_message(result))
         return result["run"]["runId"]
@@ -308,17 +322,29 @@ def build_parser() -> argparse.ArgumentParser:
         description="Launch runs, backfills and re-executions through the Dagster webserver's GraphQL API.",
     )
     parser.add_argument(
-        "--url", default=None,
+        "--url",
+        default=None,
         help=f"the webserver's base URL (default: $DAGSTER_WEBSERVER_URL or {DEFAULT_URL})",
     )
     commands = parser.add_subparsers(dest="command", required=True)
 
     def add_run_options(command: argparse.ArgumentParser) -> None:
         command.add_argument("--job", required=True, help="the job's name, e.g. daily_users_job")
-        command.add_argument("--tag", action="append", type=_parse_tag, default=[], metavar="KEY=VALUE",
-                             help="an extra run tag (repeatable)")
-        command.add_argument("--config-json", type=_parse_json_object, default=None, metavar="JSON",
-                             help="run config as a JSON object (default: the job's defaults)")
+        command.add_argument(
+            "--tag",
+            action="append",
+            type=_parse_tag,
+            default=[],
+            metavar="KEY=VALUE",
+            help="an extra run tag (repeatable)",
+        )
+        command.add_argument(
+            "--config-json",
+            type=_parse_json_object,
+            default=None,
+            metavar="JSON",
+            help="run config as a JSON object (default: the job's defaults)",
+        )
 
     launch = commands.add_parser("launch-run", help="queue one run (of one partition); prints the run id")
     add_run_options(launch)
@@ -332,10 +358,16 @@ def build_parser() -> argparse.ArgumentParser:
     reexecute = commands.add_parser("reexecute", help="re-execute a finished run; prints the new run id")
     reexecute.add_argument("--run-id", required=True)
     strategy = reexecute.add_mutually_exclusive_group(required=True)
-    strategy.add_argument("--from-failure", dest="strategy", action="store_const", const="FROM_FAILURE",
-                          help="only the steps that failed or did not run")
-    strategy.add_argument("--all-steps", dest="strategy", action="store_const", const="ALL_STEPS",
-                          help="every step of the run again")
+    strategy.add_argument(
+        "--from-failure",
+        dest="strategy",
+        action="store_const",
+        const="FROM_FAILURE",
+        help="only the steps that failed or did not run",
+    )
+    strategy.add_argument(
+        "--all-steps", dest="strategy", action="store_const", const="ALL_STEPS", help="every step of the run again"
+    )
     return parser
 
 

@@ -47,7 +47,6 @@ def check_partition_keys(keys: Iterable[object]) -> list[str]:
     return [check_partition_key(key) for key in keys]
 
 
-
 PARTITION_TAGS = ("dagster/partition", "dagster/asset_partition_range_start", "dagster/asset_partition_range_end")
 
 

@@ -51,6 +51,8 @@ def executor_checking_settings(executor: dg.ExecutorDefinition) -> dg.ExecutorDe
         name=executor.name,
         config_schema=executor.config_schema,
         requirements=executor.get_requirements,
-        executor_creation_fn=lambda init_context: _SettingsCheckingExecutor(executor.executor_creation_fn(init_context)),
+        executor_creation_fn=lambda init_context: _SettingsCheckingExecutor(
+            executor.executor_creation_fn(init_context)
+        ),
         description=executor.description,
     )

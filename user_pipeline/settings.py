@@ -251,7 +251,14 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("USER_PIPELINE_EXECUTOR", None, ExecutorSettings, "executor"),
     Setting("USER_PIPELINE_CELERY_BROKER_URL", None, ExecutorSettings, "broker_url"),
     Setting("USER_PIPELINE_CELERY_BACKEND_URL", None, ExecutorSettings, "backend_url"),
-    Setting("USER_PIPELINE_REDIS_PASSWORD", None, ExecutorSettings, "redis_password", default_text="none (required with celery)", shown=lambda text: "***"),
+    Setting(
+        "USER_PIPELINE_REDIS_PASSWORD",
+        None,
+        ExecutorSettings,
+        "redis_password",
+        default_text="none (required with celery)",
+        shown=lambda text: "***",
+    ),
     Setting("USER_PIPELINE_CELERY_VISIBILITY_TIMEOUT_SECONDS", None, ExecutorSettings, "visibility_timeout_seconds"),
 )
 

@@ -43,12 +43,18 @@ def chromium() -> Iterator[Any]:
         from playwright.sync_api import Error as PlaywrightError
         from playwright.sync_api import sync_playwright
     except ImportError as error:
-        raise BrowserUnavailable(f"the playwright package is not installed ({error}): pip install -e '.[test]'") from error
+        raise BrowserUnavailable(
+            f"the playwright package is not installed ({error}): pip install -e '.[test]'"
+        ) from error
     if not CHROMIUM.exists():
-        raise BrowserUnavailable(f"Chromium is not installed at {CHROMIUM}: apt-get install chromium (make system-deps as root)")
+        raise BrowserUnavailable(
+            f"Chromium is not installed at {CHROMIUM}: apt-get install chromium (make system-deps as root)"
+        )
     with sync_playwright() as playwright:
         try:
-            browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS, timeout=60_000)
+            browser = playwright.chromium.launch(
+                executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS, timeout=60_000
+            )
         except PlaywrightError as error:
             raise BrowserUnavailable(f"Chromium at {CHROMIUM} cannot start: {str(error).strip()[:2000]}") from error
         try:

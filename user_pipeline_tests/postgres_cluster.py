@@ -65,16 +65,31 @@ class ThrowawayPostgres:
             shutil.chown(password_file, "postgres", "postgres")
         self.root.chmod(0o700)
         self._run(
-            "initdb", "-D", str(self.data_dir), "-U", USER, "--auth=scram-sha-256",
-            f"--pwfile={password_file}", "--encoding=UTF8", "--locale=C.UTF-8",
+            "initdb",
+            "-D",
+            str(self.data_dir),
+            "-U",
+            USER,
+            "--auth=scram-sha-256",
+            f"--pwfile={password_file}",
+            "--encoding=UTF8",
+            "--locale=C.UTF-8",
         )
         password_file.unlink()
         return self
 
     def start(self) -> None:
         self._run(
-            "pg_ctl", "-D", str(self.data_dir), "-l", str(self.root / "server.log"), "-w", "-t", "60",
-            "-o", f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off",
+            "pg_ctl",
+            "-D",
+            str(self.data_dir),
+            "-l",
+            str(self.root / "server.log"),
+            "-w",
+            "-t",
+            "60",
+            "-o",
+            f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off",
             "start",
         )
 

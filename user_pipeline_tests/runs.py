@@ -13,8 +13,13 @@ USERS_ASSETS = ("raw_users", "normalized_users", "users_table")
 
 
 def users_resources(
-    base_url: str, data_dir: Path, *, warehouse_url: str | None = None, lock_timeout_seconds: int = 30,
-    max_row_drop_fraction: float = 0.2, **api_settings,
+    base_url: str,
+    data_dir: Path,
+    *,
+    warehouse_url: str | None = None,
+    lock_timeout_seconds: int = 30,
+    max_row_drop_fraction: float = 0.2,
+    **api_settings,
 ) -> dict:
     """The resources of `daily_users`; the warehouse defaults to a SQLite file in `data_dir`."""
     return {

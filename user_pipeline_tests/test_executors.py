@@ -1,4 +1,5 @@
-"""The executor is chosen by USER_PIPELINE_EXECUTOR without code edits, its settings are bounded and name their variable without showing the password, and each step carries its Celery queue."""
+"""The executor is chosen by USER_PIPELINE_EXECUTOR without code edits, its settings are bounded
+and name their variable without showing the password, and each step carries its Celery queue."""
 
 import dagster as dg
 import pytest
@@ -29,7 +30,11 @@ def test_celery_config_puts_the_password_in_the_urls_only():
     assert config["broker"] == "redis://:s3cr%3Aet%2F%40%23@127.0.0.1:6379/0"
     assert config["backend"] == "redis://:s3cr%3Aet%2F%40%23@127.0.0.1:6379/1"
     source = config["config_source"]
-    assert (source["task_acks_late"], source["task_reject_on_worker_lost"], source["worker_prefetch_multiplier"]) == (True, True, 1)
+    assert (source["task_acks_late"], source["task_reject_on_worker_lost"], source["worker_prefetch_multiplier"]) == (
+        True,
+        True,
+        1,
+    )
     assert source["broker_transport_options"]["visibility_timeout"] == 3600
     assert "s3cr" not in repr(source)
 
@@ -37,15 +42,30 @@ def test_celery_config_puts_the_password_in_the_urls_only():
 @pytest.mark.parametrize(
     ("environ", "message"),
     [
-        ({"USER_PIPELINE_EXECUTOR": "kubernetes"}, "USER_PIPELINE_EXECUTOR='kubernetes': expected 'in_process' or 'celery'"),
-        ({"USER_PIPELINE_EXECUTOR": "celery"}, "USER_PIPELINE_REDIS_PASSWORD is required with USER_PIPELINE_EXECUTOR=celery"),
-        ({**CELERY, "USER_PIPELINE_CELERY_BROKER_URL": "amqp://h/"}, "USER_PIPELINE_CELERY_BROKER_URL='amqp://h/': expected a redis://host:port/db"),
+        (
+            {"USER_PIPELINE_EXECUTOR": "kubernetes"},
+            "USER_PIPELINE_EXECUTOR='kubernetes': expected 'in_process' or 'celery'",
+        ),
+        (
+            {"USER_PIPELINE_EXECUTOR": "celery"},
+            "USER_PIPELINE_REDIS_PASSWORD is required with USER_PIPELINE_EXECUTOR=celery",
+        ),
+        (
+            {**CELERY, "USER_PIPELINE_CELERY_BROKER_URL": "amqp://h/"},
+            "USER_PIPELINE_CELERY_BROKER_URL='amqp://h/': expected a redis://host:port/db",
+        ),
         (
             {**CELERY, "USER_PIPELINE_CELERY_BACKEND_URL": "redis://:hunter2@h:1/1"},
             "USER_PIPELINE_CELERY_BACKEND_URL='redis://***@h:1/1': expected a URL without a password (put the password in USER_PIPELINE_REDIS_PASSWORD)",
         ),
-        ({**CELERY, "USER_PIPELINE_CELERY_VISIBILITY_TIMEOUT_SECONDS": "2"}, "USER_PIPELINE_CELERY_VISIBILITY_TIMEOUT_SECONDS='2': expected greater than or equal to 5"),
-        ({**CELERY, "USER_PIPELINE_CELERY_VISIBILITY_TIMEOUT_SECONDS": "soon"}, "USER_PIPELINE_CELERY_VISIBILITY_TIMEOUT_SECONDS='soon': expected a valid integer"),
+        (
+            {**CELERY, "USER_PIPELINE_CELERY_VISIBILITY_TIMEOUT_SECONDS": "2"},
+            "USER_PIPELINE_CELERY_VISIBILITY_TIMEOUT_SECONDS='2': expected greater than or equal to 5",
+        ),
+        (
+            {**CELERY, "USER_PIPELINE_CELERY_VISIBILITY_TIMEOUT_SECONDS": "soon"},
+            "USER_PIPELINE_CELERY_VISIBILITY_TIMEOUT_SECONDS='soon': expected a valid integer",
+        ),
     ],
 )
 def test_bad_settings_name_the_variable(environ, message):
@@ -57,7 +77,9 @@ def test_bad_settings_name_the_variable(environ, message):
 
 @given(st.text(min_size=1, alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00")))
 def test_any_password_arrives_whole_and_is_never_shown(password):
-    settings = ExecutorSettings.from_environ({"USER_PIPELINE_EXECUTOR": "celery", "USER_PIPELINE_REDIS_PASSWORD": password})
+    settings = ExecutorSettings.from_environ(
+        {"USER_PIPELINE_EXECUTOR": "celery", "USER_PIPELINE_REDIS_PASSWORD": password}
+    )
 
     assert url_to_parts(settings.celery_executor_config()["broker"]).password == password
     assert settings.shown() == (
@@ -76,5 +98,8 @@ def test_each_step_carries_its_queue():
         assert all(queue is None for step, queue in steps.items() if step.startswith("freshness_check"))
         return {step: queue for step, queue in steps.items() if not step.startswith("freshness_check")}
 
-    assert without_freshness_checks(queues("day_assets_job")) == {"daily_users": "users_api", "daily_users_report": None}
+    assert without_freshness_checks(queues("day_assets_job")) == {
+        "daily_users": "users_api",
+        "daily_users_report": None,
+    }
     assert without_freshness_checks(queues("spark_ingestion_job")) == {"users_parquet": "spark"}

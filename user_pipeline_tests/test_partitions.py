@@ -82,7 +82,13 @@ def test_repair_refuses_a_bad_day_in_one_line(bad, tmp_path):
     """Before: `repair --from yesterday` printed a 46-line traceback."""
     result = subprocess.run(
         [sys.executable, "-m", "user_pipeline.automation.repair", "--from", bad, "--to", "2026-11-07", "--dry-run"],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=120, env={"PATH": "/usr/bin:/bin", "DAGSTER_HOME": str(tmp_path)},
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"PATH": "/usr/bin:/bin", "DAGSTER_HOME": str(tmp_path)},
     )
     assert result.returncode == 2
-    assert result.stderr.strip().splitlines() == [f"error: partition key {bad!r} {'is not a day YYYY-MM-DD' if bad == 'yesterday' else 'is not a daily partition'}; {valid_range()}"]
+    assert result.stderr.strip().splitlines() == [
+        f"error: partition key {bad!r} {'is not a day YYYY-MM-DD' if bad == 'yesterday' else 'is not a daily partition'}; {valid_range()}"
+    ]

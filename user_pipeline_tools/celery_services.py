@@ -16,6 +16,7 @@ as FLOWER_BASIC_AUTH in its environment, not on its command line).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import signal
@@ -41,7 +42,9 @@ class ServiceError(RuntimeError):
 
 
 def find_redis_server() -> Path | None:
-    found = shutil.which("redis-server") or ("/usr/bin/redis-server" if Path("/usr/bin/redis-server").exists() else None)
+    found = shutil.which("redis-server") or (
+        "/usr/bin/redis-server" if Path("/usr/bin/redis-server").exists() else None
+    )
     return Path(found) if found else None
 
 
@@ -58,25 +61,27 @@ def _tail(path: Path, chars: int = 3000) -> str:
 def _stop_group(process: subprocess.Popen, timeout: float = STOP_SECONDS) -> None:
     """SIGTERM to the process group (a Celery worker's warm shutdown), SIGKILL after `timeout`."""
     if process.poll() is None:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-    try:
+    with contextlib.suppress(subprocess.TimeoutExpired):
         process.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        pass
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGKILL)  # what is left of the group (pool processes)
-    except ProcessLookupError:
-        pass
     process.wait()
 
 
 class RedisServer:
     """Debian's redis-server on `bind`:`port`, password-protected, its files under `root`."""
 
-    def __init__(self, password: str, *, port: int | None = None, bind: str = "127.0.0.1", root: Path | None = None, persist: bool = False):
+    def __init__(
+        self,
+        password: str,
+        *,
+        port: int | None = None,
+        bind: str = "127.0.0.1",
+        root: Path | None = None,
+        persist: bool = False,
+    ):
         if not password:
             raise ServiceError(f"{REDIS_PASSWORD_ENV} is empty: Redis is never started without a password")
         self.password = password
@@ -99,17 +104,19 @@ class RedisServer:
         if server is None:
             raise ServiceError("redis-server is not installed (apt-get install redis-server)")
         self.root.mkdir(parents=True, exist_ok=True)
-        config = "\n".join([
-            f"port {self.port}",
-            f"bind {self.bind}",
-            "protected-mode yes",
-            f'dir "{self.root}"',
-            f"requirepass {self.password}",
-            # A broker's queue survives a restart only with the append-only file; tests need none.
-            f"appendonly {'yes' if self.persist else 'no'}",
-            'save ""',
-            "",
-        ])
+        config = "\n".join(
+            [
+                f"port {self.port}",
+                f"bind {self.bind}",
+                "protected-mode yes",
+                f'dir "{self.root}"',
+                f"requirepass {self.password}",
+                # A broker's queue survives a restart only with the append-only file; tests need none.
+                f"appendonly {'yes' if self.persist else 'no'}",
+                'save ""',
+                "",
+            ]
+        )
         log = self.log_path.open("ab")
         self._process = subprocess.Popen(
             [str(server), "-"], stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
@@ -153,7 +160,9 @@ class CeleryWorker:
     the worker loads the definitions itself. The worker's process group is its own, so `kill`
     reaches the worker and its pool processes, as losing the node would."""
 
-    def __init__(self, name: str, *, queues: Sequence[str] = QUEUES, concurrency: int = 2, workdir: Path, env: Mapping[str, str]):
+    def __init__(
+        self, name: str, *, queues: Sequence[str] = QUEUES, concurrency: int = 2, workdir: Path, env: Mapping[str, str]
+    ):
         unknown = [queue for queue in queues if queue not in QUEUES]
         if unknown or not queues:
             raise ServiceError(f"unknown queue(s) {unknown or queues}: the queues are {', '.join(QUEUES)}")
@@ -180,9 +189,20 @@ class CeleryWorker:
         # One -q with a comma-separated list: dagster-celery passes each -q on as its own -Q, and
         # Celery 5's -Q keeps only the last one.
         return [
-            str(BIN_DIR / "dagster-celery"), "worker", "start", "-A", CELERY_APP, "-n", self.name,
-            "-q", ",".join(self.queues), "--",
-            f"--concurrency={self.concurrency}", "--pool=prefork", "--without-gossip", "--without-mingle",
+            str(BIN_DIR / "dagster-celery"),
+            "worker",
+            "start",
+            "-A",
+            CELERY_APP,
+            "-n",
+            self.name,
+            "-q",
+            ",".join(self.queues),
+            "--",
+            f"--concurrency={self.concurrency}",
+            "--pool=prefork",
+            "--without-gossip",
+            "--without-mingle",
             # Task events, so that Flower lists the tasks, not only the workers.
             "--task-events",
         ]
@@ -221,9 +241,19 @@ class CeleryWorker:
 class Flower:
     """Flower, Celery's web UI, on `bind`:`port` behind basic authentication."""
 
-    def __init__(self, basic_auth: str, *, port: int | None = None, bind: str = "127.0.0.1", workdir: Path, env: Mapping[str, str]):
+    def __init__(
+        self,
+        basic_auth: str,
+        *,
+        port: int | None = None,
+        bind: str = "127.0.0.1",
+        workdir: Path,
+        env: Mapping[str, str],
+    ):
         if ":" not in basic_auth or basic_auth.startswith(":") or basic_auth.endswith(":"):
-            raise ServiceError(f"{FLOWER_AUTH_ENV} must be user:password; Flower is never started without authentication")
+            raise ServiceError(
+                f"{FLOWER_AUTH_ENV} must be user:password; Flower is never started without authentication"
+            )
         self.port = port or free_port()
         self.bind = bind
         self.workdir = workdir
@@ -239,7 +269,11 @@ class Flower:
         log = (self.workdir / "flower.log").open("ab")
         self.process = subprocess.Popen(
             [str(BIN_DIR / "celery"), "-A", CELERY_APP, "flower", f"--address={self.bind}", f"--port={self.port}"],
-            cwd=self.workdir, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            cwd=self.workdir,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         return self
 
@@ -254,7 +288,7 @@ def _wait_for_signal(processes: Sequence[subprocess.Popen], names: Sequence[str]
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda number, _frame: stopping.append(number))
     while not stopping:
-        for process, name in zip(processes, names):
+        for process, name in zip(processes, names, strict=True):
             if process.poll() is not None:
                 print(f"{name} exited with {process.returncode}; stopping the others", file=sys.stderr)
                 return 1
@@ -263,7 +297,9 @@ def _wait_for_signal(processes: Sequence[subprocess.Popen], names: Sequence[str]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m user_pipeline_tools.celery_services", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m user_pipeline_tools.celery_services", description=__doc__.split("\n\n")[0]
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     redis_cmd = commands.add_parser("redis", help="Redis with a password, the broker and result backend")
     redis_cmd.add_argument("--port", type=int, default=6379)
@@ -271,7 +307,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     redis_cmd.add_argument("--dir", type=Path, default=Path(".celery/redis"))
     workers_cmd = commands.add_parser("workers", help="N Celery workers, each in its own folder under --dir")
     workers_cmd.add_argument("--count", type=int, default=2)
-    workers_cmd.add_argument("--concurrency", type=int, default=2, help="processes per worker (Airflow's worker_concurrency)")
+    workers_cmd.add_argument(
+        "--concurrency", type=int, default=2, help="processes per worker (Airflow's worker_concurrency)"
+    )
     workers_cmd.add_argument("--queues", default=",".join(QUEUES))
     workers_cmd.add_argument("--name", default="worker")
     workers_cmd.add_argument("--dir", type=Path, default=Path(".celery/workers"))
@@ -283,7 +321,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         if args.command == "redis":
-            server = RedisServer(os.environ.get(REDIS_PASSWORD_ENV, ""), port=args.port, bind=args.bind, root=args.dir.resolve(), persist=True)
+            server = RedisServer(
+                os.environ.get(REDIS_PASSWORD_ENV, ""),
+                port=args.port,
+                bind=args.bind,
+                root=args.dir.resolve(),
+                persist=True,
+            )
             server.start()
             print(f"Redis on {server.url(0)} (password: ${REDIS_PASSWORD_ENV}); log {server.log_path}", flush=True)
             try:
@@ -297,8 +341,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             ExecutorSettings.from_environ({**os.environ, EXECUTOR_ENV: "celery"})
             workers = [
                 CeleryWorker(
-                    f"{args.name}-{index}", queues=[q for q in args.queues.split(",") if q], concurrency=args.concurrency,
-                    workdir=(args.dir / f"{args.name}-{index}").resolve(), env=os.environ,
+                    f"{args.name}-{index}",
+                    queues=[q for q in args.queues.split(",") if q],
+                    concurrency=args.concurrency,
+                    workdir=(args.dir / f"{args.name}-{index}").resolve(),
+                    env=os.environ,
                 )
                 for index in range(1, args.count + 1)
             ]
@@ -307,14 +354,25 @@ def main(argv: Sequence[str] | None = None) -> int:
                     worker.start()
                 for worker in workers:
                     worker.wait_until_ready()
-                    print(f"{worker.hostname}: queues {','.join(worker.queues)}, concurrency {worker.concurrency}; log {worker.log_path}", flush=True)
+                    print(
+                        f"{worker.hostname}: queues {','.join(worker.queues)}, concurrency {worker.concurrency}; log {worker.log_path}",
+                        flush=True,
+                    )
                 return _wait_for_signal([worker.process for worker in workers], [worker.name for worker in workers])
             finally:
                 for worker in workers:
                     worker.stop()
-        flower = Flower(os.environ.get(FLOWER_AUTH_ENV, ""), port=args.port, bind=args.bind, workdir=args.dir.resolve(), env=os.environ)
+        flower = Flower(
+            os.environ.get(FLOWER_AUTH_ENV, ""),
+            port=args.port,
+            bind=args.bind,
+            workdir=args.dir.resolve(),
+            env=os.environ,
+        )
         flower.start()
-        print(f"Flower on {flower.url} (basic auth: ${FLOWER_AUTH_ENV}); log {flower.workdir / 'flower.log'}", flush=True)
+        print(
+            f"Flower on {flower.url} (basic auth: ${FLOWER_AUTH_ENV}); log {flower.workdir / 'flower.log'}", flush=True
+        )
         try:
             return _wait_for_signal([flower.process], ["flower"])
         finally:

@@ -28,6 +28,8 @@ BIN_DIR = Path(sys.executable).parent
 DEMO_API_PORT = 8765
 RUNS_TIMEOUT_SECONDS = 600
 DAEMON_STOP_SECONDS = 30
+# The automation condition sensor ticks every 30 s: a tick after the ingestion launches the rest.
+AUTOMATION_WAIT_SECONDS = 75
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -56,9 +58,14 @@ def main(argv: list[str] | None = None) -> int:
         data = data_dir()
         # Creates (or migrates) the instance's storage before the daemon and the CLI open it together.
         with dg.DagsterInstance.get() as instance:
-            with _daemon():
+            with _daemon() as daemon:
                 backfill_id = _launch_days(partition_keys)
                 runs = _wait_for_runs(instance, backfill_id, len(partition_keys))
+                followed = []
+                if daemon.process is not None:
+                    # The demo's own daemon is stopped at the end: first let the automation's runs of
+                    # these days (report, Parquet: automation_condition_sensor) start and finish.
+                    followed = _wait_for_automation(instance, [run.run_id for run in runs.values()])
             for partition_key in partition_keys:
                 run = runs[partition_key]
                 status = "ok" if run.status == dg.DagsterRunStatus.SUCCESS else f"{run.status.value} (run {run.run_id})"
@@ -66,7 +73,13 @@ def main(argv: list[str] | None = None) -> int:
                     f"{partition_key}: {status}, {warehouse.count_rows(partition_key)} rows in the users table",
                     flush=True,
                 )
-            if any(run.status != dg.DagsterRunStatus.SUCCESS for run in runs.values()):
+            for run in followed:
+                assets = ", ".join(sorted(key.to_user_string() for key in run.asset_selection or ())) or run.job_name
+                status = "ok" if run.status == dg.DagsterRunStatus.SUCCESS else f"{run.status.value} (run {run.run_id})"
+                print(
+                    f"then, by automation: {assets} for {run.tags.get('dagster/partition', 'the new days')}: {status}"
+                )
+            if any(run.status != dg.DagsterRunStatus.SUCCESS for run in [*runs.values(), *followed]):
                 return 1
 
     print(f"\nData:      {data}/raw_users, {data}/normalized_users")
@@ -139,6 +152,42 @@ def _launch_days(partition_keys: list[str]) -> str:
     if launched.returncode != 0 or match is None:
         raise RuntimeError(f"dagster job backfill failed ({launched.returncode}):\n{launched.stdout}{launched.stderr}")
     return match.group(1)
+
+
+def _wait_for_automation(instance, ingestion_run_ids: list[str]) -> list:
+    """The runs started after the ingestion (the automation's: the days' report and Parquet), once
+    they have all finished; none if the automation launched nothing within AUTOMATION_WAIT_SECONDS
+    (it evaluates every 30 s; stopped with `dagster sensor stop automation_condition_sensor`)."""
+    import dagster as dg
+
+    ingestion_ended = (
+        max(
+            (record.end_time or 0 for record in instance.get_run_records(dg.RunsFilter(run_ids=ingestion_run_ids))),
+            default=0,
+        )
+        or time.time()
+    )
+    deadline = time.monotonic() + AUTOMATION_WAIT_SECONDS
+    print("Waiting for the automation to follow the new days (report, Parquet) ...", flush=True)
+    while True:
+        later = [
+            record.dagster_run
+            for record in instance.get_run_records(dg.RunsFilter(created_after=_utc(ingestion_ended)))
+        ]
+        if later and all(run.is_finished for run in later):
+            return later
+        if not later and time.monotonic() > deadline:
+            print("  the automation launched nothing (is automation_condition_sensor stopped?)", flush=True)
+            return []
+        if time.monotonic() > deadline + RUNS_TIMEOUT_SECONDS:
+            raise TimeoutError(f"the automation's runs did not finish within {RUNS_TIMEOUT_SECONDS} s")
+        time.sleep(1)
+
+
+def _utc(timestamp: float):
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(timestamp, tz=UTC)
 
 
 def _wait_for_runs(instance, backfill_id: str, count: int) -> dict:

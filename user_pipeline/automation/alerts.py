@@ -60,8 +60,14 @@ def webhook_session(retries: int = 2, backoff_seconds: float = 0.5) -> requests.
     """A session that retries a POST on 429/5xx, timeouts and refused connections, with urllib3's
     exponential backoff (0.5 s, 1 s, ...) and a server's Retry-After honoured."""
     retry = Retry(
-        total=retries, connect=retries, read=retries, status=retries, backoff_factor=backoff_seconds,
-        status_forcelist=(429, 500, 502, 503, 504), allowed_methods=frozenset({"POST"}), raise_on_status=False,
+        total=retries,
+        connect=retries,
+        read=retries,
+        status=retries,
+        backoff_factor=backoff_seconds,
+        status_forcelist=(429, 500, 502, 503, 504),
+        allowed_methods=frozenset({"POST"}),
+        raise_on_status=False,
     )
     session = requests.Session()
     session.mount("http://", HTTPAdapter(max_retries=retry))
@@ -69,7 +75,9 @@ def webhook_session(retries: int = 2, backoff_seconds: float = 0.5) -> requests.
     return session
 
 
-def post_payload(payload: dict, webhook_url: str, timeout_seconds: float = 10.0, session: requests.Session | None = None) -> None:
+def post_payload(
+    payload: dict, webhook_url: str, timeout_seconds: float = 10.0, session: requests.Session | None = None
+) -> None:
     """POSTs one alert; raises AlertDeliveryError unless the webhook answered 2xx. Each attempt
     has `timeout_seconds` to connect and as much again to answer."""
     session = session or webhook_session()
@@ -120,7 +128,11 @@ class AlertOutbox:
 
     def to_cursor(self) -> str:
         return json.dumps(
-            {"position": self.position, "pending": [asdict(item) for item in self.pending], "delivered": self.delivered[-self.remembered :]}
+            {
+                "position": self.position,
+                "pending": [asdict(item) for item in self.pending],
+                "delivered": self.delivered[-self.remembered :],
+            }
         )
 
     def add(self, alert_id: str, payload: dict) -> bool:
@@ -142,7 +154,9 @@ class AlertOutbox:
             except AlertDeliveryError as error:
                 item.attempts += 1
                 item.last_error = str(error)
-                item.next_attempt_at = now + min(self.max_delay_seconds, self.base_delay_seconds * 2 ** (item.attempts - 1))
+                item.next_attempt_at = now + min(
+                    self.max_delay_seconds, self.base_delay_seconds * 2 ** (item.attempts - 1)
+                )
                 return sent, f"alert {item.alert_id} not delivered (attempt {item.attempts}): {error}"
             self.pending.remove(item)
             self.delivered.append(item.alert_id)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import dagster as dg
 
@@ -55,7 +55,7 @@ def build_freshness_checks_sensor(checks: Sequence[dg.AssetChecksDefinition]) ->
 
 def overdue_day(deadline_timestamp: float) -> str:
     """The day a failed check expected: the last UTC day that had closed at the deadline tick."""
-    with dg.partition_loading_context(effective_dt=datetime.fromtimestamp(deadline_timestamp, timezone.utc)):
+    with dg.partition_loading_context(effective_dt=datetime.fromtimestamp(deadline_timestamp, UTC)):
         return daily_partitions.get_last_partition_key()
 
 
@@ -78,7 +78,9 @@ def why_not_ready(instance: dg.DagsterInstance, day: str, users_api: UsersApi | 
             state = "still running" if run.status.value == "STARTED" else "queued, not started yet"
             return LateDay("late", f"run {run.run_id} is {state}")
         if run.status.value == "FAILURE":
-            failures = [entry.dagster_event for entry in instance.all_logs(run.run_id, of_type=dg.DagsterEventType.STEP_FAILURE)]
+            failures = [
+                entry.dagster_event for entry in instance.all_logs(run.run_id, of_type=dg.DagsterEventType.STEP_FAILURE)
+            ]
             steps = ", ".join(
                 f"{event.step_key}: {event.event_specific_data.error.message.strip()}"
                 for event in failures
@@ -95,5 +97,6 @@ def why_not_ready(instance: dg.DagsterInstance, day: str, users_api: UsersApi | 
     if unavailable:
         return LateDay("missing", f"nothing materialized it; the users API is unavailable: {unavailable}")
     return LateDay(
-        "missing", "nothing materialized it: no run was launched for it (is users_api_sensor or daily_users_schedule running?)"
+        "missing",
+        "nothing materialized it: no run was launched for it (is users_api_sensor or daily_users_schedule running?)",
     )

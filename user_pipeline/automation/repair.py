@@ -88,11 +88,15 @@ def launch_repair(plan: RepairPlan, client: DagsterGraphQL) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m user_pipeline.automation.repair", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m user_pipeline.automation.repair", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("--from", dest="first_day", required=True, help="first day, YYYY-MM-DD")
     parser.add_argument("--to", dest="last_day", required=True, help="last day, YYYY-MM-DD (included)")
     parser.add_argument("--dry-run", action="store_true", help="print the plan and its estimated time only")
-    parser.add_argument("--url", default=None, help=f"the Dagster webserver (default $DAGSTER_WEBSERVER_URL or {DEFAULT_URL})")
+    parser.add_argument(
+        "--url", default=None, help=f"the Dagster webserver (default $DAGSTER_WEBSERVER_URL or {DEFAULT_URL})"
+    )
     args = parser.parse_args(argv)
     try:
         check_partition_keys([args.first_day, args.last_day])

@@ -22,7 +22,9 @@ class AlertChannel(SettingsResource):
     ui_base_url: Annotated[str, checked_by(check_http_url())] = Field(
         default="http://127.0.0.1:3000", description="For the run links in alerts (`make ui` sets its own port)."
     )
-    timeout_seconds: int = Field(default=10, ge=1, le=300, description="Seconds per webhook request, to connect and to answer.")
+    timeout_seconds: int = Field(
+        default=10, ge=1, le=300, description="Seconds per webhook request, to connect and to answer."
+    )
 
     def post(self, payload: dict) -> None:
         """Raises AlertDeliveryError unless the webhook accepted the payload."""

@@ -9,7 +9,13 @@ import time
 import dagster as dg
 
 from user_pipeline.automation.alerts import AlertOutbox, FreshnessAlert, RunFailureAlert
-from user_pipeline.automation.freshness import DEADLINE_METADATA, FRESHNESS_ASSETS, FRESHNESS_CHECK_NAME, overdue_day, why_not_ready
+from user_pipeline.automation.freshness import (
+    DEADLINE_METADATA,
+    FRESHNESS_ASSETS,
+    FRESHNESS_CHECK_NAME,
+    overdue_day,
+    why_not_ready,
+)
 from user_pipeline.automation.resources import AlertChannel
 from user_pipeline.jobs import daily_users_job
 from user_pipeline.partitions import InvalidPartitionKeyError, check_partition_key, daily_partitions
@@ -40,7 +46,9 @@ def build_users_api_sensor(minimum_interval_seconds: int) -> dg.SensorDefinition
     """`users_api_sensor`, ticking at most every `minimum_interval_seconds`; stopped by default."""
 
     @documented_sensor(
-        job=daily_users_job, minimum_interval_seconds=minimum_interval_seconds, default_status=dg.DefaultSensorStatus.STOPPED
+        job=daily_users_job,
+        minimum_interval_seconds=minimum_interval_seconds,
+        default_status=dg.DefaultSensorStatus.STOPPED,
     )
     def users_api_sensor(context: dg.SensorEvaluationContext, users_api: UsersApi) -> dg.SensorResult | dg.SkipReason:
         """Airflow's HttpSensor, the Dagster way: once the users API answers, run the latest closed day.
@@ -59,7 +67,9 @@ def build_users_api_sensor(minimum_interval_seconds: int) -> dg.SensorDefinition
             return dg.SkipReason(f"users API {users_api.source} is unavailable: {unavailable}")
         requests = [
             # A fresh run key: the day's run refused while the circuit was open used the plain one.
-            dg.RunRequest(run_key=f"{day}/after-outage-{int(time.time())}", partition_key=day, asset_selection=INGESTION_ASSETS)
+            dg.RunRequest(
+                run_key=f"{day}/after-outage-{int(time.time())}", partition_key=day, asset_selection=INGESTION_ASSETS
+            )
             for day in (breaker.take_skipped_days() if breaker else [])
             if _is_partition(context, day) and not _materialized(context.instance, day)
         ]
@@ -89,7 +99,9 @@ def _is_partition(context: dg.SensorEvaluationContext, day: str) -> bool:
 
 def _materialized(instance: dg.DagsterInstance, day: str, asset_key: dg.AssetKey = COMPLETION_ASSET) -> bool:
     return bool(
-        instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=asset_key, asset_partitions=[day]), limit=1).records
+        instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=asset_key, asset_partitions=[day]), limit=1
+        ).records
     )
 
 
@@ -110,7 +122,9 @@ def build_automation_sensor() -> dg.AutomationConditionSensorDefinition:
     )
 
 
-def _deliver(context: dg.SensorEvaluationContext, outbox: AlertOutbox, alerts: AlertChannel, found: int, what: str) -> dg.SkipReason:
+def _deliver(
+    context: dg.SensorEvaluationContext, outbox: AlertOutbox, alerts: AlertChannel, found: int, what: str
+) -> dg.SkipReason:
     """Sends what is due from the outbox (the log only, without a webhook), stores the cursor."""
     delivered, stopped = (0, None)
     if alerts.webhook_url:
@@ -144,7 +158,9 @@ def build_run_failure_alerts(minimum_interval_seconds: int) -> dg.SensorDefiniti
         after = None if outbox.position else time.time() - FIRST_TICK_LOOKBACK_SECONDS
         result = context.instance.fetch_run_status_changes(
             dg.RunStatusChangeRecordsFilter(event_type=dg.DagsterEventType.RUN_FAILURE, after_timestamp=after),
-            limit=EVENTS_PER_TICK, cursor=outbox.position, ascending=True,
+            limit=EVENTS_PER_TICK,
+            cursor=outbox.position,
+            ascending=True,
         )
         found = 0
         for record in result.records:
@@ -167,7 +183,9 @@ def build_freshness_alerts(minimum_interval_seconds: int) -> dg.SensorDefinition
     (it launches nothing: it only forwards what the freshness checks found)."""
 
     @documented_sensor(minimum_interval_seconds=minimum_interval_seconds, default_status=dg.DefaultSensorStatus.RUNNING)
-    def freshness_alerts(context: dg.SensorEvaluationContext, alerts: AlertChannel, users_api: UsersApi) -> dg.SkipReason:
+    def freshness_alerts(
+        context: dg.SensorEvaluationContext, alerts: AlertChannel, users_api: UsersApi
+    ) -> dg.SkipReason:
         """Airflow's sla_miss_callback: one alert per day that missed its deadline, naming the day,
         the late assets and why: `late` (its run is queued or still running), `failed` (its run
         failed: run id, step, error) or `missing` (nothing materialized it; the API's state).
@@ -185,7 +203,9 @@ def build_freshness_alerts(minimum_interval_seconds: int) -> dg.SensorDefinition
             check_key = dg.AssetCheckKey(dg.AssetKey(asset), FRESHNESS_CHECK_NAME)
             # Newest first, with storage ids: the event log storage's check history (the instance
             # itself has no public reader of check evaluations, unlike fetch_run_status_changes).
-            records = context.instance.event_log_storage.get_asset_check_execution_history(check_key, limit=EVENTS_PER_TICK)
+            records = context.instance.event_log_storage.get_asset_check_execution_history(
+                check_key, limit=EVENTS_PER_TICK
+            )
             position = positions.get(check_key.to_user_string())
             for record in reversed(records):  # oldest first
                 if position is not None and record.id <= position:
@@ -195,10 +215,16 @@ def build_freshness_alerts(minimum_interval_seconds: int) -> dg.SensorDefinition
                     # it is read again then. (A run that ended without the check leaves it PLANNED.)
                     break
                 position = record.id
-                if record.event is None or (positions.get(check_key.to_user_string()) is None and record.create_timestamp < first_tick_after):
+                if record.event is None or (
+                    positions.get(check_key.to_user_string()) is None and record.create_timestamp < first_tick_after
+                ):
                     continue
                 evaluation = record.event.asset_check_evaluation
-                if record.status.value != "FAILED" or evaluation is None or DEADLINE_METADATA not in evaluation.metadata:
+                if (
+                    record.status.value != "FAILED"
+                    or evaluation is None
+                    or DEADLINE_METADATA not in evaluation.metadata
+                ):
                     continue
                 deadline = float(evaluation.metadata[DEADLINE_METADATA].value)
                 late.setdefault(overdue_day(deadline), (deadline, []))[1].append(asset)
@@ -239,14 +265,29 @@ def _utc(timestamp: float) -> str:
 
 def run_failure_alert(instance: dg.DagsterInstance, run: dg.DagsterRun, alerts: AlertChannel) -> RunFailureAlert:
     """The alert of a failed run: job, partition, failed steps and their errors, a link to the run."""
-    step_failures = [entry.dagster_event for entry in instance.all_logs(run.run_id, of_type=dg.DagsterEventType.STEP_FAILURE)]
-    errors = [event.event_specific_data.error.message.strip() for event in step_failures if event.event_specific_data.error]
+    step_failures = [
+        entry.dagster_event for entry in instance.all_logs(run.run_id, of_type=dg.DagsterEventType.STEP_FAILURE)
+    ]
+    errors = [
+        event.event_specific_data.error.message.strip() for event in step_failures if event.event_specific_data.error
+    ]
     run_failure = instance.all_logs(run.run_id, of_type=dg.DagsterEventType.RUN_FAILURE)
     return RunFailureAlert(
         job=run.job_name,
         run_id=run.run_id,
         partition=run.tags.get("dagster/partition")
-        or ("...".join(filter(None, (run.tags.get("dagster/asset_partition_range_start"), run.tags.get("dagster/asset_partition_range_end")))) or None),
+        or (
+            "...".join(
+                filter(
+                    None,
+                    (
+                        run.tags.get("dagster/asset_partition_range_start"),
+                        run.tags.get("dagster/asset_partition_range_end"),
+                    ),
+                )
+            )
+            or None
+        ),
         failed_steps=[event.step_key for event in step_failures if event.step_key],
         error="\n".join(errors) or (run_failure[-1].message if run_failure else "") or "unknown error",
         run_url=alerts.run_url(run.run_id),

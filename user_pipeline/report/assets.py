@@ -2,8 +2,7 @@
 
 import dagster as dg
 
-from user_pipeline.partitions import daily_backfill_policy, daily_partitions
-from user_pipeline.partitions import check_run_inputs
+from user_pipeline.partitions import check_run_inputs, daily_backfill_policy, daily_partitions
 from user_pipeline.report.daily_report import WrittenReport, png_markdown, read_figures, report_paths, write_report
 from user_pipeline.shared.conditions import day_landed
 from user_pipeline.shared.metadata import run_metadata

@@ -129,8 +129,9 @@ def render_chart(figures: DailyFigures) -> bytes:
         by_country.tick_params(axis="y", labelsize=8)
         by_country.margins(x=0.12)
 
-        bars = by_band.bar([band for band, _ in figures.by_age_band], [users for _, users in figures.by_age_band],
-                           color="#dd8452")
+        bars = by_band.bar(
+            [band for band, _ in figures.by_age_band], [users for _, users in figures.by_age_band], color="#dd8452"
+        )
         by_band.bar_label(bars, padding=2, fontsize=8)
         by_band.set_title("Users by age band")
         by_band.set_xlabel("age")

@@ -8,10 +8,7 @@ def run_metadata(per_day: dict[str, dict], **shared) -> dict:
     """A one-day run's metadata as is; a multi-day run's total row count and each day's figures."""
     if len(per_day) == 1:
         return {**next(iter(per_day.values())), **shared}
-    by_day = {
-        day: {key: plain_value(value) for key, value in metadata.items()}
-        for day, metadata in per_day.items()
-    }
+    by_day = {day: {key: plain_value(value) for key, value in metadata.items()} for day, metadata in per_day.items()}
     return {
         "dagster/row_count": sum(metadata["dagster/row_count"] for metadata in per_day.values()),
         "days": dg.MetadataValue.json(by_day),
@@ -24,7 +21,9 @@ def plain_value(value: object) -> object:
     return value.value if isinstance(value, dg.MetadataValue) else value
 
 
-def check_over_days(check_name: str, results: dict[str, tuple[bool, dict]], asset_key: str | None = None) -> dg.AssetCheckResult:
+def check_over_days(
+    check_name: str, results: dict[str, tuple[bool, dict]], asset_key: str | None = None
+) -> dg.AssetCheckResult:
     """One check result for the run: passed if every day passed; failing days named, with their
     figures. A one-day run's metadata is that day's figures (and the day)."""
     failing = [day for day, (passed, _) in results.items() if not passed]

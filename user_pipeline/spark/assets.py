@@ -2,8 +2,7 @@
 
 import dagster as dg
 
-from user_pipeline.partitions import daily_partitions
-from user_pipeline.partitions import check_run_inputs
+from user_pipeline.partitions import check_run_inputs, daily_partitions
 from user_pipeline.shared.conditions import day_landed
 from user_pipeline.shared.queues import SPARK_QUEUE_TAGS
 from user_pipeline.spark.resources import SparkSettings
@@ -22,7 +21,9 @@ from user_pipeline.users.resources import PartitionFiles
     # On the Celery executor, the workers of the `spark` queue start the Spark applications.
     op_tags=SPARK_QUEUE_TAGS,
 )
-def users_parquet(context: dg.AssetExecutionContext, files: PartitionFiles, spark: SparkSettings) -> dg.MaterializeResult:
+def users_parquet(
+    context: dg.AssetExecutionContext, files: PartitionFiles, spark: SparkSettings
+) -> dg.MaterializeResult:
     """The normalized users as Parquet partitioned by partition_date, plus users per country and age band.
 
     Runs spark_jobs/ingest_users.py: in this process (local[*]) or on a standalone cluster
@@ -64,5 +65,7 @@ def users_parquet(context: dg.AssetExecutionContext, files: PartitionFiles, spar
         "spark_master": summary["master"],
     }
     if spark.master_web_ui_url:
-        metadata["spark_ui"] = dg.MetadataValue.url(f"{spark.master_web_ui_url.rstrip('/')}/app/?appId={summary['app_id']}")
+        metadata["spark_ui"] = dg.MetadataValue.url(
+            f"{spark.master_web_ui_url.rstrip('/')}/app/?appId={summary['app_id']}"
+        )
     return dg.MaterializeResult(metadata=metadata)

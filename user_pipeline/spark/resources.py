@@ -36,10 +36,16 @@ class SparkSettings(SettingsResource):
     master: Annotated[str, checked_by(check_master)] = Field(
         default="local[*]", description="`spark://host:port` submits to a standalone cluster."
     )
-    driver_memory: Annotated[str, checked_by(check_memory)] = Field(default="1g", description="Sized for a 2-core laptop.")
-    executor_memory: Annotated[str, checked_by(check_memory)] = Field(default="1g", description="Per executor, on a cluster.")
+    driver_memory: Annotated[str, checked_by(check_memory)] = Field(
+        default="1g", description="Sized for a 2-core laptop."
+    )
+    executor_memory: Annotated[str, checked_by(check_memory)] = Field(
+        default="1g", description="Per executor, on a cluster."
+    )
     total_executor_cores: int = Field(default=1, ge=1, le=1024, description="Cores the application takes on a cluster.")
-    shuffle_partitions: int = Field(default=4, ge=1, le=100_000, description="`spark.sql.shuffle.partitions`, sized for a small daily batch.")
+    shuffle_partitions: int = Field(
+        default=4, ge=1, le=100_000, description="`spark.sql.shuffle.partitions`, sized for a small daily batch."
+    )
     master_web_ui_url: Annotated[str, checked_by(check_http_url(optional=True))] = Field(
         default="", description="For the Spark UI link in the metadata."
     )
@@ -73,11 +79,16 @@ class SparkSettings(SettingsResource):
     def submit_args(self) -> list[str]:
         """spark-submit options for the standalone cluster."""
         args = [
-            "--master", self.master,
-            "--driver-memory", self.driver_memory,
-            "--executor-memory", self.executor_memory,
-            "--total-executor-cores", str(self.total_executor_cores),
-            "--conf", f"spark.sql.shuffle.partitions={self.shuffle_partitions}",
+            "--master",
+            self.master,
+            "--driver-memory",
+            self.driver_memory,
+            "--executor-memory",
+            self.executor_memory,
+            "--total-executor-cores",
+            str(self.total_executor_cores),
+            "--conf",
+            f"spark.sql.shuffle.partitions={self.shuffle_partitions}",
         ]
         if urlsplit(self.master).hostname in LOOPBACK_HOSTS:
             # A cluster on loopback must reach the driver on loopback too, not on the host's address.

@@ -27,7 +27,29 @@ from user_pipeline.users.circuit_breaker import CircuitBreaker
 MAX_PAGE_SIZE = 5000
 MAX_USERS_PER_PARTITION = 1_000_000
 NATIONALITIES = frozenset(
-    ["AU", "BR", "CA", "CH", "DE", "DK", "ES", "FI", "FR", "GB", "IE", "IN", "IR", "MX", "NL", "NO", "NZ", "RS", "TR", "UA", "US"]
+    [
+        "AU",
+        "BR",
+        "CA",
+        "CH",
+        "DE",
+        "DK",
+        "ES",
+        "FI",
+        "FR",
+        "GB",
+        "IE",
+        "IN",
+        "IR",
+        "MX",
+        "NL",
+        "NO",
+        "NZ",
+        "RS",
+        "TR",
+        "UA",
+        "US",
+    ]
 )
 TRANSIENT_STATUSES = frozenset({429, 500, 502, 503, 504})
 
@@ -60,9 +82,7 @@ def validate_base_url(base_url: str) -> str:
 
 def validate_users_per_partition(users: object) -> int:
     if isinstance(users, bool) or not isinstance(users, int) or not 1 <= users <= MAX_USERS_PER_PARTITION:
-        raise InvalidSettingError(
-            "users_per_partition", users, f"an integer from 1 to {MAX_USERS_PER_PARTITION}"
-        )
+        raise InvalidSettingError("users_per_partition", users, f"an integer from 1 to {MAX_USERS_PER_PARTITION}")
     return users
 
 
@@ -86,7 +106,9 @@ def check_results_list(users: object, *, seed: str, page: int) -> list:
     """Rejects a `results` payload that is not a list; each user is checked by the contract
     (contract.py) when the page is written."""
     if not isinstance(users, list):
-        raise UsersApiError(f"users API answer for seed={seed!r} page={page}: 'results' is {type(users).__name__}, not a list")
+        raise UsersApiError(
+            f"users API answer for seed={seed!r} page={page}: 'results' is {type(users).__name__}, not a list"
+        )
     return users
 
 
@@ -167,7 +189,9 @@ class UsersApiClient:
                     ) from None
                 delay = self.retry.delay(attempt, retryable.retry_after)
                 if self._on_retry:
-                    self._on_retry(f"{retryable.reason}; attempt {attempt} of {self.retry.max_attempts}, retrying in {delay:.2f}s")
+                    self._on_retry(
+                        f"{retryable.reason}; attempt {attempt} of {self.retry.max_attempts}, retrying in {delay:.2f}s"
+                    )
                 self._sleep(delay)
         raise AssertionError("unreachable")
 
@@ -204,7 +228,9 @@ class UsersApiClient:
         try:
             text = body.decode("utf-8")
         except UnicodeDecodeError as error:
-            raise UsersApiError(f"users API answer for {where} is not UTF-8: bad byte at offset {error.start}") from None
+            raise UsersApiError(
+                f"users API answer for {where} is not UTF-8: bad byte at offset {error.start}"
+            ) from None
         try:
             payload = json.loads(text)
         except json.JSONDecodeError as error:

@@ -63,9 +63,14 @@ PREVIEW_COLUMNS = ["email", "first_name", "last_name", "country", "postcode", "a
 RAW_USERS, NORMALIZED_USERS, USERS_TABLE = "raw_users", "normalized_users", "users_table"
 
 _COLUMN_SCHEMA = dg.TableSchema(
-    columns=[dg.TableColumn(name, {"string": "text", "Int64": "integer", "float64": "double"}[dtype],
-                            description=COLUMN_DESCRIPTIONS.get(name))
-             for name, dtype in USER_COLUMNS.items()]
+    columns=[
+        dg.TableColumn(
+            name,
+            {"string": "text", "Int64": "integer", "float64": "double"}[dtype],
+            description=COLUMN_DESCRIPTIONS.get(name),
+        )
+        for name, dtype in USER_COLUMNS.items()
+    ]
 )
 
 # Transient errors only (429, 5xx, timeouts, refused connections, locks; the API client already
@@ -112,7 +117,8 @@ def retry_or_fail(context: dg.AssetExecutionContext, error: Exception) -> NoRetu
     if context.retry_number < RETRY_POLICY.max_retries:
         raise error
     raise dg.Failure(
-        description=f"{error} (attempt {context.retry_number + 1} of {RETRY_POLICY.max_retries + 1})", allow_retries=False
+        description=f"{error} (attempt {context.retry_number + 1} of {RETRY_POLICY.max_retries + 1})",
+        allow_retries=False,
     ) from error
 
 
@@ -180,7 +186,9 @@ class DayChainRun:
                     )
                 )
         if self.committed:
-            self.context.log.warning(f"daily_users stopped at {day}; committed and recorded before it: {', '.join(self.committed)}")
+            self.context.log.warning(
+                f"daily_users stopped at {day}; committed and recorded before it: {', '.join(self.committed)}"
+            )
 
     def check_results(self, refusals: list[dg.AssetCheckResult] = ()) -> list[dg.AssetCheckResult]:
         """Every selected check's result over the days evaluated, the refusing day's own results
@@ -251,7 +259,13 @@ def day_metadata(outcome: DayOutcome, files: PartitionFiles) -> dict[str, dict]:
 
 
 def run_fetch(
-    context: dg.AssetExecutionContext, users_api: UsersApi, files: PartitionFiles, outcome: DayOutcome, *, quarantine: bool, max_rejected: float
+    context: dg.AssetExecutionContext,
+    users_api: UsersApi,
+    files: PartitionFiles,
+    outcome: DayOutcome,
+    *,
+    quarantine: bool,
+    max_rejected: float,
 ) -> None:
     """raw_users for the day: fetch into the day's staged raw file; the rejected share's check."""
     day = outcome.day
@@ -289,22 +303,33 @@ def run_fetch(
                     f"{day}: {raw.rejected} of {raw.received} users break the contract "
                     f"({raw.rejected_fraction:.2%} > {max_rejected:.2%}); the previous raw file was kept"
                 ),
-                metadata={"day": day, "users_received": raw.received, **outcome.checks["rejected_share_within_limit"][1]},
+                metadata={
+                    "day": day,
+                    "users_received": raw.received,
+                    **outcome.checks["rejected_share_within_limit"][1],
+                },
             )
         )
 
 
-def run_normalize(context: dg.AssetExecutionContext, files: PartitionFiles, limits: DayLimits, outcome: DayOutcome) -> None:
+def run_normalize(
+    context: dg.AssetExecutionContext, files: PartitionFiles, limits: DayLimits, outcome: DayOutcome
+) -> None:
     """normalized_users for the day: the raw file (staged by this run, else committed) into the
     day's staged CSV; its checks."""
     day = outcome.day
     raw_path = files.raw_users(day)
     if not raw_path.exists():
-        fail_permanently(f"normalized_users {day}: raw_users {day} is not materialized ({raw_path} is missing): materialize it first")
+        fail_permanently(
+            f"normalized_users {day}: raw_users {day} is not materialized ({raw_path} is missing): materialize it first"
+        )
     try:
         normalized = normalize_day(
-            day, raw_path, files.staged_normalized_users(day),
-            previous_csv=files.committed_normalized_users(day), max_row_drop_fraction=limits.max_row_drop_fraction,
+            day,
+            raw_path,
+            files.staged_normalized_users(day),
+            previous_csv=files.committed_normalized_users(day),
+            max_row_drop_fraction=limits.max_row_drop_fraction,
         )
     except RowDropRefused as refused:
         outcome.checks["row_drop_within_limit"] = (False, {"row_drop_fraction": refused.receipt.row_drop_fraction})
@@ -314,7 +339,11 @@ def run_normalize(context: dg.AssetExecutionContext, files: PartitionFiles, limi
                 asset_key=NORMALIZED_USERS,
                 passed=False,
                 description=str(refused),
-                metadata={"day": day, "max_row_drop_fraction": limits.max_row_drop_fraction, **refused.receipt.as_metadata()},
+                metadata={
+                    "day": day,
+                    "max_row_drop_fraction": limits.max_row_drop_fraction,
+                    **refused.receipt.as_metadata(),
+                },
             )
         )
         return
@@ -345,7 +374,8 @@ def run_normalize(context: dg.AssetExecutionContext, files: PartitionFiles, limi
                 check_name=name,
                 asset_key=NORMALIZED_USERS,
                 passed=False,
-                description=f"{day}: " + ", ".join(f"{key}={value}" for key, value in figures.items())
+                description=f"{day}: "
+                + ", ".join(f"{key}={value}" for key, value in figures.items())
                 + "; the previous raw file, CSV and table rows were kept",
                 metadata={"day": day, **figures},
             )
@@ -376,7 +406,11 @@ def run_load(context: dg.AssetExecutionContext, files: PartitionFiles, store: Wa
                 asset_key=USERS_TABLE,
                 passed=False,
                 description=str(mismatch),
-                metadata={"day": day, "csv_content_hash": mismatch.loaded_hash, "table_content_hash": mismatch.stored_hash},
+                metadata={
+                    "day": day,
+                    "csv_content_hash": mismatch.loaded_hash,
+                    "table_content_hash": mismatch.stored_hash,
+                },
             )
         )
         return
@@ -395,7 +429,10 @@ def run_load(context: dg.AssetExecutionContext, files: PartitionFiles, store: Wa
     for name in refusing_checks(USERS_TABLE, checks):
         outcome.refusals.append(
             dg.AssetCheckResult(
-                check_name=name, asset_key=USERS_TABLE, passed=False, metadata={"day": day, **checks[name][1]},
+                check_name=name,
+                asset_key=USERS_TABLE,
+                passed=False,
+                metadata={"day": day, **checks[name][1]},
                 description=f"{day}: " + ", ".join(f"{key}={value}" for key, value in checks[name][1].items()),
             )
         )
@@ -404,7 +441,9 @@ def run_load(context: dg.AssetExecutionContext, files: PartitionFiles, store: Wa
 @dg.multi_asset(
     name="daily_users",
     specs=[
-        dg.AssetSpec(RAW_USERS, description=RAW_USERS_DESCRIPTION, group_name=GROUP, kinds={"python", "json"}, skippable=True),
+        dg.AssetSpec(
+            RAW_USERS, description=RAW_USERS_DESCRIPTION, group_name=GROUP, kinds={"python", "json"}, skippable=True
+        ),
         dg.AssetSpec(
             NORMALIZED_USERS,
             description=NORMALIZED_USERS_DESCRIPTION,
@@ -427,7 +466,9 @@ def run_load(context: dg.AssetExecutionContext, files: PartitionFiles, store: Wa
         ),
     ],
     check_specs=[
-        dg.AssetCheckSpec(name, asset=asset, blocking=blocking) for asset, checks in CHECKS.items() for name, blocking in checks.items()
+        dg.AssetCheckSpec(name, asset=asset, blocking=blocking)
+        for asset, checks in CHECKS.items()
+        for name, blocking in checks.items()
     ],
     partitions_def=daily_partitions,
     backfill_policy=daily_backfill_policy,
@@ -467,13 +508,19 @@ def daily_users(
     if NORMALIZED_USERS in assets:
         run.shared[NORMALIZED_USERS] = {"dagster/column_schema": _COLUMN_SCHEMA}
     if USERS_TABLE in assets:
-        run.shared[USERS_TABLE] = {"dagster/table_name": TABLE, "latest_view": LATEST_VIEW, "warehouse": store.display_url}
+        run.shared[USERS_TABLE] = {
+            "dagster/table_name": TABLE,
+            "latest_view": LATEST_VIEW,
+            "warehouse": store.display_url,
+        }
     day = context.partition_keys[0]
     # A retry does not fetch again the days an earlier attempt committed (and recorded).
     resumed = committed_by_earlier_attempts(context, assets)
     if resumed:
-        context.log.info(f"daily_users attempt {context.retry_number + 1}: already committed by an earlier attempt, not "
-                         f"fetched again: {', '.join(sorted(resumed))}")
+        context.log.info(
+            f"daily_users attempt {context.retry_number + 1}: already committed by an earlier attempt, not "
+            f"fetched again: {', '.join(sorted(resumed))}"
+        )
     try:
         for day in context.partition_keys:
             if day in resumed:
@@ -543,7 +590,9 @@ def user_registry(
     for day in sorted(context.partition_keys):
         source = files.normalized_users(day)
         if not source.exists():
-            fail_permanently(f"user_registry {day} needs normalized_users {day}, which is not materialized ({source} is missing): materialize it first")
+            fail_permanently(
+                f"user_registry {day} needs normalized_users {day}, which is not materialized ({source} is missing): materialize it first"
+            )
         previous = previous_registry(files, day, first_day)
         registry = update_registry(previous, read_normalized_csv(source), day)
         path = files.user_registry(day)
@@ -570,4 +619,3 @@ def previous_registry(files: PartitionFiles, day: str, first_day: str):
             f"materialize {previous_day} first, or backfill the range up to {day}"
         )
     return read_registry(files.user_registry(previous_day))
-

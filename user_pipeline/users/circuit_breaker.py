@@ -46,7 +46,12 @@ class CircuitBreaker:
     (`<stem>-<source key><suffix>`)."""
 
     def __init__(
-        self, path: Path, *, source: str = "", failure_threshold: int = 5, cooldown_seconds: float = 300.0,
+        self,
+        path: Path,
+        *,
+        source: str = "",
+        failure_threshold: int = 5,
+        cooldown_seconds: float = 300.0,
         clock: Callable[[], float] = time.time,
     ):
         self.source = source

@@ -43,7 +43,9 @@ Text = Annotated[str, StringConstraints(strict=True, pattern=_NO_NUL)]
 NonEmptyText = Annotated[str, StringConstraints(strict=True, min_length=1, pattern=_NO_NUL)]
 Uuid = Annotated[
     str,
-    StringConstraints(strict=True, pattern=r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"),
+    StringConstraints(
+        strict=True, pattern=r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+    ),
 ]
 Email = Annotated[str, StringConstraints(strict=True, pattern=r"^[^@\s\x00]+@[^@\s\x00]+\.[^@\s\x00]+$")]
 HexDigest = Annotated[str, StringConstraints(strict=True, pattern=r"^[0-9a-f]{64}$")]
@@ -290,4 +292,3 @@ def contract_fields(part: type = ApiUser, prefix: str = "") -> list[str]:
         else:
             fields.append(f"{prefix}{name}")
     return fields
-

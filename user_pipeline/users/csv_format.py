@@ -28,7 +28,9 @@ _ARROW_TYPES = {"string": pa.string(), "Int64": pa.int64(), "float64": pa.float6
 _PANDAS_TYPES = {pa.string(): pd.StringDtype(), pa.int64(): pd.Int64Dtype()}
 
 _WRITE_OPTIONS = pa_csv.WriteOptions(include_header=False, quoting_style="needed", delimiter=",")
-_PARSE_OPTIONS = pa_csv.ParseOptions(delimiter=",", quote_char='"', double_quote=True, escape_char=False, newlines_in_values=True)
+_PARSE_OPTIONS = pa_csv.ParseOptions(
+    delimiter=",", quote_char='"', double_quote=True, escape_char=False, newlines_in_values=True
+)
 # Larger blocks than the 1 MiB default: fewer, bigger batches for 100,000-user days.
 _BLOCK_SIZE = 16 << 20
 

@@ -23,7 +23,13 @@ import pandas as pd
 
 from user_pipeline.users.api_client import UsersPage
 from user_pipeline.users.csv_format import read_header
-from user_pipeline.users.normalize import USER_COLUMNS, CsvAudit, NormalizeSummary, read_normalized_csv, write_normalized_csv
+from user_pipeline.users.normalize import (
+    USER_COLUMNS,
+    CsvAudit,
+    NormalizeSummary,
+    read_normalized_csv,
+    write_normalized_csv,
+)
 from user_pipeline.users.raw_files import RawUsersSummary, read_raw_users, write_raw_users
 from user_pipeline.users.receipts import PartitionReceipt, make_receipt, row_fingerprints
 from user_pipeline.users.warehouse import Warehouse
@@ -90,7 +96,10 @@ def previous_fingerprints(csv_path: Path, chunk_rows: int = CHUNK_ROWS) -> tuple
     if not csv_path.exists():
         return None, None
     if read_header(csv_path) != list(USER_COLUMNS):
-        return None, f"{csv_path} has other columns than {', '.join(USER_COLUMNS)} (an older format): no diff against it"
+        return (
+            None,
+            f"{csv_path} has other columns than {', '.join(USER_COLUMNS)} (an older format): no diff against it",
+        )
     return row_fingerprints(read_normalized_csv(csv_path, chunk_rows=chunk_rows)), None
 
 
@@ -159,8 +168,9 @@ def load_day(
     permanent), ValueError (rows the store cannot hold), FileNotFoundError (no CSV)."""
     chunks = read_normalized_csv(csv_path, chunk_rows=chunk_rows)
     load = warehouse.replace_partition_verified(day, chunks, chunk_rows, expected_hash=expected_hash)
-    return LoadedDay(day, load.rows_inserted, len(load.stored), make_receipt(load.previous, load.stored), load.content_hash)
-
+    return LoadedDay(
+        day, load.rows_inserted, len(load.stored), make_receipt(load.previous, load.stored), load.content_hash
+    )
 
 
 # The checks of each step, by asset, with whether a failure refuses the day (blocking): a refused
@@ -184,7 +194,12 @@ def fetch_checks(fetched: FetchedDay, max_rejected_fraction: float) -> CheckResu
     """raw_users' checks: the share of users the contract left out (quarantine) within the limit."""
     raw = fetched.raw
     share = {"rejected_fraction": round(raw.rejected_fraction, 6), "max_rejected_fraction": max_rejected_fraction}
-    return {"rejected_share_within_limit": (raw.rejected_fraction <= max_rejected_fraction, {"users_rejected": raw.rejected, **share})}
+    return {
+        "rejected_share_within_limit": (
+            raw.rejected_fraction <= max_rejected_fraction,
+            {"users_rejected": raw.rejected, **share},
+        )
+    }
 
 
 def normalize_checks(normalized: NormalizedDay, raw_users: int, max_row_drop_fraction: float) -> CheckResults:
@@ -225,7 +240,8 @@ def load_checks(loaded: LoadedDay, normalized: NormalizedDay | None) -> CheckRes
     expected_hash = normalized.receipt.content_hash if normalized else loaded.content_hash
     return {
         "rows_match_normalized_users": (
-            loaded.rows_stored == expected_rows, {"table_rows": loaded.rows_stored, "csv_rows": expected_rows}
+            loaded.rows_stored == expected_rows,
+            {"table_rows": loaded.rows_stored, "csv_rows": expected_rows},
         ),
         "table_matches_normalized_users": (
             loaded.receipt.content_hash == expected_hash,

@@ -141,7 +141,9 @@ class CsvAuditor:
             rows=self._rows,
             missing_emails=self._missing,
             duplicate_emails=self._duplicates,
-            plaintext_password_columns=[column for column in self._columns if column.lower() in PLAINTEXT_PASSWORD_COLUMNS],
+            plaintext_password_columns=[
+                column for column in self._columns if column.lower() in PLAINTEXT_PASSWORD_COLUMNS
+            ],
             repeated_user_ids=sorted(self._repeated),
         )
 

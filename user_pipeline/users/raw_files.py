@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
 
-from user_pipeline.users.api_client import UsersPage
 from user_pipeline.shared.atomic_files import atomic_write
+from user_pipeline.users.api_client import UsersPage
 from user_pipeline.users.contract import ContractViolation, Violation, check_page
 
 CHUNK_USERS = 5000
@@ -73,7 +73,7 @@ def write_raw_users(
             checked = check_page(page.users, seed=page.seed, page=page.page, page_size=page_size or len(page.users))
             if checked.rejected and rejects_path is None:
                 raise ContractViolation([v for _, found in checked.rejected.values() for v in found])
-            for index, (user, violations) in checked.rejected.items():
+            for user, violations in checked.rejected.values():
                 rejects.append(_reject_record(user, violations))
                 for field in {v.field for v in violations}:
                     rejected_by_field[field] = rejected_by_field.get(field, 0) + 1

@@ -22,7 +22,10 @@ from user_pipeline.users.normalize import USER_COLUMNS
 def row_fingerprints(chunks: Iterable[pd.DataFrame]) -> pd.Series:
     """user_id -> a 64-bit hash of the row's USER_COLUMNS values."""
     parts = [
-        pd.Series(pd.util.hash_pandas_object(chunk[list(USER_COLUMNS)], index=False).to_numpy(), index=chunk["user_id"].to_numpy())
+        pd.Series(
+            pd.util.hash_pandas_object(chunk[list(USER_COLUMNS)], index=False).to_numpy(),
+            index=chunk["user_id"].to_numpy(),
+        )
         for chunk in chunks
     ]
     return pd.concat(parts) if parts else pd.Series([], dtype="uint64")
@@ -51,7 +54,9 @@ class PartitionReceipt:
         return {
             "receipt/rows": self.rows,
             "receipt/content_hash": self.content_hash,
-            "receipt/previous_rows": self.previous_rows if self.previous_rows is not None else "none (first materialization)",
+            "receipt/previous_rows": self.previous_rows
+            if self.previous_rows is not None
+            else "none (first materialization)",
             "receipt/rows_added": self.added,
             "receipt/rows_removed": self.removed,
             "receipt/rows_changed": self.changed,
@@ -71,7 +76,7 @@ def content_hash(fingerprints: pd.Series) -> str:
 def _rows_by_user_id(fingerprints: pd.Series) -> dict[str, tuple[int, ...]]:
     """user_id -> the sorted fingerprints of its rows (one, unless the id is repeated)."""
     rows: dict[str, list[int]] = {}
-    for user_id, fingerprint in zip(fingerprints.index, fingerprints.to_numpy().tolist()):
+    for user_id, fingerprint in zip(fingerprints.index, fingerprints.to_numpy().tolist(), strict=True):
         rows.setdefault(user_id, []).append(fingerprint)
     return {user_id: tuple(sorted(values)) for user_id, values in rows.items()}
 

@@ -47,7 +47,11 @@ def update_registry(previous: pd.DataFrame, day_users: pd.DataFrame, day: str) -
     """
     keys = day_users["email_key"] if "email_key" in day_users else email_keys(day_users["email"].astype("string"))
     today = pd.DataFrame(
-        {"email_key": keys.to_numpy(), "email": day_users["email"].to_numpy(), "user_id": day_users["user_id"].to_numpy()}
+        {
+            "email_key": keys.to_numpy(),
+            "email": day_users["email"].to_numpy(),
+            "user_id": day_users["user_id"].to_numpy(),
+        }
     ).drop_duplicates("email_key")
     merged = previous.merge(today, on="email_key", how="outer", suffixes=("", "_today"), indicator=True)
     seen_today = merged["_merge"] != "left_only"

@@ -61,7 +61,9 @@ class UsersApi(SettingsResource, ABC):
     """A source of one day's users, keyed by the day (the seed)."""
 
     users_per_partition: int = Field(
-        default=100, ge=1, le=MAX_USERS_PER_PARTITION,
+        default=100,
+        ge=1,
+        le=MAX_USERS_PER_PARTITION,
         description="Users fetched per day (more than a page means several pages).",
     )
     # Not a Literal: Dagster makes that an enum config type, which no environment variable can set.
@@ -71,7 +73,9 @@ class UsersApi(SettingsResource, ABC):
         "and written to `data/rejects/`.",
     )
     max_rejected_fraction: float = Field(
-        default=0.01, ge=0.0, le=1.0,
+        default=0.01,
+        ge=0.0,
+        le=1.0,
         description="With quarantine, the largest share of a day's users that may be left out; more fails "
         "`rejected_share_within_limit`.",
     )
@@ -112,7 +116,9 @@ class RandomUserApi(UsersApi):
         default="https://randomuser.me/api/",
         description="Users API base URL (`make demo`/`make ui` point it at the bundled server).",
     )
-    page_size: int = Field(default=MAX_PAGE_SIZE, ge=1, le=MAX_PAGE_SIZE, description="Users per API request (the API's limit is 5000).")
+    page_size: int = Field(
+        default=MAX_PAGE_SIZE, ge=1, le=MAX_PAGE_SIZE, description="Users per API request (the API's limit is 5000)."
+    )
     nationalities: Annotated[str, checked_by(validate_nationalities)] = Field(
         default="", description="Comma list, e.g. `us,gb,fr`; empty: all."
     )
@@ -120,7 +126,9 @@ class RandomUserApi(UsersApi):
     max_attempts: int = Field(
         default=5, ge=1, le=100, description="Attempts per request on 429, 5xx, timeouts, refused connections."
     )
-    backoff_seconds: float = Field(default=1.0, ge=0.0, le=3600.0, description="First retry's backoff ceiling (full jitter, doubling).")
+    backoff_seconds: float = Field(
+        default=1.0, ge=0.0, le=3600.0, description="First retry's backoff ceiling (full jitter, doubling)."
+    )
     max_backoff_seconds: float = Field(default=60.0, ge=0.0, le=3600.0, description="Longest wait between attempts.")
     circuit_state_path: str = Field(default="", description="The circuit breaker's state file; empty: no breaker.")
     circuit_failure_threshold: int = Field(
@@ -184,7 +192,9 @@ class PartitionFiles(SettingsResource):
     this run staged for the day, else the committed file. Outside a run they are the committed files.
     """
 
-    data_dir: str = Field(default="data", min_length=1, description="Partition files (and the circuit state, `state/`).")
+    data_dir: str = Field(
+        default="data", min_length=1, description="Partition files (and the circuit state, `state/`)."
+    )
     _staging: RunStaging | None = PrivateAttr(default=None)
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:

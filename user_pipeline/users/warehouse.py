@@ -32,7 +32,6 @@ from user_pipeline.shared.errors import InvalidSettingError
 from user_pipeline.users.normalize import USER_COLUMNS, email_keys
 from user_pipeline.users.receipts import content_hash, row_fingerprints
 
-
 TABLE = "users"
 LATEST_VIEW = "users_latest"
 
@@ -50,7 +49,9 @@ def _create_table_sql(partition_date_type: str) -> str:
 
 _CREATE_EMAIL_INDEX = f"CREATE INDEX IF NOT EXISTS {TABLE}_email_key_idx ON {TABLE} (email_key, partition_date)"
 # A table made before email_key had PRIMARY KEY (partition_date, email); this index gives it the same key.
-_CREATE_UNIQUE_EMAIL_KEY = f"CREATE UNIQUE INDEX IF NOT EXISTS {TABLE}_day_email_key_uq ON {TABLE} (partition_date, email_key)"
+_CREATE_UNIQUE_EMAIL_KEY = (
+    f"CREATE UNIQUE INDEX IF NOT EXISTS {TABLE}_day_email_key_uq ON {TABLE} (partition_date, email_key)"
+)
 _CREATE_LATEST_VIEW = f"""CREATE VIEW {LATEST_VIEW} AS
 SELECT {", ".join(f"u.{name}" for name in USER_COLUMNS)} FROM {TABLE} u
 WHERE u.partition_date = (SELECT MAX(l.partition_date) FROM {TABLE} l WHERE l.email_key = u.email_key)"""
@@ -63,7 +64,9 @@ class TableMismatchError(ValueError):
     `loaded_*` describe what the day should hold (the rows as normalized when given, else the rows
     read from the CSV), `stored_*` what the table held after the load."""
 
-    def __init__(self, partition_date: str, loaded_hash: str, stored_hash: str, loaded_rows: int = 0, stored_rows: int = 0):
+    def __init__(
+        self, partition_date: str, loaded_hash: str, stored_hash: str, loaded_rows: int = 0, stored_rows: int = 0
+    ):
         super().__init__(
             f"{TABLE} {partition_date}: the rows read back ({stored_rows} rows, content hash {stored_hash[:12]}) differ "
             f"from the normalized_users CSV ({loaded_rows} rows, content hash {loaded_hash[:12]}); the load was rolled back"
@@ -133,7 +136,12 @@ class Warehouse(ABC):
         return self.replace_partition_verified(partition_date, chunks).rows_inserted
 
     def replace_partition_verified(
-        self, partition_date: str, chunks: Iterable[pd.DataFrame], chunk_rows: int = 5000, *, expected_hash: str | None = None
+        self,
+        partition_date: str,
+        chunks: Iterable[pd.DataFrame],
+        chunk_rows: int = 5000,
+        *,
+        expected_hash: str | None = None,
     ) -> LoadResult:
         """Replaces the day's rows, then reads them back in the same transaction and commits only if
         their content hash equals the hash of what was loaded, and `expected_hash` when given (the
@@ -163,18 +171,25 @@ class Warehouse(ABC):
             loaded_hash, stored_hash = content_hash(_concat(loaded)), content_hash(stored)
             if stored_hash != loaded_hash or (expected_hash is not None and stored_hash != expected_hash):
                 raise TableMismatchError(
-                    partition_date, expected_hash or loaded_hash, stored_hash, loaded_rows=inserted, stored_rows=len(stored)
+                    partition_date,
+                    expected_hash or loaded_hash,
+                    stored_hash,
+                    loaded_rows=inserted,
+                    stored_rows=len(stored),
                 )
         return LoadResult(inserted, previous if len(previous) else None, stored, loaded_hash)
 
     def _fingerprints(self, cursor: Any, day: date, chunk_rows: int) -> pd.Series:
-        cursor.execute(f"SELECT {', '.join(USER_COLUMNS)} FROM {TABLE} WHERE partition_date = {self._param}", (self._date_param(day),))
+        cursor.execute(
+            f"SELECT {', '.join(USER_COLUMNS)} FROM {TABLE} WHERE partition_date = {self._param}",
+            (self._date_param(day),),
+        )
         parts = []
         while records := cursor.fetchmany(chunk_rows):
             parts.append(row_fingerprints([_users_frame(records)]))
         return _concat(parts)
 
-    def _check_storable(self, chunk: pd.DataFrame, partition_date: str) -> None:
+    def _check_storable(self, chunk: pd.DataFrame, partition_date: str) -> None:  # noqa: B027 - a hook: most stores hold any value
         """Raises ValueError naming the user and column of a value this store cannot hold."""
 
     def read_partition(self, partition_date: str) -> pd.DataFrame:
@@ -311,15 +326,17 @@ class PostgresWarehouse(Warehouse):
     @contextmanager
     def _transaction(self, *, write: bool) -> Iterator[Any]:
         try:
-            with self._psycopg.connect(
-                self.url, connect_timeout=10, options=f"-c lock_timeout={int(self.lock_timeout_seconds * 1000)}"
-            ) as connection:
-                with connection.cursor() as cursor:
-                    if not self._schema_ready:
-                        with connection.transaction():
-                            self._create_schema(cursor)
+            with (
+                self._psycopg.connect(
+                    self.url, connect_timeout=10, options=f"-c lock_timeout={int(self.lock_timeout_seconds * 1000)}"
+                ) as connection,
+                connection.cursor() as cursor,
+            ):
+                if not self._schema_ready:
                     with connection.transaction():
-                        yield cursor
+                        self._create_schema(cursor)
+                with connection.transaction():
+                    yield cursor
         except self._psycopg.OperationalError as error:
             # Down, restarting or locked: libpq's first line says which, and never holds the password.
             reason = str(error).strip().splitlines()[0]
@@ -383,7 +400,8 @@ def _fill_email_keys(cursor: Any, param: str) -> None:
     if emails:
         keys = email_keys(pd.Series(emails, dtype="string"))
         cursor.executemany(
-            f"UPDATE {TABLE} SET email_key = {param} WHERE email = {param} AND email_key IS NULL", list(zip(keys, emails))
+            f"UPDATE {TABLE} SET email_key = {param} WHERE email = {param} AND email_key IS NULL",
+            list(zip(keys, emails, strict=True)),
         )
 
 

@@ -79,7 +79,9 @@ def test_duplicates_non_latin_names_and_postcodes_reach_the_table_intact(users_a
     data_dir = tmp_path / "data"
     result = materialize(users_api_server.base_url, data_dir, warehouse_url, users=5000)
     assert result.success
-    raw = [json.loads(line) for line in (data_dir / "raw_users" / f"{DAY}.jsonl").read_text(encoding="utf-8").splitlines()]
+    raw = [
+        json.loads(line) for line in (data_dir / "raw_users" / f"{DAY}.jsonl").read_text(encoding="utf-8").splitlines()
+    ]
     first_by_email: dict[str, dict] = {}
     for user in raw:
         first_by_email.setdefault(user["email"].lower(), user)
@@ -165,9 +167,24 @@ def test_the_cli_materializes_a_partition_identically_to_an_in_process_run(users
     }
     (tmp_path / "dagster_home").mkdir()
     completed = subprocess.run(
-        [sys.executable, "-m", "dagster", "asset", "materialize", "-m", "user_pipeline.definitions",
-         "--select", "raw_users,normalized_users,users_table", "--partition", DAY],
-        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "dagster",
+            "asset",
+            "materialize",
+            "-m",
+            "user_pipeline.definitions",
+            "--select",
+            "raw_users,normalized_users,users_table",
+            "--partition",
+            DAY,
+        ],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
     assert "RUN_SUCCESS" in completed.stderr
@@ -183,7 +200,9 @@ def test_a_multi_day_run_writes_each_day_exactly_as_single_day_runs_do(users_api
     days = ["2026-11-10", "2026-11-11", "2026-11-12"]
     singles_dir = tmp_path / "singles"
     for day in days:
-        assert materialize(users_api_server.base_url, singles_dir, f"sqlite:///{tmp_path}/singles.sqlite", day=day).success
+        assert materialize(
+            users_api_server.base_url, singles_dir, f"sqlite:///{tmp_path}/singles.sqlite", day=day
+        ).success
 
     range_dir = tmp_path / "range"
     result = dg.materialize(
@@ -206,7 +225,9 @@ def test_a_multi_day_run_writes_each_day_exactly_as_single_day_runs_do(users_api
             f"{day}.{'jsonl' if asset == 'raw_users' else 'csv'}" for day in days
         ]
     for event in materializations(result, "users_table"):
-        assert event.metadata["dagster/row_count"].value == open_warehouse(f"sqlite:///{tmp_path}/range.sqlite").count_rows(event.partition)
+        assert event.metadata["dagster/row_count"].value == open_warehouse(
+            f"sqlite:///{tmp_path}/range.sqlite"
+        ).count_rows(event.partition)
     assert all(evaluation.passed for evaluation in result.get_asset_check_evaluations())
     for day in days:
         assert partition_files(range_dir, day) == partition_files(singles_dir, day)

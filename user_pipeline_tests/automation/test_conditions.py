@@ -50,7 +50,9 @@ def test_the_downstream_assets_carry_day_landed_and_the_sensor_runs_by_default()
     graph = defs.resolve_asset_graph()
     conditions = {key.to_user_string(): graph.get(key).automation_condition for key in graph.get_all_asset_keys()}
     assert {name for name, condition in conditions.items() if condition is not None} == {
-        "normalized_users", "users_table", *DOWNSTREAM
+        "normalized_users",
+        "users_table",
+        *DOWNSTREAM,
     }
     assert all(conditions[name].get_label() == day_landed().get_label() for name in DOWNSTREAM)
     sensor = defs.resolve_sensor_def("automation_condition_sensor")
@@ -60,12 +62,16 @@ def test_the_downstream_assets_carry_day_landed_and_the_sensor_runs_by_default()
 
 def test_a_landed_day_is_followed_downstream_once(users_api_server, instance, tmp_path):
     # A day ingested before the sensor's first tick: switching it on starts no backfill of history.
-    assert materialize_users(users_api_server.base_url, tmp_path, "2026-11-18", instance=instance, users_per_partition=10).success
+    assert materialize_users(
+        users_api_server.base_url, tmp_path, "2026-11-18", instance=instance, users_per_partition=10
+    ).success
     ticks = Evaluator(instance)
     assert ticks.requested() == set()
     landed(instance, "2026-11-19")  # the registry's previous day
     assert ticks.requested() == set()
-    assert materialize_users(users_api_server.base_url, tmp_path, DAY, instance=instance, users_per_partition=10).success
+    assert materialize_users(
+        users_api_server.base_url, tmp_path, DAY, instance=instance, users_per_partition=10
+    ).success
     # normalized_users and users_table ran with raw_users: not requested again.
     assert ticks.requested() == {(asset, DAY) for asset in DOWNSTREAM}
     assert ticks.requested() == set()
@@ -75,7 +81,9 @@ def test_a_landed_day_is_followed_downstream_once(users_api_server, instance, tm
 def test_the_registry_waits_for_its_previous_day(users_api_server, instance, tmp_path):
     ticks = Evaluator(instance)
     ticks.requested()
-    assert materialize_users(users_api_server.base_url, tmp_path, DAY, instance=instance, users_per_partition=10).success
+    assert materialize_users(
+        users_api_server.base_url, tmp_path, DAY, instance=instance, users_per_partition=10
+    ).success
     assert ticks.requested() == {("daily_users_report", DAY), ("users_parquet", DAY)}
     landed(instance, "2026-11-19")
     assert ticks.requested() == {("user_registry", DAY)}
@@ -85,7 +93,9 @@ def test_the_registry_waits_for_its_previous_day(users_api_server, instance, tmp
 def test_the_registry_starts_on_the_first_day(users_api_server, instance, tmp_path):
     ticks = Evaluator(instance)
     ticks.requested()
-    assert materialize_users(users_api_server.base_url, tmp_path, FIRST_DAY, instance=instance, users_per_partition=10).success
+    assert materialize_users(
+        users_api_server.base_url, tmp_path, FIRST_DAY, instance=instance, users_per_partition=10
+    ).success
     assert ticks.requested() == {(asset, FIRST_DAY) for asset in DOWNSTREAM}
 
 
@@ -93,14 +103,22 @@ def test_a_day_refused_by_a_blocking_check_is_not_carried_downstream(users_api_s
     ticks = Evaluator(instance)
     ticks.requested()
     landed(instance, DAY)
-    sent = requests.get(users_api_server.base_url, params={"seed": NEXT_DAY, "results": 10}, timeout=30).json()["results"]
+    sent = requests.get(users_api_server.base_url, params={"seed": NEXT_DAY, "results": 10}, timeout=30).json()[
+        "results"
+    ]
     users_api_server.add_fault("alter_users", seeds=[NEXT_DAY], users=[7], set={"login.uuid": sent[2]["login"]["uuid"]})
-    refused = materialize_users(users_api_server.base_url, tmp_path, NEXT_DAY, instance=instance, users_per_partition=10)
+    refused = materialize_users(
+        users_api_server.base_url, tmp_path, NEXT_DAY, instance=instance, users_per_partition=10
+    )
     assert not refused.success
-    assert not [event for event in refused.get_asset_check_evaluations() if event.check_name == "user_ids_unique"][0].passed
+    assert not [event for event in refused.get_asset_check_evaluations() if event.check_name == "user_ids_unique"][
+        0
+    ].passed
     assert ticks.requested() == set()
     assert ticks.requested() == set()
     # Once the API stops repeating the id, the re-run lands and is followed.
     users_api_server.clear_faults()
-    assert materialize_users(users_api_server.base_url, tmp_path, NEXT_DAY, instance=instance, users_per_partition=10).success
+    assert materialize_users(
+        users_api_server.base_url, tmp_path, NEXT_DAY, instance=instance, users_per_partition=10
+    ).success
     assert ticks.requested() == {(asset, NEXT_DAY) for asset in DOWNSTREAM}

@@ -8,8 +8,8 @@ import pytest
 from user_pipeline.automation.freshness import FRESHNESS_ASSETS, FRESHNESS_SENSOR_NAME, build_freshness_checks
 from user_pipeline.automation.resources import AlertChannel
 from user_pipeline.definitions import defs as load_definitions
-from user_pipeline.settings import automation_settings
 from user_pipeline.partitions import daily_partitions
+from user_pipeline.settings import automation_settings
 from user_pipeline.users.resources import RandomUserApi
 from user_pipeline_tests.runs import materialize_users
 from user_pipeline_tests.webhook_receiver import WebhookReceiver
@@ -41,13 +41,18 @@ def tick(instance, base_url: str, webhook_url: str, cursor: str | None):
         instance=instance,
         cursor=cursor,
         definitions=defs,
-        resources={"alerts": AlertChannel(webhook_url=webhook_url), "users_api": RandomUserApi(base_url=base_url, timeout_seconds=2)},
+        resources={
+            "alerts": AlertChannel(webhook_url=webhook_url),
+            "users_api": RandomUserApi(base_url=base_url, timeout_seconds=2),
+        },
     )
     return freshness_alerts.evaluate_tick(context), context.cursor
 
 
 def test_the_definitions_use_dagsters_freshness_checks_and_sensor():
-    assert {spec.key.asset_key.to_user_string() for check in FRESHNESS_CHECKS for spec in check.check_specs} == set(FRESHNESS_ASSETS)
+    assert {spec.key.asset_key.to_user_string() for check in FRESHNESS_CHECKS for spec in check.check_specs} == set(
+        FRESHNESS_ASSETS
+    )
     sensor = defs.resolve_sensor_def(FRESHNESS_SENSOR_NAME)
     assert sensor.default_status == dg.DefaultSensorStatus.STOPPED
     assert freshness_alerts.default_status == dg.DefaultSensorStatus.RUNNING
@@ -63,7 +68,12 @@ def test_a_missing_day_past_its_deadline_raises_exactly_one_alert(users_api_serv
         _, cursor = tick(instance, users_api_server.base_url, receiver.url, cursor)
         tick(instance, users_api_server.base_url, receiver.url, cursor)
     [alert] = receiver.payloads
-    assert (alert["kind"], alert["partition"], alert["status"], alert["alert_id"]) == ("freshness", DUE, "missing", f"freshness/{DUE}")
+    assert (alert["kind"], alert["partition"], alert["status"], alert["alert_id"]) == (
+        "freshness",
+        DUE,
+        "missing",
+        f"freshness/{DUE}",
+    )
     assert alert["assets"] == sorted(FRESHNESS_ASSETS)
     assert alert["reason"].startswith("nothing materialized it: no run was launched for it")
     assert alert["deadline"].endswith("00:00 UTC") and f"Partition {DUE} (" in alert["text"]
@@ -99,7 +109,9 @@ def test_a_day_ingested_but_not_carried_downstream_names_the_assets_and_the_run(
     ingested = materialize_users(users_api_server.base_url, tmp_path, DUE, instance=instance, users_per_partition=10)
     assert ingested.success
     result = run_freshness_checks(instance)
-    passed = {evaluation.asset_key.to_user_string(): evaluation.passed for evaluation in result.get_asset_check_evaluations()}
+    passed = {
+        evaluation.asset_key.to_user_string(): evaluation.passed for evaluation in result.get_asset_check_evaluations()
+    }
     assert passed == {"users_table": True, "user_registry": False, "daily_users_report": False, "users_parquet": False}
     users_api_server.stop()
     with WebhookReceiver() as receiver:
@@ -107,14 +119,18 @@ def test_a_day_ingested_but_not_carried_downstream_names_the_assets_and_the_run(
     [alert] = receiver.payloads
     assert alert["assets"] == ["daily_users_report", "user_registry", "users_parquet"]
     # The day's ingestion succeeded, so the API being down now is not why.
-    assert alert["status"] == "missing" and alert["reason"].startswith(f"its latest run {ingested.run_id} succeeded, but nothing")
+    assert alert["status"] == "missing" and alert["reason"].startswith(
+        f"its latest run {ingested.run_id} succeeded, but nothing"
+    )
 
 
 def test_a_check_left_planned_by_a_failed_run_does_not_hold_back_later_failures(users_api_server, instance, tmp_path):
     users_api_server.add_fault("error_body", seeds=[DUE])
     # A run of the pipeline's own job that fails before its freshness check: the check stays PLANNED.
     failed = defs.resolve_job_def("daily_users_job").execute_in_process(
-        instance=instance, partition_key=DUE, raise_on_error=False,
+        instance=instance,
+        partition_key=DUE,
+        raise_on_error=False,
         resources={"users_api": RandomUserApi(base_url=users_api_server.base_url, users_per_partition=10)},
     )
     assert not failed.success
@@ -123,7 +139,10 @@ def test_a_check_left_planned_by_a_failed_run_does_not_hold_back_later_failures(
         tick(instance, users_api_server.base_url, receiver.url, None)
     [alert] = receiver.payloads
     assert (alert["partition"], alert["status"], alert["assets"]) == (DUE, "failed", sorted(FRESHNESS_ASSETS))
-    assert alert["reason"].startswith(f"run {failed.run_id} failed (daily_users: ") and "HTTP 200 with an error" in alert["reason"]
+    assert (
+        alert["reason"].startswith(f"run {failed.run_id} failed (daily_users: ")
+        and "HTTP 200 with an error" in alert["reason"]
+    )
 
 
 def test_a_missing_day_while_the_api_is_down_says_so(users_api_server, instance):

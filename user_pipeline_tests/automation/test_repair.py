@@ -43,7 +43,10 @@ def test_three_failed_days_of_seven_are_planned_and_repaired_alone(users_api_ser
 
     plan = plan_repair(instance, WEEK[0], WEEK[-1])
     assert plan.days == FAILED
-    assert plan.days_by_asset == {**{asset: FAILED for asset in REPAIRED_ASSETS}, **{asset: [] for asset in DOWNSTREAM_ASSETS}}
+    assert plan.days_by_asset == {
+        **dict.fromkeys(REPAIRED_ASSETS, FAILED),
+        **{asset: [] for asset in DOWNSTREAM_ASSETS},
+    }
     assert "would re-run 3 day(s)" in plan.describe() and "estimated time: unknown" in plan.describe()
 
     before = materialization_counts(instance)
@@ -61,7 +64,12 @@ def test_only_the_failed_asset_of_a_day_is_planned(users_api_server, instance, t
     day = WEEK[2]
     assert materialize(instance, users_api_server.base_url, tmp_path, day, ("raw_users", "normalized_users")).success
     plan = plan_repair(instance, day, day)
-    assert plan.days_by_asset == {"raw_users": [], "normalized_users": [], "users_table": [day], **{asset: [] for asset in DOWNSTREAM_ASSETS}}
+    assert plan.days_by_asset == {
+        "raw_users": [],
+        "normalized_users": [],
+        "users_table": [day],
+        **{asset: [] for asset in DOWNSTREAM_ASSETS},
+    }
 
 
 def test_a_failed_downstream_day_is_planned_a_missing_one_is_not(users_api_server, instance, tmp_path):
@@ -70,8 +78,11 @@ def test_a_failed_downstream_day_is_planned_a_missing_one_is_not(users_api_serve
         assert materialize(instance, users_api_server.base_url, tmp_path, each).success
     (tmp_path / "normalized_users" / f"{day}.csv").unlink()  # the report of `day` fails: its input is gone
     report = dg.materialize(
-        [defs.get_assets_def("daily_users_report")], partition_key=day, instance=instance,
-        resources={"files": defs.resources["files"].model_copy(update={"data_dir": str(tmp_path)})}, raise_on_error=False,
+        [defs.get_assets_def("daily_users_report")],
+        partition_key=day,
+        instance=instance,
+        resources={"files": defs.resources["files"].model_copy(update={"data_dir": str(tmp_path)})},
+        raise_on_error=False,
     )
     assert not report.success
     plan = plan_repair(instance, day, other)

@@ -50,7 +50,9 @@ def test_only_the_ingestion_is_scheduled_and_it_starts_stopped():
 
 
 def test_the_definition_time_settings_come_from_their_variables_when_asked():
-    settings = automation_settings({"USER_PIPELINE_SCHEDULE_CRON": "15 2 * * *", "USER_PIPELINE_FRESHNESS_DEADLINE_HOUR": "9"})
+    settings = automation_settings(
+        {"USER_PIPELINE_SCHEDULE_CRON": "15 2 * * *", "USER_PIPELINE_FRESHNESS_DEADLINE_HOUR": "9"}
+    )
     assert (settings.schedule_cron, settings.freshness_deadline_cron) == ("15 2 * * *", "0 9 * * *")
     assert automation_settings({}).api_sensor_interval_seconds == 60
 
@@ -88,7 +90,7 @@ def test_a_bad_definition_time_setting_is_named_in_one_line(environ, message):
 
 def test_every_definition_time_setting_is_in_the_readme_configuration_table():
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
-    table = readme[readme.index("## Configuration"):]
+    table = readme[readme.index("## Configuration") :]
     declared = [setting for setting in SETTINGS if setting.model is AutomationSettings]
     assert {setting.field for setting in declared} == set(AutomationSettings.model_fields)
     for setting in declared:
@@ -98,7 +100,12 @@ def test_every_definition_time_setting_is_in_the_readme_configuration_table():
 def test_a_bad_definition_time_setting_stops_the_code_location_from_loading_naming_it():
     loaded = subprocess.run(
         [sys.executable, "-c", "from user_pipeline.definitions import defs; defs()"],
-        env={**os.environ, "USER_PIPELINE_FRESHNESS_DEADLINE_HOUR": "24"}, capture_output=True, text=True, timeout=120,
+        env={**os.environ, "USER_PIPELINE_FRESHNESS_DEADLINE_HOUR": "24"},
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert loaded.returncode != 0
-    assert "USER_PIPELINE_FRESHNESS_DEADLINE_HOUR=24: expected an integer from 0 to 23" in loaded.stderr.splitlines()[-1]
+    assert (
+        "USER_PIPELINE_FRESHNESS_DEADLINE_HOUR=24: expected an integer from 0 to 23" in loaded.stderr.splitlines()[-1]
+    )

@@ -51,7 +51,11 @@ def test_once_the_api_is_up_it_requests_the_latest_day_once(users_api_server, in
     result, context = evaluate(instance, users_api_server.base_url)
     [request] = result.run_requests
     assert (request.partition_key, request.run_key) == (LATEST_DAY, LATEST_DAY)
-    assert sorted(key.to_user_string() for key in request.asset_selection) == ["normalized_users", "raw_users", "users_table"]
+    assert sorted(key.to_user_string() for key in request.asset_selection) == [
+        "normalized_users",
+        "raw_users",
+        "users_table",
+    ]
     assert context.cursor == LATEST_DAY
     again, _ = evaluate(instance, users_api_server.base_url, cursor=context.cursor)
     assert again.run_requests == []
@@ -94,7 +98,9 @@ def test_a_failed_run_sends_one_alert_naming_job_partition_step_and_error(users_
         context = dg.build_sensor_context(instance=instance, resources={"alerts": channel})
         run_failure_alerts.evaluate_tick(context)
         # The next tick finds nothing new and sends nothing again.
-        run_failure_alerts.evaluate_tick(dg.build_sensor_context(instance=instance, cursor=context.cursor, resources={"alerts": channel}))
+        run_failure_alerts.evaluate_tick(
+            dg.build_sensor_context(instance=instance, cursor=context.cursor, resources={"alerts": channel})
+        )
     [alert] = receiver.payloads
     assert alert["partition"] == "2026-11-20"
     assert alert["failed_steps"] == ["daily_users"]

@@ -88,7 +88,9 @@ def test_pages_hold_exactly_the_users_asked_for(tmp_path, api_server, monkeypatc
 
     assert work.fetch_raw_users(api_server.base_url, DAY, 7, path) == 7
     emails = [work.json.loads(line)["email"] for line in path.read_text().splitlines()]
-    assert emails == [user["email"] for user in generate_page(DAY, 1, 3) + generate_page(DAY, 2, 3) + generate_page(DAY, 3, 3)[:1]]
+    assert emails == [
+        user["email"] for user in generate_page(DAY, 1, 3) + generate_page(DAY, 2, 3) + generate_page(DAY, 3, 3)[:1]
+    ]
 
 
 def test_the_csv_is_byte_for_byte_the_projects_for_a_generated_day(tmp_path):
@@ -140,18 +142,25 @@ def store_both(dag_csv_path: Path, project_csv_path: Path) -> tuple[list, list]:
     databases = Path(tempfile.mkdtemp(dir=dag_csv_path.parent))
     store(databases / "dag.sqlite", dag_csv_path)
     open_warehouse(f"sqlite:///{databases}/project.sqlite").replace_partition_verified(
-        DAY, read_normalized_csv(project_csv_path, chunk_rows=20))
+        DAY, read_normalized_csv(project_csv_path, chunk_rows=20)
+    )
     return stored_rows(databases / "dag.sqlite"), stored_rows(databases / "project.sqlite")
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(st.lists(st.tuples(hostile_emails, hostile_texts, hostile_texts, coordinates, coordinates), min_size=1, max_size=10))
+@given(
+    st.lists(st.tuples(hostile_emails, hostile_texts, hostile_texts, coordinates, coordinates), min_size=1, max_size=10)
+)
 def test_hostile_values_are_written_and_stored_as_the_project_does(tmp_path, rows):
     base = generate_page(DAY, 1, len(rows))
     users = []
     for user, (email, city, street, latitude, longitude) in zip(base, rows, strict=True):
-        location = {**user["location"], "city": city, "street": {**user["location"]["street"], "name": street},
-                    "coordinates": {"latitude": latitude, "longitude": longitude}}
+        location = {
+            **user["location"],
+            "city": city,
+            "street": {**user["location"]["street"], "name": street},
+            "coordinates": {"latitude": latitude, "longitude": longitude},
+        }
         users.append({**user, "email": email, "location": location})
     dag_bytes = dag_csv(users, tmp_path)
     project_bytes = project_csv(users, tmp_path / "project.csv")
@@ -199,7 +208,9 @@ def test_a_failed_store_keeps_the_previous_day(tmp_path):
 
     with pytest.raises(ValueError, match="another day than 2026-03-04"):
         store(db_path, wrong_day)
-    assert sqlite3.connect(db_path).execute("SELECT COUNT(*) FROM users WHERE partition_date = ?", (DAY,)).fetchone() == (20,)
+    assert sqlite3.connect(db_path).execute(
+        "SELECT COUNT(*) FROM users WHERE partition_date = ?", (DAY,)
+    ).fetchone() == (20,)
 
 
 def test_a_user_without_a_field_fails_naming_the_field(tmp_path):
@@ -213,13 +224,21 @@ def test_a_user_without_a_field_fails_naming_the_field(tmp_path):
 
 def test_without_the_airflow_venv_the_table_says_skipped_and_why(tmp_path):
     assert airflow_peer.installed_version(tmp_path / "no-venv") is None
-    case = Case("main", 10, 5000, (BARE, AIRFLOW), results={BARE: [Result(wall=1.0, cpu=1.0, rss=2**20)]},
-                skipped={AIRFLOW: "skipped: /x/.venv-airflow not found (make benchmark-airflow-setup)"})
+    case = Case(
+        "main",
+        10,
+        5000,
+        (BARE, AIRFLOW),
+        results={BARE: [Result(wall=1.0, cpu=1.0, rss=2**20)]},
+        skipped={AIRFLOW: "skipped: /x/.venv-airflow not found (make benchmark-airflow-setup)"},
+    )
 
     rows = case_table([case])
 
-    assert rows[-1] == (f"| 10 x 5,000 | {AIRFLOW} | – | skipped: /x/.venv-airflow not found "
-                        "(make benchmark-airflow-setup) | – | – | – | – | – |")
+    assert rows[-1] == (
+        f"| 10 x 5,000 | {AIRFLOW} | – | skipped: /x/.venv-airflow not found "
+        "(make benchmark-airflow-setup) | – | – | – | – | – |"
+    )
 
 
 def test_the_mode_names_the_pinned_airflow_version():

@@ -34,6 +34,8 @@ def test_a_noop_run_materializes_every_asset_and_passes_every_check():
     result = dg.materialize([noop_assets.daily_users], partition_key="2026-02-01")
 
     assert result.success
-    assert {event.asset_key.to_user_string() for event in result.get_asset_materialization_events()} == set(DAILY_ASSETS)
+    assert {event.asset_key.to_user_string() for event in result.get_asset_materialization_events()} == set(
+        DAILY_ASSETS
+    )
     evaluations = result.get_asset_check_evaluations()
     assert len(evaluations) == 8 and all(evaluation.passed for evaluation in evaluations)

@@ -10,8 +10,10 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 # Burns `cpu` seconds of CPU holding `mb` MB resident.
-BURN = "import time\nblock = bytearray({mb} * 2**20)\nfor i in range(0, len(block), 4096): block[i] = 1\n" \
-       "end = time.process_time() + {cpu}\nwhile time.process_time() < end: pass\n"
+BURN = (
+    "import time\nblock = bytearray({mb} * 2**20)\nfor i in range(0, len(block), 4096): block[i] = 1\n"
+    "end = time.process_time() + {cpu}\nwhile time.process_time() < end: pass\n"
+)
 
 
 def measure(child_code: str, outsider_cpu: float = 0.0, stop_on_line: bool = False) -> dict:

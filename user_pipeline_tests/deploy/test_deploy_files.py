@@ -54,70 +54,140 @@ ENV_SOURCE = {"name": FREE, "optional": FREE}  # io.k8s.api.core.v1.{Secret,Conf
 TAG_LIMIT = {"key": FREE, "value": FREE, "limit": FREE}
 CHART_KEYS: dict = {
     "global": {
-        "postgresqlSecretName": FREE, "dagsterHome": FREE, "serviceAccountName": FREE,
-        "celeryConfigSecretName": FREE, "dagsterInstanceConfigMap": FREE,
+        "postgresqlSecretName": FREE,
+        "dagsterHome": FREE,
+        "serviceAccountName": FREE,
+        "celeryConfigSecretName": FREE,
+        "dagsterInstanceConfigMap": FREE,
     },
     "generatePostgresqlPasswordSecret": FREE,
     "generateCeleryConfigSecret": FREE,
     "postgresql": {
-        "image": IMAGE, "enabled": FREE, "postgresqlHost": FREE, "postgresqlUsername": FREE,
-        "postgresqlPassword": FREE, "postgresqlDatabase": FREE, "postgresqlParams": FREE,
-        "postgresqlScheme": FREE, "service": {"port": FREE},
+        "image": IMAGE,
+        "enabled": FREE,
+        "postgresqlHost": FREE,
+        "postgresqlUsername": FREE,
+        "postgresqlPassword": FREE,
+        "postgresqlDatabase": FREE,
+        "postgresqlParams": FREE,
+        "postgresqlScheme": FREE,
+        "service": {"port": FREE},
         "pool": {"size": FREE, "maxOverflow": FREE, "recycle": FREE, "mode": FREE},
     },
     "dagster-user-deployments": {
-        "enabled": FREE, "enableSubchart": FREE, "imagePullSecrets": FREE,
-        "deployments": [{
-            "name": FREE, "image": IMAGE, "dagsterApiGrpcArgs": FREE, "codeServerArgs": FREE,
-            "includeConfigInLaunchedRuns": {"enabled": FREE}, "deploymentNamespace": FREE,
-            "port": FREE, "replicaCount": FREE, "env": FREE,
-            "envConfigMaps": [ENV_SOURCE], "envSecrets": [ENV_SOURCE],
-            "annotations": FREE, "nodeSelector": FREE, "affinity": FREE, "tolerations": FREE,
-            "podSecurityContext": FREE, "securityContext": FREE, "resources": FREE,
-            "livenessProbe": FREE, "readinessProbe": FREE, "startupProbe": FREE, "labels": FREE,
-            "volumeMounts": FREE, "volumes": FREE, "schedulerName": FREE, "initContainers": FREE,
-            "sidecarContainers": FREE, "deploymentStrategy": FREE,
-        }],
+        "enabled": FREE,
+        "enableSubchart": FREE,
+        "imagePullSecrets": FREE,
+        "deployments": [
+            {
+                "name": FREE,
+                "image": IMAGE,
+                "dagsterApiGrpcArgs": FREE,
+                "codeServerArgs": FREE,
+                "includeConfigInLaunchedRuns": {"enabled": FREE},
+                "deploymentNamespace": FREE,
+                "port": FREE,
+                "replicaCount": FREE,
+                "env": FREE,
+                "envConfigMaps": [ENV_SOURCE],
+                "envSecrets": [ENV_SOURCE],
+                "annotations": FREE,
+                "nodeSelector": FREE,
+                "affinity": FREE,
+                "tolerations": FREE,
+                "podSecurityContext": FREE,
+                "securityContext": FREE,
+                "resources": FREE,
+                "livenessProbe": FREE,
+                "readinessProbe": FREE,
+                "startupProbe": FREE,
+                "labels": FREE,
+                "volumeMounts": FREE,
+                "volumes": FREE,
+                "schedulerName": FREE,
+                "initContainers": FREE,
+                "sidecarContainers": FREE,
+                "deploymentStrategy": FREE,
+            }
+        ],
     },
     "runLauncher": {
         "type": FREE,
         "config": {
             "k8sRunLauncher": {
-                "image": IMAGE, "imagePullPolicy": FREE, "jobNamespace": FREE,
-                "loadInclusterConfig": FREE, "kubeconfigFile": FREE,
-                "envConfigMaps": [ENV_SOURCE], "envSecrets": [ENV_SOURCE], "envVars": FREE,
-                "volumeMounts": FREE, "volumes": FREE, "labels": FREE, "failPodOnRunFailure": FREE,
-                "resources": FREE, "schedulerName": FREE, "securityContext": FREE,
+                "image": IMAGE,
+                "imagePullPolicy": FREE,
+                "jobNamespace": FREE,
+                "loadInclusterConfig": FREE,
+                "kubeconfigFile": FREE,
+                "envConfigMaps": [ENV_SOURCE],
+                "envSecrets": [ENV_SOURCE],
+                "envVars": FREE,
+                "volumeMounts": FREE,
+                "volumes": FREE,
+                "labels": FREE,
+                "failPodOnRunFailure": FREE,
+                "resources": FREE,
+                "schedulerName": FREE,
+                "securityContext": FREE,
                 "runK8sConfig": {
-                    "containerConfig": FREE, "podSpecConfig": FREE, "podTemplateSpecMetadata": FREE,
-                    "jobSpecConfig": FREE, "jobMetadata": FREE,
+                    "containerConfig": FREE,
+                    "podSpecConfig": FREE,
+                    "podTemplateSpecMetadata": FREE,
+                    "jobSpecConfig": FREE,
+                    "jobMetadata": FREE,
                 },
             },
         },
     },
     "dagsterDaemon": {
-        "enabled": FREE, "image": IMAGE, "heartbeatTolerance": FREE, "env": FREE,
-        "envConfigMaps": [ENV_SOURCE], "envSecrets": [ENV_SOURCE], "deploymentLabels": FREE,
-        "labels": FREE, "nodeSelector": FREE, "affinity": FREE, "tolerations": FREE,
-        "podSecurityContext": FREE, "securityContext": FREE, "resources": FREE,
-        "checkDbReadyInitContainer": FREE, "livenessProbe": FREE, "readinessProbe": FREE,
-        "startupProbe": FREE, "annotations": FREE, "schedulerName": FREE, "logFormat": FREE,
-        "volumeMounts": FREE, "volumes": FREE, "initContainerResources": FREE,
-        "extraContainers": FREE, "extraPrependedInitContainers": FREE,
+        "enabled": FREE,
+        "image": IMAGE,
+        "heartbeatTolerance": FREE,
+        "env": FREE,
+        "envConfigMaps": [ENV_SOURCE],
+        "envSecrets": [ENV_SOURCE],
+        "deploymentLabels": FREE,
+        "labels": FREE,
+        "nodeSelector": FREE,
+        "affinity": FREE,
+        "tolerations": FREE,
+        "podSecurityContext": FREE,
+        "securityContext": FREE,
+        "resources": FREE,
+        "checkDbReadyInitContainer": FREE,
+        "livenessProbe": FREE,
+        "readinessProbe": FREE,
+        "startupProbe": FREE,
+        "annotations": FREE,
+        "schedulerName": FREE,
+        "logFormat": FREE,
+        "volumeMounts": FREE,
+        "volumes": FREE,
+        "initContainerResources": FREE,
+        "extraContainers": FREE,
+        "extraPrependedInitContainers": FREE,
         "runCoordinator": {
-            "enabled": FREE, "type": FREE,
+            "enabled": FREE,
+            "type": FREE,
             "config": {
                 "queuedRunCoordinator": {
-                    "maxConcurrentRuns": FREE, "tagConcurrencyLimits": [TAG_LIMIT],
-                    "dequeueIntervalSeconds": FREE, "dequeueNumWorkers": FREE,
+                    "maxConcurrentRuns": FREE,
+                    "tagConcurrencyLimits": [TAG_LIMIT],
+                    "dequeueIntervalSeconds": FREE,
+                    "dequeueNumWorkers": FREE,
                     "dequeueUseThreads": FREE,
                     "blockOpConcurrencyLimitedRuns": {"enabled": FREE, "opConcurrencySlotBuffer": FREE},
                 },
             },
         },
         "runMonitoring": {
-            "enabled": FREE, "startTimeoutSeconds": FREE, "cancelTimeoutSeconds": FREE,
-            "maxRuntimeSeconds": FREE, "maxResumeRunAttempts": FREE, "pollIntervalSeconds": FREE,
+            "enabled": FREE,
+            "startTimeoutSeconds": FREE,
+            "cancelTimeoutSeconds": FREE,
+            "maxRuntimeSeconds": FREE,
+            "maxResumeRunAttempts": FREE,
+            "pollIntervalSeconds": FREE,
             "freeSlotsAfterRunEndSeconds": FREE,
         },
         "runRetries": {"enabled": FREE, "maxRetries": FREE, "retryOnAssetOrOpFailure": FREE},
@@ -142,12 +212,30 @@ CHART_ENUMS = {
 # The K8sRunLauncher's config fields in dagster-k8s 0.29.27 (dagster_k8s/job.py,
 # DagsterK8sJobConfig.config_type_run_launcher + config_type_job + config_type_container).
 K8S_RUN_LAUNCHER_FIELDS = {
-    "dagster_home", "env_config_maps", "env_secrets", "env_vars", "fail_pod_on_run_failure",
-    "image_pull_policy", "image_pull_secrets", "instance_config_map", "job_image", "job_namespace",
-    "k8s_api_ssl_ca_cert_file", "kubeconfig_file", "labels", "load_incluster_config",
-    "only_allow_user_defined_env_vars", "only_allow_user_defined_k8s_config_fields",
-    "postgres_password_secret", "resources", "run_k8s_config", "scheduler_name", "security_context",
-    "service_account_name", "volume_mounts", "volumes",
+    "dagster_home",
+    "env_config_maps",
+    "env_secrets",
+    "env_vars",
+    "fail_pod_on_run_failure",
+    "image_pull_policy",
+    "image_pull_secrets",
+    "instance_config_map",
+    "job_image",
+    "job_namespace",
+    "k8s_api_ssl_ca_cert_file",
+    "kubeconfig_file",
+    "labels",
+    "load_incluster_config",
+    "only_allow_user_defined_env_vars",
+    "only_allow_user_defined_k8s_config_fields",
+    "postgres_password_secret",
+    "resources",
+    "run_k8s_config",
+    "scheduler_name",
+    "security_context",
+    "service_account_name",
+    "volume_mounts",
+    "volumes",
 }
 
 # How the settings without a plain default reach the pods (docs/deploying.md creates both objects).
@@ -163,7 +251,11 @@ def unknown_keys(values: object, facts: object, path: tuple = ()) -> list[str]:
     if isinstance(facts, list):
         if not isinstance(values, list):
             return [f"{'.'.join(path)}: expected a list"]
-        return [problem for index, item in enumerate(values) for problem in unknown_keys(item, facts[0], (*path, f"[{index}]"))]
+        return [
+            problem
+            for index, item in enumerate(values)
+            for problem in unknown_keys(item, facts[0], (*path, f"[{index}]"))
+        ]
     if not isinstance(values, Mapping):
         return [f"{'.'.join(path)}: expected a mapping"]
     problems = []
@@ -332,9 +424,13 @@ def test_instance_yaml_is_what_the_chart_renders_from_the_values(values: dict, i
     _run-launcher.tpl @a07d616f) applied to the keys these values set."""
     pg = values["postgresql"]
     postgres_db = {
-        "username": pg["postgresqlUsername"], "password": {"env": "DAGSTER_PG_PASSWORD"},
-        "hostname": pg["postgresqlHost"], "db_name": pg["postgresqlDatabase"], "port": pg["service"]["port"],
-        "params": pg["postgresqlParams"], "scheme": pg["postgresqlScheme"],
+        "username": pg["postgresqlUsername"],
+        "password": {"env": "DAGSTER_PG_PASSWORD"},
+        "hostname": pg["postgresqlHost"],
+        "db_name": pg["postgresqlDatabase"],
+        "port": pg["service"]["port"],
+        "params": pg["postgresqlParams"],
+        "scheme": pg["postgresqlScheme"],
     }
     for storage in ("run_storage", "event_log_storage", "schedule_storage"):
         assert instance_yaml[storage]["config"] == {"postgres_db": postgres_db}, storage
@@ -365,7 +461,8 @@ def test_instance_yaml_is_what_the_chart_renders_from_the_values(values: dict, i
     queued = values["dagsterDaemon"]["runCoordinator"]["config"]["queuedRunCoordinator"]
     assert not any(queued.values())
     assert instance_yaml["run_coordinator"] == {
-        "module": "dagster.core.run_coordinator", "class": values["dagsterDaemon"]["runCoordinator"]["type"],
+        "module": "dagster.core.run_coordinator",
+        "class": values["dagsterDaemon"]["runCoordinator"]["type"],
     }
     monitoring = {key: value for key, value in values["dagsterDaemon"]["runMonitoring"].items() if value is not None}
     assert instance_yaml["run_monitoring"] == camel_to_snake(monitoring)
@@ -394,7 +491,10 @@ def instance_database(postgres: ThrowawayPostgres, monkeypatch: pytest.MonkeyPat
 
 
 def test_instance_yaml_loads_with_dagsters_validation(
-    instance_yaml: dict, postgres: ThrowawayPostgres, instance_database: str, tmp_path: Path,
+    instance_yaml: dict,
+    postgres: ThrowawayPostgres,
+    instance_database: str,
+    tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("DAGSTER_HOME", str(_instance_home(tmp_path, instance_yaml, postgres, instance_database)))
@@ -408,7 +508,10 @@ def test_instance_yaml_loads_with_dagsters_validation(
 
 
 def test_instance_validation_rejects_a_misspelt_key(
-    instance_yaml: dict, postgres: ThrowawayPostgres, instance_database: str, tmp_path: Path,
+    instance_yaml: dict,
+    postgres: ThrowawayPostgres,
+    instance_database: str,
+    tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     broken = json.loads(json.dumps(instance_yaml))
@@ -442,16 +545,29 @@ def test_the_image_bakes_in_no_secret_and_its_context_holds_only_what_it_copies(
     for line in dockerfile.splitlines():
         if line.startswith(("ENV", "ARG")):
             assert not re.search(r"PASSWORD|SECRET|TOKEN|WAREHOUSE_URL|WEBHOOK", line, re.IGNORECASE), line
-    copied = {source.rstrip("/") for line in dockerfile.splitlines() if line.startswith("COPY ")
-              for source in line.split()[1:-1]}
-    ignore = [line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()
-              if line.strip() and not line.startswith("#")]
+    copied = {
+        source.rstrip("/")
+        for line in dockerfile.splitlines()
+        if line.startswith("COPY ")
+        for source in line.split()[1:-1]
+    }
+    ignore = [
+        line.strip()
+        for line in (ROOT / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
     assert ignore[0] == "*", "the build context starts from nothing"
     assert {line[1:] for line in ignore if line.startswith("!")} == copied
 
 
-UNREACHABLE = ("NewConnectionError", "Temporary failure in name resolution", "Network is unreachable",
-               "ProxyError", "Max retries exceeded", "Could not fetch URL")
+UNREACHABLE = (
+    "NewConnectionError",
+    "Temporary failure in name resolution",
+    "Network is unreachable",
+    "ProxyError",
+    "Max retries exceeded",
+    "Could not fetch URL",
+)
 
 
 def test_dockerfile_pip_line_resolves_in_a_fresh_venv(tmp_path: Path) -> None:
@@ -464,9 +580,23 @@ def test_dockerfile_pip_line_resolves_in_a_fresh_venv(tmp_path: Path) -> None:
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
     report = tmp_path / "report.json"
     result = subprocess.run(
-        [sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"), "install", "--dry-run", "--quiet",
-         "--report", str(report), *dockerfile_pip_requirements()],
-        cwd=ROOT, capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "--python",
+            str(venv / "bin" / "python"),
+            "install",
+            "--dry-run",
+            "--quiet",
+            "--report",
+            str(report),
+            *dockerfile_pip_requirements(),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     if result.returncode != 0 and any(sign in result.stderr for sign in UNREACHABLE):
         skip_or_fail(f"the package index is unreachable: {result.stderr.strip().splitlines()[-1]}")

@@ -146,7 +146,11 @@ def graphql_triggers(services: DagsterServices, *args: str) -> subprocess.Comple
     """`python -m user_pipeline.graphql_triggers --url <webserver> ARGS`, as a user would run it."""
     return subprocess.run(
         [sys.executable, "-m", "user_pipeline.graphql_triggers", "--url", services.url, *args],
-        check=False, cwd=REPO_ROOT, capture_output=True, text=True, timeout=120,
+        check=False,
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
 
 
@@ -176,8 +180,11 @@ def run_days(run: dict[str, Any]) -> list[str]:
     return days(first.isoformat(), (last - first).days + 1)
 
 
-def wait_for_backfill_runs(services: DagsterServices, backfill_id: str, partitions: list[str], timeout: float = 300) -> list[dict[str, Any]]:
+def wait_for_backfill_runs(
+    services: DagsterServices, backfill_id: str, partitions: list[str], timeout: float = 300
+) -> list[dict[str, Any]]:
     """The backfill's runs, once they cover every one of `partitions` and have all finished; by first day."""
+
     def finished() -> list[dict[str, Any]] | None:
         runs = services.runs(tags=[{"key": "dagster/backfill", "value": backfill_id}])
         covered = {day for run in runs for day in run_days(run)}
@@ -190,7 +197,8 @@ def wait_for_backfill_runs(services: DagsterServices, backfill_id: str, partitio
 def wait_for_run(services: DagsterServices, run_id: str, timeout: float = 240) -> dict[str, Any]:
     return wait_until(
         lambda: (details := run_info(services, run_id))["status"] in TERMINAL_RUN_STATUSES and details,
-        timeout, lambda: f"run {run_id} to finish" + daemon_log(services),
+        timeout,
+        lambda: f"run {run_id} to finish" + daemon_log(services),
     )
 
 
@@ -209,12 +217,16 @@ def run_events(services: DagsterServices, run_id: str) -> list[dict[str, Any]]:
 
 def executed_steps(services: DagsterServices, run_id: str) -> list[str]:
     """The steps that started in the run (ExecutionStepStartEvent), in order."""
-    return [event["stepKey"] for event in run_events(services, run_id) if event["__typename"] == "ExecutionStepStartEvent"]
+    return [
+        event["stepKey"] for event in run_events(services, run_id) if event["__typename"] == "ExecutionStepStartEvent"
+    ]
 
 
 def materializations(services: DagsterServices, asset: str, partitions: list[str]) -> dict[str, set[str]]:
     """partition -> ids of the runs that materialized `asset` for it."""
-    data = services.graphql(MATERIALIZATIONS_QUERY, {"assetKey": {"path": [asset]}, "partitions": partitions})["assetOrError"]
+    data = services.graphql(MATERIALIZATIONS_QUERY, {"assetKey": {"path": [asset]}, "partitions": partitions})[
+        "assetOrError"
+    ]
     if data["__typename"] != "Asset":
         return {}
     found: dict[str, set[str]] = {}
@@ -225,13 +237,16 @@ def materializations(services: DagsterServices, asset: str, partitions: list[str
 
 # -- sensors -------------------------------------------------------------------
 
+
 def sensor_selector(services: DagsterServices, name: str) -> dict[str, str]:
     job = DagsterGraphQL(services.url).find_job("daily_users_job")  # The sensors live in the same repository.
     return {**job.repository_selector, "sensorName": name}
 
 
 def sensor(services: DagsterServices, name: str, limit: int = 50) -> dict[str, Any]:
-    data = services.graphql(SENSOR_QUERY, {"selector": sensor_selector(services, name), "limit": limit})["sensorOrError"]
+    data = services.graphql(SENSOR_QUERY, {"selector": sensor_selector(services, name), "limit": limit})[
+        "sensorOrError"
+    ]
     assert data["__typename"] == "Sensor", data
     return data
 
@@ -257,7 +272,10 @@ def stop_sensor(services: DagsterServices, name: str) -> None:
 
 # -- data ------------------------------------------------------------------------
 
-def materialize_in_process(api_url: str, data_dir: Path, partitions: Iterable[str], warehouse_url: str | None = None) -> str:
+
+def materialize_in_process(
+    api_url: str, data_dir: Path, partitions: Iterable[str], warehouse_url: str | None = None
+) -> str:
     """Materializes the daily assets for each day with `dg.materialize`, one day at a time,
     with the e2e services' settings; returns the warehouse URL."""
     warehouse_url = warehouse_url or f"sqlite:///{data_dir}/warehouse.sqlite"
@@ -281,7 +299,9 @@ def partition_files(data_dir: Path, day: str) -> dict[str, bytes]:
     }
 
 
-def assert_same_partition(day: str, data_dir: Path, warehouse_url: str, expected_dir: Path, expected_warehouse_url: str) -> None:
+def assert_same_partition(
+    day: str, data_dir: Path, warehouse_url: str, expected_dir: Path, expected_warehouse_url: str
+) -> None:
     """The day's files are byte-identical and its table rows equal to the reference's."""
     actual, expected = partition_files(data_dir, day), partition_files(expected_dir, day)
     for name in expected:

@@ -37,7 +37,9 @@ with dg.DagsterInstance.get() as instance:
 """
 
 
-def test_every_failed_run_however_launched_gets_exactly_one_alert_through_a_flaky_webhook(api_server, dagster_services, webhook):
+def test_every_failed_run_however_launched_gets_exactly_one_alert_through_a_flaky_webhook(
+    api_server, dagster_services, webhook
+):
     api_server.start()
     api_server.clear_faults()
     api_server.add_fault("error_body", seeds=[DAEMON_DAY, CLI_DAY, PYTHON_API_DAY])
@@ -45,12 +47,23 @@ def test_every_failed_run_however_launched_gets_exactly_one_alert_through_a_flak
         daemon_run = trigger(dagster_services, "launch-run", "--job", "daily_users_job", "--partition", DAEMON_DAY)
         assert wait_for_run(dagster_services, daemon_run)["status"] == "FAILURE"
         cli = dagster_services.dagster(
-            "asset", "materialize", "-m", "user_pipeline.definitions",
-            "--select", "raw_users,normalized_users,users_table", "--partition", CLI_DAY,
+            "asset",
+            "materialize",
+            "-m",
+            "user_pipeline.definitions",
+            "--select",
+            "raw_users,normalized_users,users_table",
+            "--partition",
+            CLI_DAY,
         )
         assert cli.returncode != 0
         python_api = subprocess.run(
-            [sys.executable, "-c", PYTHON_API_RUN], cwd=REPO_ROOT, env=dagster_services.env, capture_output=True, text=True, timeout=300
+            [sys.executable, "-c", PYTHON_API_RUN],
+            cwd=REPO_ROOT,
+            env=dagster_services.env,
+            capture_output=True,
+            text=True,
+            timeout=300,
         )
         assert python_api.returncode == 0, python_api.stderr[-3000:]
     finally:
@@ -65,10 +78,18 @@ def test_every_failed_run_however_launched_gets_exactly_one_alert_through_a_flak
     def all_delivered():
         return set(failed) <= {payload["run_id"] for payload in run_failure_alerts()}
 
-    wait_until(all_delivered, 180, lambda: f"alerts for {sorted(failed)}; got {webhook.attempts}" + daemon_log(dagster_services))
+    wait_until(
+        all_delivered,
+        180,
+        lambda: f"alerts for {sorted(failed)}; got {webhook.attempts}" + daemon_log(dagster_services),
+    )
     # Two more ticks: nothing is sent again.
     ticks_before = len(sensor_ticks(dagster_services, "run_failure_alerts", limit=200))
-    wait_until(lambda: len(sensor_ticks(dagster_services, "run_failure_alerts", limit=200)) >= ticks_before + 2, 60, "two more ticks")
+    wait_until(
+        lambda: len(sensor_ticks(dagster_services, "run_failure_alerts", limit=200)) >= ticks_before + 2,
+        60,
+        "two more ticks",
+    )
 
     assert Counter(payload["run_id"] for payload in run_failure_alerts()) == Counter(set(failed))
     assert [behaviour for behaviour, _ in webhook.attempts[: len(SCRIPT)]] == [str(step) for step in SCRIPT]

@@ -70,16 +70,30 @@ def test_a_day_runs_after_the_api_returns_each_asset_once_in_order_and_a_late_da
     api, services = api_down_then_back, dagster_services
     # Yesterday, as the pipeline would have left it: every asset of PREVIOUS_DAY, in the CLI's process.
     setup = services.dagster(
-        "asset", "materialize", "-m", "user_pipeline.definitions", "--select", ",".join(ALL_ASSETS), "--partition", PREVIOUS_DAY
+        "asset",
+        "materialize",
+        "-m",
+        "user_pipeline.definitions",
+        "--select",
+        ",".join(ALL_ASSETS),
+        "--partition",
+        PREVIOUS_DAY,
     )
     assert setup.returncode == 0, setup.stderr[-3000:]
     setup_runs = {run["runId"] for run in services.runs()}
 
     # The freshness checks, run with that materialization, find DAY missing: one alert naming it and why.
-    [alert] = wait_until(lambda: freshness_alerts(webhook), 120, lambda: f"a freshness alert; got {webhook.payloads}" + daemon_log(services))
+    [alert] = wait_until(
+        lambda: freshness_alerts(webhook),
+        120,
+        lambda: f"a freshness alert; got {webhook.payloads}" + daemon_log(services),
+    )
     assert (alert["partition"], alert["status"], alert["alert_id"]) == (DAY, "missing", f"freshness/{DAY}")
     assert alert["assets"] == sorted(["users_table", *DOWNSTREAM])
-    assert alert["reason"] == "nothing materialized it: no run was launched for it (is users_api_sensor or daily_users_schedule running?)"
+    assert (
+        alert["reason"]
+        == "nothing materialized it: no run was launched for it (is users_api_sensor or daily_users_schedule running?)"
+    )
     assert alert["deadline"] == f"{date.fromisoformat(DAY) + timedelta(days=1)} 00:00 UTC"
     # Dagster's sensor for them, as a user switches it on: it does not evaluate a failed check again
     # until its asset is materialized (which runs the check).
@@ -101,9 +115,17 @@ def test_a_day_runs_after_the_api_returns_each_asset_once_in_order_and_a_late_da
     def day_done():
         return all(materialized(services, asset, DAY) for asset in ALL_ASSETS) and all_runs_finished(services)
 
-    wait_until(day_done, 420, lambda: f"{DAY} in every asset: {[(a, len(materialized(services, a, DAY))) for a in ALL_ASSETS]}" + daemon_log(services), interval=2)
+    wait_until(
+        day_done,
+        420,
+        lambda: (
+            f"{DAY} in every asset: {[(a, len(materialized(services, a, DAY))) for a in ALL_ASSETS]}"
+            + daemon_log(services)
+        ),
+        interval=2,
+    )
     events = {asset: materialized(services, asset, DAY) for asset in ALL_ASSETS}
-    assert {asset: len(found) for asset, found in events.items()} == {asset: 1 for asset in ALL_ASSETS}
+    assert {asset: len(found) for asset, found in events.items()} == dict.fromkeys(ALL_ASSETS, 1)
     at = {asset: float(found[0]["timestamp"]) for asset, found in events.items()}
     assert at["raw_users"] < at["normalized_users"] < at["users_table"]
     assert all(at["normalized_users"] < at[asset] for asset in DOWNSTREAM)
@@ -113,12 +135,18 @@ def test_a_day_runs_after_the_api_returns_each_asset_once_in_order_and_a_late_da
     ingestion = [run for run in new_runs if run["jobName"] == "daily_users_job"]
     assert [run["tags"].get("dagster/partition") for run in ingestion] == [DAY]
     automation = [run for run in new_runs if run["tags"].get("dagster/sensor_name") == "automation_condition_sensor"]
-    assert {run["runId"] for run in automation} == {found[0]["runId"] for asset, found in events.items() if asset in DOWNSTREAM}
+    assert {run["runId"] for run in automation} == {
+        found[0]["runId"] for asset, found in events.items() if asset in DOWNSTREAM
+    }
 
     # A few more ticks of each sensor: nothing runs again, and the late day was alerted once.
     ticks_before = len(sensor_ticks(services, "automation_condition_sensor", limit=200))
-    wait_until(lambda: len(sensor_ticks(services, "automation_condition_sensor", limit=200)) >= ticks_before + 2, 120, "two more automation ticks")
-    assert {asset: len(materialized(services, asset, DAY)) for asset in ALL_ASSETS} == {asset: 1 for asset in ALL_ASSETS}
+    wait_until(
+        lambda: len(sensor_ticks(services, "automation_condition_sensor", limit=200)) >= ticks_before + 2,
+        120,
+        "two more automation ticks",
+    )
+    assert {asset: len(materialized(services, asset, DAY)) for asset in ALL_ASSETS} == dict.fromkeys(ALL_ASSETS, 1)
     assert freshness_alerts(webhook) == [alert]
 
 
@@ -128,14 +156,27 @@ def test_a_day_refused_by_a_blocking_check_is_not_carried_downstream(api_down_th
     sent = requests.get(api.base_url, params={"seed": REFUSED_DAY, "results": 20}, timeout=30).json()["results"]
     # Two users share a login.uuid: the blocking check user_ids_unique fails for the day.
     api.add_fault("alter_users", seeds=[REFUSED_DAY], users=[7], set={"login.uuid": sent[2]["login"]["uuid"]})
-    launched = services.dagster("job", "launch", "-w", "workspace.yaml", "-j", "daily_users_job", "--tags", f'{{"dagster/partition": "{REFUSED_DAY}"}}')
+    launched = services.dagster(
+        "job",
+        "launch",
+        "-w",
+        "workspace.yaml",
+        "-j",
+        "daily_users_job",
+        "--tags",
+        f'{{"dagster/partition": "{REFUSED_DAY}"}}',
+    )
     assert launched.returncode == 0, launched.stderr[-3000:]
     [run] = services.wait_for_runs(1, timeout=300, tags=[{"key": "dagster/partition", "value": REFUSED_DAY}])
     assert run["status"] == "FAILURE"
     api.clear_faults()
 
     ticks_before = len(sensor_ticks(services, "automation_condition_sensor", limit=200))
-    wait_until(lambda: len(sensor_ticks(services, "automation_condition_sensor", limit=200)) >= ticks_before + 2, 120, "two more automation ticks")
+    wait_until(
+        lambda: len(sensor_ticks(services, "automation_condition_sensor", limit=200)) >= ticks_before + 2,
+        120,
+        "two more automation ticks",
+    )
     assert all_runs_finished(services)
     assert [asset for asset in ("users_table", *DOWNSTREAM) if materialized(services, asset, REFUSED_DAY)] == []
     runs_of_day = services.runs(tags=[{"key": "dagster/partition", "value": REFUSED_DAY}])

@@ -42,9 +42,25 @@ def services_env(root: Path) -> dict[str, str]:
 
 def cli_backfill_process(services: DagsterServices, job: str, partitions: list[str]) -> subprocess.Popen:
     return subprocess.Popen(
-        [str(BIN_DIR / "dagster"), "job", "backfill", "-w", "workspace.yaml", "-j", job,
-         "--from", partitions[0], "--to", partitions[-1], "--noprompt"],
-        cwd=REPO_ROOT, env=services.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            str(BIN_DIR / "dagster"),
+            "job",
+            "backfill",
+            "-w",
+            "workspace.yaml",
+            "-j",
+            job,
+            "--from",
+            partitions[0],
+            "--to",
+            partitions[-1],
+            "--noprompt",
+        ],
+        cwd=REPO_ROOT,
+        env=services.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
 
 
@@ -56,7 +72,9 @@ def cli_backfill_id(process: subprocess.Popen) -> str:
     return launched.group(1)
 
 
-def assert_every_day_run_once_and_succeeded(services: DagsterServices, runs: list[dict], job: str, partitions: list[str]) -> None:
+def assert_every_day_run_once_and_succeeded(
+    services: DagsterServices, runs: list[dict], job: str, partitions: list[str]
+) -> None:
     assert sorted(day for run in runs for day in run_days(run)) == partitions, "each day is run exactly once"
     assert {run["jobName"] for run in runs} == {job}
     failed = [(run_days(run), run["status"]) for run in runs if run["status"] != "SUCCESS"]
@@ -71,15 +89,21 @@ class Reference:
     warehouse_url: str
 
 
-def assert_backfill_landed(services: DagsterServices, runs: list[dict], partitions: list[str], reference: Reference) -> None:
+def assert_backfill_landed(
+    services: DagsterServices, runs: list[dict], partitions: list[str], reference: Reference
+) -> None:
     """Every day SUCCESS and materialized by the backfill, and its data equal to an in-process run's."""
     assert_every_day_run_once_and_succeeded(services, runs, "daily_users_job", partitions)
     run_of_day = {day: {run["runId"]} for run in runs for day in run_days(run)}
     for asset in DAILY_ASSETS:
         materialized = materializations(services, asset, partitions)
-        assert {day: materialized.get(day) for day in partitions} == run_of_day, f"{asset} is not materialized once per day by the backfill"
+        assert {day: materialized.get(day) for day in partitions} == run_of_day, (
+            f"{asset} is not materialized once per day by the backfill"
+        )
     for day in partitions:
-        assert_same_partition(day, services.data_dir, services.warehouse_url, reference.data_dir, reference.warehouse_url)
+        assert_same_partition(
+            day, services.data_dir, services.warehouse_url, reference.data_dir, reference.warehouse_url
+        )
 
 
 @dataclass
@@ -102,12 +126,23 @@ def launched(api_server, dagster_services, tmp_path_factory) -> Iterator[Launche
     api_server.clear_faults()
     cli_backfill = cli_backfill_process(dagster_services, "daily_users_job", CLI_DAYS)
     # The registry's days (and the gap day) are ingested first, in process, into the same data.
-    materialize_in_process(api_server.base_url, dagster_services.data_dir, [*REGISTRY_DAYS, REGISTRY_GAP_DAY], dagster_services.warehouse_url)
+    materialize_in_process(
+        api_server.base_url,
+        dagster_services.data_dir,
+        [*REGISTRY_DAYS, REGISTRY_GAP_DAY],
+        dagster_services.warehouse_url,
+    )
     registry_cli_backfill = cli_backfill_process(dagster_services, "user_registry_job", REGISTRY_DAYS)
-    graphql_backfill_id = trigger(dagster_services, "backfill", "--job", "daily_users_job", "--from", GRAPHQL_DAYS[0], "--to", GRAPHQL_DAYS[-1])
-    registry_gap_run_id = trigger(dagster_services, "launch-run", "--job", "user_registry_job", "--partition", REGISTRY_GAP_DAY)
+    graphql_backfill_id = trigger(
+        dagster_services, "backfill", "--job", "daily_users_job", "--from", GRAPHQL_DAYS[0], "--to", GRAPHQL_DAYS[-1]
+    )
+    registry_gap_run_id = trigger(
+        dagster_services, "launch-run", "--job", "user_registry_job", "--partition", REGISTRY_GAP_DAY
+    )
     reference_dir = tmp_path_factory.mktemp("reference")
-    reference = Reference(reference_dir, materialize_in_process(api_server.base_url, reference_dir, [*CLI_DAYS, *GRAPHQL_DAYS]))
+    reference = Reference(
+        reference_dir, materialize_in_process(api_server.base_url, reference_dir, [*CLI_DAYS, *GRAPHQL_DAYS])
+    )
     yield Launched(cli_backfill, registry_cli_backfill, graphql_backfill_id, registry_gap_run_id, reference)
     for process in (cli_backfill, registry_cli_backfill):
         if process.poll() is None:
@@ -120,7 +155,9 @@ def test_graphql_backfill_lands_every_day_as_single_in_process_runs_do(users_api
     assert_backfill_landed(dagster_services, runs, GRAPHQL_DAYS, launched.reference)
 
 
-def test_registry_cli_backfill_runs_one_day_at_a_time_in_date_order(users_api_server, dagster_services, launched, tmp_path):
+def test_registry_cli_backfill_runs_one_day_at_a_time_in_date_order(
+    users_api_server, dagster_services, launched, tmp_path
+):
     backfill_id = cli_backfill_id(launched.registry_cli_backfill)
     runs = wait_for_backfill_runs(dagster_services, backfill_id, REGISTRY_DAYS)
     assert_every_day_run_once_and_succeeded(dagster_services, runs, "user_registry_job", REGISTRY_DAYS)
@@ -128,23 +165,33 @@ def test_registry_cli_backfill_runs_one_day_at_a_time_in_date_order(users_api_se
     details = sorted((run_info(dagster_services, each["runId"]) for each in runs), key=lambda each: each["startTime"])
     assert [run_days(each) for each in details] == [[day] for day in REGISTRY_DAYS]
     for previous, current in itertools.pairwise(details):
-        assert current["startTime"] >= previous["endTime"], f"{run_days(current)} started before {run_days(previous)} ended"
+        assert current["startTime"] >= previous["endTime"], (
+            f"{run_days(current)} started before {run_days(previous)} ended"
+        )
     # Each day's registry is the previous day's updated with the day's users, from empty on the first day.
     registry = empty_registry()
     for day in REGISTRY_DAYS:
-        registry = update_registry(registry, read_normalized_csv(dagster_services.data_dir / "normalized_users" / f"{day}.csv"), day)
+        registry = update_registry(
+            registry, read_normalized_csv(dagster_services.data_dir / "normalized_users" / f"{day}.csv"), day
+        )
         write_registry(registry, tmp_path / f"{day}.csv")
-        assert (dagster_services.data_dir / "user_registry" / f"{day}.csv").read_bytes() == (tmp_path / f"{day}.csv").read_bytes(), day
+        assert (dagster_services.data_dir / "user_registry" / f"{day}.csv").read_bytes() == (
+            tmp_path / f"{day}.csv"
+        ).read_bytes(), day
     assert set(registry["first_seen"]) == set(REGISTRY_DAYS)
 
 
-def test_registry_run_for_a_day_whose_previous_day_is_missing_fails_and_says_so(users_api_server, dagster_services, launched):
+def test_registry_run_for_a_day_whose_previous_day_is_missing_fails_and_says_so(
+    users_api_server, dagster_services, launched
+):
     previous_day = "2026-10-19"
     assert (dagster_services.data_dir / "normalized_users" / f"{REGISTRY_GAP_DAY}.csv").exists()
     assert not (dagster_services.data_dir / "user_registry" / f"{previous_day}.csv").exists()
     run_id = launched.registry_gap_run_id
     assert wait_for_run(dagster_services, run_id)["status"] == "FAILURE"
-    failures = [event for event in run_events(dagster_services, run_id) if event["__typename"] == "ExecutionStepFailureEvent"]
+    failures = [
+        event for event in run_events(dagster_services, run_id) if event["__typename"] == "ExecutionStepFailureEvent"
+    ]
     assert [event["stepKey"] for event in failures] == ["user_registry"]
     assert f"user_registry {REGISTRY_GAP_DAY} needs user_registry {previous_day}" in failures[0]["error"]["message"]
     assert not (dagster_services.data_dir / "user_registry" / f"{REGISTRY_GAP_DAY}.csv").exists()
@@ -162,11 +209,22 @@ def test_graphql_triggers_exits_non_zero_with_the_error_and_launches_nothing(dag
         ("launch-run", "--job", "no_such_job", "--partition", "2026-10-02"): "no job named 'no_such_job'",
         ("launch-run", "--job", "daily_users_job", "--partition", "2031-01-01"): "no partition '2031-01-01'",
         ("backfill", "--job", "daily_users_job", "--from", "2026-10-05", "--to", "2026-10-01"): "is after --to",
-        ("launch-run", "--job", "daily_users_job", "--partition", "2026-10-02", "--config-json", '{"execution": {"config": {"bogus": {}}}}'):
-            'RunConfigValidationInvalid: Received unexpected config entry "bogus"',
+        (
+            "launch-run",
+            "--job",
+            "daily_users_job",
+            "--partition",
+            "2026-10-02",
+            "--config-json",
+            '{"execution": {"config": {"bogus": {}}}}',
+        ): 'RunConfigValidationInvalid: Received unexpected config entry "bogus"',
         # The webserver's own message (a PythonError, with HTTP 500).
-        ("reexecute", "--run-id", "00000000-0000-0000-0000-000000000000", "--from-failure"):
-            "Could not find parent run with id: 00000000-0000-0000-0000-000000000000",
+        (
+            "reexecute",
+            "--run-id",
+            "00000000-0000-0000-0000-000000000000",
+            "--from-failure",
+        ): "Could not find parent run with id: 00000000-0000-0000-0000-000000000000",
     }
     for args, message in failures.items():
         result = graphql_triggers(dagster_services, *args)

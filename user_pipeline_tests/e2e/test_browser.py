@@ -209,7 +209,9 @@ def test_a_user_materializes_a_day_and_backfills_days_from_the_ui(browser, api_s
 
         # The backfill: exactly the days typed, its runs (per day or per range) all SUCCESS,
         # each day run once, and every day's data landed.
-        backfill, runs = wait_for_backfill(dagster_services, backfill_id, BACKFILL_DAYS, RUN_TIMEOUT * len(BACKFILL_DAYS))
+        backfill, runs = wait_for_backfill(
+            dagster_services, backfill_id, BACKFILL_DAYS, RUN_TIMEOUT * len(BACKFILL_DAYS)
+        )
         assert sorted(backfill["partitionNames"]) == BACKFILL_DAYS, backfill
         summary = [(run["runId"][:8], run_partitions(run), run["status"]) for run in runs]
         assert runs and all(run["status"] == "SUCCESS" for run in runs), f"{summary}\n{dagster_services.logs('daemon')}"

@@ -1,4 +1,6 @@
-"""`make redis`, `make workers` and `make flower` as a user runs them: Redis and Flower answer only on loopback and only with their password, workers serve the asked queues with the asked concurrency, and each refuses to start unprotected."""
+"""`make redis`, `make workers` and `make flower` as a user runs them: Redis and Flower answer only
+on loopback and only with their password, workers serve the asked queues with the asked
+concurrency, and each refuses to start unprotected."""
 
 from __future__ import annotations
 
@@ -17,8 +19,8 @@ import pytest
 import requests
 
 from user_pipeline_tests.conftest import skip_or_fail
-from user_pipeline_tools.dagster_services import REPO_ROOT
 from user_pipeline_tools.celery_services import find_redis_server, free_port
+from user_pipeline_tools.dagster_services import REPO_ROOT
 
 
 class Make:
@@ -27,8 +29,12 @@ class Make:
     def __init__(self, log: Path, env: dict[str, str], target: str, *variables: str):
         self.log = log
         self.process = subprocess.Popen(
-            ["make", "--no-print-directory", target, *variables], cwd=REPO_ROOT, env=env,
-            stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True,
+            ["make", "--no-print-directory", target, *variables],
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=log.open("wb"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
 
     def output(self) -> str:
@@ -92,9 +98,17 @@ def test_redis_workers_and_flower_from_make(env: dict[str, str], tmp_path: Path)
             assert client.config_get("bind") == {"bind": "127.0.0.1"}
             assert client.config_get("appendonly") == {"appendonly": "yes"}
 
-        started.append(workers := Make(
-            tmp_path / "workers.out", env, "workers", "WORKERS=2", "WORKER_CONCURRENCY=3", "WORKER_QUEUES=users_api,dagster", "WORKER_NAME=w",
-        ))
+        started.append(
+            workers := Make(
+                tmp_path / "workers.out",
+                env,
+                "workers",
+                "WORKERS=2",
+                "WORKER_CONCURRENCY=3",
+                "WORKER_QUEUES=users_api,dagster",
+                "WORKER_NAME=w",
+            )
+        )
         workers.wait_for("queues users_api,dagster, concurrency 3", count=2)
         from user_pipeline.celery_app import create_app
 
@@ -106,10 +120,12 @@ def test_redis_workers_and_flower_from_make(env: dict[str, str], tmp_path: Path)
             name: ["dagster", "users_api"] for name in names
         }
         stats = inspect.stats() or {}
-        assert {name: stats[name]["pool"]["max-concurrency"] for name in names} == {name: 3 for name in names}
+        assert {name: stats[name]["pool"]["max-concurrency"] for name in names} == dict.fromkeys(names, 3)
         assert all(Path(env["CELERY_DIR"], "workers", name.split("@")[0], "worker.log").exists() for name in names)
 
-        started.append(flower := Make(tmp_path / "flower.out", env, "flower", f"FLOWER_PORT={(flower_port := free_port())}"))
+        started.append(
+            flower := Make(tmp_path / "flower.out", env, "flower", f"FLOWER_PORT={(flower_port := free_port())}")
+        )
         flower.wait_for("Flower on http://127.0.0.1:")
         url = f"http://127.0.0.1:{flower_port}/workers"
         deadline = time.monotonic() + 60
@@ -136,7 +152,11 @@ def test_redis_workers_and_flower_from_make(env: dict[str, str], tmp_path: Path)
 @pytest.mark.parametrize(
     ("target", "unset", "message"),
     [
-        ("redis", "USER_PIPELINE_REDIS_PASSWORD", "USER_PIPELINE_REDIS_PASSWORD is empty: Redis is never started without a password"),
+        (
+            "redis",
+            "USER_PIPELINE_REDIS_PASSWORD",
+            "USER_PIPELINE_REDIS_PASSWORD is empty: Redis is never started without a password",
+        ),
         ("flower", "USER_PIPELINE_FLOWER_BASIC_AUTH", "USER_PIPELINE_FLOWER_BASIC_AUTH must be user:password"),
         ("workers", "USER_PIPELINE_REDIS_PASSWORD", "USER_PIPELINE_REDIS_PASSWORD is required"),
     ],
@@ -145,11 +165,23 @@ def test_refuses_to_start_unprotected(env: dict[str, str], target: str, unset: s
     """The command behind each make target (the target adds only `make install`), without its secret."""
     env = {key: value for key, value in env.items() if key != unset}
     result = subprocess.run(
-        [sys.executable, "-m", "user_pipeline_tools.celery_services", target, "--dir", f"{env['CELERY_DIR']}/{target}",
-         *(["--count", "1"] if target == "workers" else [])],
-        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "user_pipeline_tools.celery_services",
+            target,
+            "--dir",
+            f"{env['CELERY_DIR']}/{target}",
+            *(["--count", "1"] if target == "workers" else []),
+        ],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 2, result.stderr
     assert message in result.stderr
-    assert not Path(env["CELERY_DIR"]).exists() or not any(Path(env["CELERY_DIR"]).rglob("*.log")), "nothing was started"
-
+    assert not Path(env["CELERY_DIR"]).exists() or not any(Path(env["CELERY_DIR"]).rglob("*.log")), (
+        "nothing was started"
+    )

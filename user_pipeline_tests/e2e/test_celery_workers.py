@@ -1,4 +1,6 @@
-"""Steps on Celery workers over Redis: a 5-day backfill lands as in process, steps run on both workers, the users API queue caps concurrent calls, a SIGKILLed worker's step finishes on the other, no password shows."""
+"""Steps on Celery workers over Redis: a 5-day backfill lands as in process, steps run on both
+workers, the users API queue caps concurrent calls, a SIGKILLed worker's step finishes on the
+other, no password shows."""
 
 from __future__ import annotations
 
@@ -15,13 +17,11 @@ import dagster as dg
 import pytest
 
 from user_pipeline.graphql_triggers import DagsterGraphQL
-from user_pipeline_tools.randomuser_server.launcher import RandomUserServer
 from user_pipeline.report.assets import daily_users_report
 from user_pipeline.report.daily_report import report_paths
 from user_pipeline.users.assets import normalized_users, raw_users, users_table
 from user_pipeline.users.resources import PartitionFiles, RandomUserApi, WarehouseResource
 from user_pipeline_tests.conftest import skip_or_fail
-from user_pipeline_tools.dagster_services import BIN_DIR, REPO_ROOT, DagsterServices
 from user_pipeline_tests.e2e.conftest import USERS_PER_PARTITION
 from user_pipeline_tests.e2e.support import (
     assert_same_partition,
@@ -34,6 +34,8 @@ from user_pipeline_tests.e2e.support import (
 from user_pipeline_tests.e2e.test_postgres_instance import POSTGRES_INSTANCE_CONFIG, instance_tables_as_text
 from user_pipeline_tests.postgres_cluster import USER
 from user_pipeline_tools.celery_services import CeleryWorker, RedisServer, find_redis_server
+from user_pipeline_tools.dagster_services import BIN_DIR, REPO_ROOT, DagsterServices
+from user_pipeline_tools.randomuser_server.launcher import RandomUserServer
 
 BACKFILL_DAYS = days("2026-09-01", 5)
 KILL_DAY = "2026-09-10"
@@ -81,7 +83,9 @@ class CeleryStack:
             home.mkdir(parents=True)
             shutil.copy(POSTGRES_INSTANCE_CONFIG, home / "dagster.yaml")
             env = {**os.environ, **self.env, **extra_env, "DAGSTER_HOME": str(home)}
-            self.workers[name] = CeleryWorker(name, queues=queues, concurrency=concurrency, workdir=folder, env=env).start()
+            self.workers[name] = CeleryWorker(
+                name, queues=queues, concurrency=concurrency, workdir=folder, env=env
+            ).start()
         for worker in self.workers.values():
             worker.wait_until_ready()
 
@@ -147,7 +151,10 @@ def materialize_reference(root: Path, warehouse_url: str, partitions: list[str])
         with dg.instance_for_test() as instance:
             for day in partitions:
                 result = dg.materialize(
-                    [raw_users, normalized_users, users_table, daily_users_report], partition_key=day, resources=resources, instance=instance
+                    [raw_users, normalized_users, users_table, daily_users_report],
+                    partition_key=day,
+                    resources=resources,
+                    instance=instance,
                 )
                 assert result.success, day
     return Reference(root, warehouse_url)
@@ -159,7 +166,9 @@ def reference(stack: CeleryStack, postgres, tmp_path_factory) -> Iterator[Future
     workers run (the test process is idle then)."""
     warehouse_url = postgres.create_database(f"reference_{uuid.uuid4().hex[:10]}")
     with ThreadPoolExecutor(max_workers=1) as pool:
-        yield pool.submit(materialize_reference, tmp_path_factory.mktemp("reference"), warehouse_url, [*BACKFILL_DAYS, KILL_DAY])
+        yield pool.submit(
+            materialize_reference, tmp_path_factory.mktemp("reference"), warehouse_url, [*BACKFILL_DAYS, KILL_DAY]
+        )
 
 
 def assert_same_day(stack: CeleryStack, day: str, expected: Reference) -> None:
@@ -194,9 +203,25 @@ def submitted_steps(stack: CeleryStack, backfill_id: str) -> list[str]:
 
 def launch_backfill(stack: CeleryStack, partitions: list[str]) -> str:
     launched = subprocess.run(
-        [str(BIN_DIR / "dagster"), "job", "backfill", "-w", "workspace.yaml", "-j", JOB,
-         "--from", partitions[0], "--to", partitions[-1], "--noprompt"],
-        cwd=REPO_ROOT, env=stack.services.env, capture_output=True, text=True, timeout=180,
+        [
+            str(BIN_DIR / "dagster"),
+            "job",
+            "backfill",
+            "-w",
+            "workspace.yaml",
+            "-j",
+            JOB,
+            "--from",
+            partitions[0],
+            "--to",
+            partitions[-1],
+            "--noprompt",
+        ],
+        cwd=REPO_ROOT,
+        env=stack.services.env,
+        capture_output=True,
+        text=True,
+        timeout=180,
     )
     assert launched.returncode == 0, launched.stderr[-3000:]
     return launched.stdout.split("Launched backfill job `", 1)[1].split("`", 1)[0]
@@ -219,15 +244,18 @@ def test_backfill_on_two_workers_lands_as_in_process(stack: CeleryStack, api_ser
     calls = api_server.concurrency()
     api_server.clear_faults()
 
-    assert [run["status"] for run in runs] == ["SUCCESS"] * 5, [(run["tags"].get("dagster/partition"), run["status"]) for run in runs]
+    assert [run["status"] for run in runs] == ["SUCCESS"] * 5, [
+        (run["tags"].get("dagster/partition"), run["status"]) for run in runs
+    ]
     # Two API steps were waiting at once, yet the API never answered two calls at a time.
     assert calls["max_in_flight"] == 1, calls
     executed = {run["runId"]: step_workers(stack, run["runId"]) for run in runs}
     for run_id, steps in executed.items():
-        assert sorted(step for step, _ in steps) == sorted(["raw_users", "normalized_users", "users_table", "daily_users_report"]), (run_id, steps)
+        assert sorted(step for step, _ in steps) == sorted(
+            ["raw_users", "normalized_users", "users_table", "daily_users_report"]
+        ), (run_id, steps)
         assert dict(steps)["raw_users"] == "api", f"raw_users ran off its queue's worker: {steps}"
     assert {worker for steps in executed.values() for _, worker in steps} == {"api", "steps"}
-
 
     for day in BACKFILL_DAYS:
         assert_same_day(stack, day, reference.result(timeout=120))
@@ -237,7 +265,8 @@ def test_sigkilled_worker_leaves_its_step_to_the_other(stack: CeleryStack, api_s
     # Both workers serve every queue here, so the survivor can take over any step.
     queues = ["users_api", "dagster", "spark"]
     stack.start_workers(
-        {"a": (queues, 1), "b": (queues, 1)}, USER_PIPELINE_CELERY_VISIBILITY_TIMEOUT_SECONDS=str(KILL_TEST_VISIBILITY_TIMEOUT)
+        {"a": (queues, 1), "b": (queues, 1)},
+        USER_PIPELINE_CELERY_VISIBILITY_TIMEOUT_SECONDS=str(KILL_TEST_VISIBILITY_TIMEOUT),
     )
     api_server.clear_faults()
     # The first call for the day is slow: the worker running raw_users is killed in the middle of it.
@@ -269,9 +298,11 @@ def redis_contents(server: RedisServer) -> dict[str, str]:
             for key in client.scan_iter():
                 kind = client.type(key).decode()
                 value = {
-                    "string": lambda: client.get(key), "list": lambda: client.lrange(key, 0, -1),
-                    "hash": lambda: client.hgetall(key), "set": lambda: client.smembers(key),
-                    "zset": lambda: client.zrange(key, 0, -1),
+                    "string": lambda key=key: client.get(key),
+                    "list": lambda key=key: client.lrange(key, 0, -1),
+                    "hash": lambda key=key: client.hgetall(key),
+                    "set": lambda key=key: client.smembers(key),
+                    "zset": lambda key=key: client.zrange(key, 0, -1),
                 }.get(kind, lambda: b"")()
                 contents[f"redis db {db} {key!r}"] = repr(value)
     return contents
@@ -281,8 +312,12 @@ def test_no_password_in_logs_or_events(stack: CeleryStack, redis_server: RedisSe
     """The Redis and PostgreSQL passwords appear in no service or worker log, no stored event and
     nothing kept in Redis (the steps' results), though Celery logs the broker URL (redacted)."""
     texts = {name: stack.services.log_path(name).read_text(errors="replace") for name in ("webserver", "daemon")}
-    texts.update({path.parent.name: path.read_text(errors="replace") for path in stack.root.glob("worker-*/worker.log")})
-    assert any("redis://:**@127.0.0.1" in text for text in texts.values()), "the workers' banners show the broker URL, redacted"
+    texts.update(
+        {path.parent.name: path.read_text(errors="replace") for path in stack.root.glob("worker-*/worker.log")}
+    )
+    assert any("redis://:**@127.0.0.1" in text for text in texts.values()), (
+        "the workers' banners show the broker URL, redacted"
+    )
     texts.update(instance_tables_as_text(stack.instance_url, stack.env["DAGSTER_PG_PASSWORD"]))
     kept = redis_contents(redis_server)
     assert any("celery-task-meta" in key for key in kept), "the steps' results are in the result backend"

@@ -10,8 +10,14 @@ DAY = "2026-10-01"
 def test_job_launch_with_a_partition_tag_is_queued_run_by_the_daemon_and_lands(api_server, dagster_services):
     api_server.start()
     launched = dagster_services.dagster(
-        "job", "launch", "-w", "workspace.yaml", "-j", "daily_users_job",
-        "--tags", json.dumps({"dagster/partition": DAY}),
+        "job",
+        "launch",
+        "-w",
+        "workspace.yaml",
+        "-j",
+        "daily_users_job",
+        "--tags",
+        json.dumps({"dagster/partition": DAY}),
     )
     assert launched.returncode == 0, launched.stderr[-3000:]
     [run] = dagster_services.wait_for_runs(1, tags=[{"key": "dagster/partition", "value": DAY}])

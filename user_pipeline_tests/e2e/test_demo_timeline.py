@@ -75,8 +75,22 @@ def test_demo_runs_are_on_the_overview_timeline(tmp_path: Path):
     (home / "dagster.yaml").write_bytes((REPO_ROOT / "dagster_home" / "dagster.yaml").read_bytes())
     started = time.time()
     demo = subprocess.run(
-        [sys.executable, "-m", "user_pipeline_tools.demo", "--days", str(DAYS), "--users", "5", "--api-port", str(free_port())],
-        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "user_pipeline_tools.demo",
+            "--days",
+            str(DAYS),
+            "--users",
+            "5",
+            "--api-port",
+            str(free_port()),
+        ],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert demo.returncode == 0, demo.stdout + demo.stderr
     days = daily_partitions.get_partition_keys()[-DAYS:]

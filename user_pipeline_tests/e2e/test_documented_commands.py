@@ -39,7 +39,9 @@ USERS_PER_PARTITION = 5
 FAILING_DAY = "2026-11-21"  # the day of RUN_ID: made to fail once, then re-executed by the docs
 
 # A command of the docs is a shell line, or an inline code span, that starts like this.
-COMMAND_START = re.compile(r"^(\.venv/bin/)?(dagster|dagster-[a-z]+|dg|python -m user_pipeline[\w.]*|curl|export)(\s|$)")
+COMMAND_START = re.compile(
+    r"^(\.venv/bin/)?(dagster|dagster-[a-z]+|dg|python -m user_pipeline[\w.]*|curl|export)(\s|$)"
+)
 
 # Documented lines that are not run here, each with the reason. Everything else that starts like
 # a command must be run and checked by CHECKS below.
@@ -55,7 +57,10 @@ NOT_RUN = {
     r"python -m user_pipeline_tools\.spark_cluster .*": "starts a Spark cluster (user_pipeline_tests/spark/test_cluster.py)",
     r"dagster (schedule|sensor) (start|stop) .*": "switches automation on or off (user_pipeline_tests/e2e and automation tests)",
     r"dagster instance concurrency set .*": "changes the instance's settings, neither launches nor queries",
-    r"dagster-celery worker start( .*)?": "starts a Celery worker: `make workers` runs it (user_pipeline_tests/e2e/test_celery_services.py, test_celery_workers.py)",
+    r"dagster-celery worker start( .*)?": (
+        "starts a Celery worker: `make workers` runs it (user_pipeline_tests/e2e/test_celery_services.py, "
+        "test_celery_workers.py)"
+    ),
     r"dagster run delete RUN_ID": "deletes a run, neither launches nor queries",
     r".* (D|D1|Dn)( .*)?": "a template (D = a day) describing what the benchmark times (user_pipeline_tests/benchmarks)",
 }
@@ -112,6 +117,7 @@ def days_between(first: str, last: str) -> list[str]:
 
 # -- what each kind of command must leave ------------------------------------------------------------
 
+
 @dataclass
 class Expected:
     days: list[str]  # days that must be in the warehouse afterwards (and covered by the new runs)
@@ -126,28 +132,50 @@ def _range(command: str) -> list[str]:
 
 
 CHECKS: list[tuple[str, object]] = [
-    (r".*dagster job launch .*-j spark_ingestion_job .*",
-     lambda c: Expected([json.loads(re.search(r"--tags '(.*)'", c).group(1))["dagster/partition"]], spark=True)),
-    (r".*dagster job launch .*-j daily_users_job .*",
-     lambda c: Expected([json.loads(re.search(r"--tags '(.*)'", c).group(1))["dagster/partition"]])),
+    (
+        r".*dagster job launch .*-j spark_ingestion_job .*",
+        lambda c: Expected([json.loads(re.search(r"--tags '(.*)'", c).group(1))["dagster/partition"]], spark=True),
+    ),
+    (
+        r".*dagster job launch .*-j daily_users_job .*",
+        lambda c: Expected([json.loads(re.search(r"--tags '(.*)'", c).group(1))["dagster/partition"]]),
+    ),
     (r".*dagster job backfill .*", lambda c: Expected(_range(c))),
-    (r".*(dg launch|dagster asset materialize) .*--partition (\S+).*",
-     lambda c: Expected([re.search(r"--partition (\S+)", c).group(1)])),
-    (r".*dg launch .*--partition-range (\S+)\.\.\.(\S+).*",
-     lambda c: Expected(days_between(*re.search(r"--partition-range (\S+)\.\.\.(\S+)", c).groups()))),
-    (r".*graphql_triggers .* launch-run .*", lambda c: Expected([re.search(r"--partition (\S+)", c).group(1)], output=r"[0-9a-f-]{36}\n")),
+    (
+        r".*(dg launch|dagster asset materialize) .*--partition (\S+).*",
+        lambda c: Expected([re.search(r"--partition (\S+)", c).group(1)]),
+    ),
+    (
+        r".*dg launch .*--partition-range (\S+)\.\.\.(\S+).*",
+        lambda c: Expected(days_between(*re.search(r"--partition-range (\S+)\.\.\.(\S+)", c).groups())),
+    ),
+    (
+        r".*graphql_triggers .* launch-run .*",
+        lambda c: Expected([re.search(r"--partition (\S+)", c).group(1)], output=r"[0-9a-f-]{36}\n"),
+    ),
     (r".*graphql_triggers .* backfill .*", lambda c: Expected(_range(c), output=r"\w+\n")),
     (r".*graphql_triggers .* reexecute .*", lambda c: Expected([FAILING_DAY], output=r"[0-9a-f-]{36}\n")),
-    (r".*automation\.repair .* --dry-run", lambda c: Expected([], runs=False, output=r"(would re-run|nothing to repair)")),
-    (r".*automation\.repair .*", lambda c: Expected(_range(c), runs=False, output=r"(re-running \d+ day|nothing to repair)")),
-    (r"curl .*/graphql .*launchPartitionBackfill.*",
-     lambda c: Expected(re.findall(r'\\"(\d{4}-\d{2}-\d{2})\\"', c), output=r'"backfillId"')),
+    (
+        r".*automation\.repair .* --dry-run",
+        lambda c: Expected([], runs=False, output=r"(would re-run|nothing to repair)"),
+    ),
+    (
+        r".*automation\.repair .*",
+        lambda c: Expected(_range(c), runs=False, output=r"(re-running \d+ day|nothing to repair)"),
+    ),
+    (
+        r"curl .*/graphql .*launchPartitionBackfill.*",
+        lambda c: Expected(re.findall(r'\\"(\d{4}-\d{2}-\d{2})\\"', c), output=r'"backfillId"'),
+    ),
     (r".*dg check defs", lambda c: Expected([], runs=False, output=r"")),
     (r".*(dg list defs|dagster job list .*)", lambda c: Expected([], runs=False, output=r"daily_users_job")),
     (r".*dagster definitions validate .*", lambda c: Expected([], runs=False, output=r"")),
     (r".*dagster schedule list .*", lambda c: Expected([], runs=False, output=r"daily_users_schedule")),
     (r".*dagster sensor list .*", lambda c: Expected([], runs=False, output=r"automation_condition_sensor")),
-    (r".*dagster instance info", lambda c: Expected([], runs=False, output=r"DefaultRunLauncher(.|\n)*max_concurrent_runs: 4")),
+    (
+        r".*dagster instance info",
+        lambda c: Expected([], runs=False, output=r"DefaultRunLauncher(.|\n)*max_concurrent_runs: 4"),
+    ),
     (r".*dagster instance concurrency get users_api", lambda c: Expected([], runs=False, output=r"users_api")),
     (r".*dagster run list( --limit \d+)?", lambda c: Expected([], runs=False, output=r"Run: [0-9a-f-]{36}")),
 ]
@@ -161,8 +189,12 @@ def test_every_documented_command_is_run_here_or_says_why_not():
     """The guard: a command added to the docs is either checked by the acceptance test below or
     listed in NOT_RUN with its reason; otherwise this fails, naming it."""
     commands = documented_commands()
-    unclassified = [f"{c.page.name}: {c.text}" for c in commands if not not_run_reason(c.text) and expected_of(c.text) is None]
-    assert not unclassified, "documented commands with no check in test_documented_commands.py:\n" + "\n".join(unclassified)
+    unclassified = [
+        f"{c.page.name}: {c.text}" for c in commands if not not_run_reason(c.text) and expected_of(c.text) is None
+    ]
+    assert not unclassified, "documented commands with no check in test_documented_commands.py:\n" + "\n".join(
+        unclassified
+    )
     run = [c for c in commands if not not_run_reason(c.text)]
     # The docs' trigger section is there, so the guard cannot pass on an empty list.
     assert any("dagster job launch -w workspace.yaml" in c.text for c in run)
@@ -170,6 +202,7 @@ def test_every_documented_command_is_run_here_or_says_why_not():
 
 
 # -- the acceptance test --------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def webhook():
@@ -196,7 +229,9 @@ def make_ui(tmp_path_factory, webhook):
         # As the README says to while backfilling by hand: the automation (tested end to end in
         # test_automation.py) would add the report and Spark runs of every day launched here.
         stopped = stack.dagster("sensor", "stop", "automation_condition_sensor", "-w", "workspace.yaml")
-        assert stopped.returncode == 0 and "Stopped sensor automation_condition_sensor" in stopped.stdout, stopped.stdout + stopped.stderr
+        assert stopped.returncode == 0 and "Stopped sensor automation_condition_sensor" in stopped.stdout, (
+            stopped.stdout + stopped.stderr
+        )
         yield stack
 
 
@@ -212,13 +247,18 @@ def substituted(text: str, stack: MakeUi, failed_run_id: str) -> str:
 def run_documented(command: DocCommand, stack: MakeUi, failed_run_id: str) -> subprocess.CompletedProcess:
     script = "\n".join([*command.exports, command.text])
     env = {
-        key: value for key, value in stack.env.items()
+        key: value
+        for key, value in stack.env.items()
         if key not in ("USER_PIPELINE_API_URL", "USER_PIPELINE_UI_URL", "VIRTUAL_ENV")
     }
     env["PATH"] = f"{BIN_DIR}:{env.get('PATH', '')}"
     return subprocess.run(
         ["bash", "-c", "set -e\n" + substituted(script, stack, failed_run_id)],
-        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600,
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
 
 
@@ -259,8 +299,12 @@ def test_every_documented_trigger_works_as_written_against_make_ui(make_ui, webh
         expected = expected_of(command.text)
         what = f"{command.page.name}: {command.text}"
         result = run_documented(command, stack, failed_run_id)
-        assert result.returncode == 0, f"{what}\nexit {result.returncode}\n{result.stdout[-2000:]}\n{result.stderr[-4000:]}"
-        assert re.search(expected.output, result.stdout), f"{what}\nstdout does not match {expected.output!r}:\n{result.stdout[-2000:]}"
+        assert result.returncode == 0, (
+            f"{what}\nexit {result.returncode}\n{result.stdout[-2000:]}\n{result.stderr[-4000:]}"
+        )
+        assert re.search(expected.output, result.stdout), (
+            f"{what}\nstdout does not match {expected.output!r}:\n{result.stdout[-2000:]}"
+        )
 
         def new_runs_finished(expected=expected, seen=seen):
             runs = [run for run in stack.runs() if run["runId"] not in seen]
@@ -272,13 +316,17 @@ def test_every_documented_trigger_works_as_written_against_make_ui(make_ui, webh
             # In a tuple: no new run at all is an answer too.
             return (runs,) if all(run["status"] in TERMINAL_RUN_STATUSES for run in runs) else None
 
-        [runs] = wait_until(new_runs_finished, 400, lambda what=what: f"the runs of {what}\n{stack.logs()[-3000:]}", interval=2)
+        [runs] = wait_until(
+            new_runs_finished, 400, lambda what=what: f"the runs of {what}\n{stack.logs()[-3000:]}", interval=2
+        )
         assert all(run["status"] == "SUCCESS" for run in runs), f"{what}: {[(r['runId'], r['status']) for r in runs]}"
         if expected.runs:
             assert runs, f"{what} created no run"
         if expected.spark:
             for day in expected.days:
-                assert list((stack.data_dir / "parquet" / "users").glob(f"partition_date={day}*")), f"{what}: {day} not in Parquet"
+                assert list((stack.data_dir / "parquet" / "users").glob(f"partition_date={day}*")), (
+                    f"{what}: {day} not in Parquet"
+                )
         else:
             counts = warehouse_days(stack, expected.days)
             assert all(count == USERS_PER_PARTITION for count in counts.values()), f"{what}: rows per day {counts}"
@@ -287,4 +335,6 @@ def test_every_documented_trigger_works_as_written_against_make_ui(make_ui, webh
 
     # The failed run's alert, once, linking to the UI on make ui's own port (UI_PORT).
     alerts = [payload for payload in webhook.payloads if payload.get("run_id") == failed_run_id]
-    assert [alert["run_url"] for alert in alerts] == [f"http://127.0.0.1:{stack.port}/runs/{failed_run_id}"], webhook.payloads
+    assert [alert["run_url"] for alert in alerts] == [f"http://127.0.0.1:{stack.port}/runs/{failed_run_id}"], (
+        webhook.payloads
+    )

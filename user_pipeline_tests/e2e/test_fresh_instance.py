@@ -17,24 +17,42 @@ def test_three_concurrent_first_runs_on_a_fresh_instance_all_succeed(users_api_s
     shutil.copy(REPO_ROOT / "dagster_home" / "dagster.yaml", home / "dagster.yaml")
     env = {
         **{key: value for key, value in os.environ.items() if not key.startswith("USER_PIPELINE_")},
-        "USER_PIPELINE_API_URL": users_api_server.base_url, "USER_PIPELINE_USERS_PER_PARTITION": "5",
+        "USER_PIPELINE_API_URL": users_api_server.base_url,
+        "USER_PIPELINE_USERS_PER_PARTITION": "5",
         "USER_PIPELINE_DATA_DIR": str(data),
     }
     # The README's install step, on this DAGSTER_HOME (the only substitution).
-    install = subprocess.run(["make", "install", f"DAGSTER_HOME={home}"], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600)
+    install = subprocess.run(
+        ["make", "install", f"DAGSTER_HOME={home}"], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600
+    )
     assert install.returncode == 0, install.stderr[-3000:]
     assert (home / "history" / "runs.db").exists() and (home / "schedules" / "schedules.db").exists()
 
     runs = [
         subprocess.Popen(
-            [str(BIN_DIR / "dagster"), "asset", "materialize", "-m", "user_pipeline.definitions",
-             "--select", "raw_users,normalized_users,users_table", "--partition", day],
-            cwd=REPO_ROOT, env={**env, "DAGSTER_HOME": str(home)}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            [
+                str(BIN_DIR / "dagster"),
+                "asset",
+                "materialize",
+                "-m",
+                "user_pipeline.definitions",
+                "--select",
+                "raw_users,normalized_users,users_table",
+                "--partition",
+                day,
+            ],
+            cwd=REPO_ROOT,
+            env={**env, "DAGSTER_HOME": str(home)},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
         )
         for day in DAYS
     ]
     outputs = [run.communicate(timeout=600)[0] for run in runs]
-    failed = [(day, output[-3000:]) for day, run, output in zip(DAYS, runs, outputs, strict=True) if run.returncode != 0]
+    failed = [
+        (day, output[-3000:]) for day, run, output in zip(DAYS, runs, outputs, strict=True) if run.returncode != 0
+    ]
     assert not failed, failed
     warehouse = open_warehouse(f"sqlite:///{data}/warehouse.sqlite")
     assert {day: warehouse.count_rows(day) for day in DAYS} == dict.fromkeys(DAYS, 5)

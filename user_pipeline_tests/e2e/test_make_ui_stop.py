@@ -35,8 +35,16 @@ def alive(pids: set[int]) -> dict[int, str]:
 
 def run_status(home: Path, run_id: str) -> str:
     read = subprocess.run(
-        [sys.executable, "-c", f"import dagster as dg; print(dg.DagsterInstance.get().get_run_by_id({run_id!r}).status.value)"],
-        cwd=REPO_ROOT, env={**os.environ, "DAGSTER_HOME": str(home)}, capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-c",
+            f"import dagster as dg; print(dg.DagsterInstance.get().get_run_by_id({run_id!r}).status.value)",
+        ],
+        cwd=REPO_ROOT,
+        env={**os.environ, "DAGSTER_HOME": str(home)},
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert read.returncode == 0, read.stderr
     return read.stdout.strip()
@@ -44,12 +52,17 @@ def run_status(home: Path, run_id: str) -> str:
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
 def test_make_ui_stops_every_process_with_a_run_in_progress(tmp_path: Path, signum: int):
-    stack = MakeUi(tmp_path / "dagster_home", {"USER_PIPELINE_DATA_DIR": str(tmp_path / "data"), "USER_PIPELINE_USERS_PER_PARTITION": "5"})
+    stack = MakeUi(
+        tmp_path / "dagster_home",
+        {"USER_PIPELINE_DATA_DIR": str(tmp_path / "data"), "USER_PIPELINE_USERS_PER_PARTITION": "5"},
+    )
     stack.start()
     started: set[int] = set()
     try:
         # The run waits on a slow API answer, so it is in progress when the stack is stopped.
-        requests.post(f"http://127.0.0.1:{stack.api_port}/_control/faults", json={"kind": "slow", "delay_seconds": 25}, timeout=10).raise_for_status()
+        requests.post(
+            f"http://127.0.0.1:{stack.api_port}/_control/faults", json={"kind": "slow", "delay_seconds": 25}, timeout=10
+        ).raise_for_status()
         run_id = DagsterGraphQL(stack.url).launch_run("daily_users_job", partition="2026-11-20")
         deadline = time.monotonic() + 120
         while stack.runs(runIds=[run_id])[0]["status"] != "STARTED":
@@ -60,14 +73,22 @@ def test_make_ui_stops_every_process_with_a_run_in_progress(tmp_path: Path, sign
         make = stack._processes["make-ui"]
         started = {make.pid, *(child.pid for child in psutil.Process(make.pid).children(recursive=True))}
         commands = " ".join(alive(started).values())
-        for part in ("dg dev", "dagster_webserver", "dagster._daemon", "dagster api grpc", "user_pipeline_tools.randomuser_server"):
+        for part in (
+            "dg dev",
+            "dagster_webserver",
+            "dagster._daemon",
+            "dagster api grpc",
+            "user_pipeline_tools.randomuser_server",
+        ):
             assert part in commands, f"{part} not among the processes of make ui: {commands}"
 
         os.killpg(make.pid, signum)
         deadline = time.monotonic() + STOP_BOUND_SECONDS
         while alive(started) and time.monotonic() < deadline:
             time.sleep(0.2)
-        assert alive(started) == {}, f"still running {STOP_BOUND_SECONDS} s after {signal.Signals(signum).name}:\n{stack.logs()}"
+        assert alive(started) == {}, (
+            f"still running {STOP_BOUND_SECONDS} s after {signal.Signals(signum).name}:\n{stack.logs()}"
+        )
         assert make.wait(timeout=5) != 0
         assert run_status(stack.home, run_id) == "CANCELED", stack.logs()
     finally:

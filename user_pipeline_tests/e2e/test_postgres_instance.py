@@ -20,7 +20,9 @@ DAY = "2026-10-27"
 POSTGRES_INSTANCE_CONFIG = REPO_ROOT / "dagster_home" / "postgres" / "dagster.yaml"
 
 
-def postgres_services_for(postgres, api_server, root: Path, instance_config: Path = POSTGRES_INSTANCE_CONFIG) -> DagsterServices:
+def postgres_services_for(
+    postgres, api_server, root: Path, instance_config: Path = POSTGRES_INSTANCE_CONFIG
+) -> DagsterServices:
     """Daemon + webserver on the PostgreSQL instance config: runs, events and schedules in a fresh
     PostgreSQL database; the users warehouse in another one. The password travels only in
     DAGSTER_PG_PASSWORD (the instance) and PGPASSWORD (the warehouse), never in a URL."""
@@ -59,20 +61,34 @@ def instance_tables_as_text(url: str, password: str) -> dict[str, str]:
     from psycopg import sql
 
     with psycopg.connect(url, password=password) as connection:
-        tables = [row[0] for row in connection.execute(
-            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public' AND table_type = 'BASE TABLE'"
-        )]
+        tables = [
+            row[0]
+            for row in connection.execute(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public' AND table_type = 'BASE TABLE'"
+            )
+        ]
         return {
-            table: "\n".join(row[0] for row in connection.execute(sql.SQL("SELECT t::text FROM {} t").format(sql.Identifier(table))))
+            table: "\n".join(
+                row[0] for row in connection.execute(sql.SQL("SELECT t::text FROM {} t").format(sql.Identifier(table)))
+            )
             for table in tables
         }
 
 
-def test_a_cli_launched_day_lands_on_postgres_and_the_password_is_in_no_log(postgres, postgres_services, users_api_server, monkeypatch):
+def test_a_cli_launched_day_lands_on_postgres_and_the_password_is_in_no_log(
+    postgres, postgres_services, users_api_server, monkeypatch
+):
     services = postgres_services
     monkeypatch.setenv("PGPASSWORD", postgres.password)  # For this process's reads of the warehouse.
     launched = services.dagster(
-        "job", "launch", "-w", "workspace.yaml", "-j", "daily_users_job", "--tags", json.dumps({"dagster/partition": DAY}),
+        "job",
+        "launch",
+        "-w",
+        "workspace.yaml",
+        "-j",
+        "daily_users_job",
+        "--tags",
+        json.dumps({"dagster/partition": DAY}),
     )
     assert "NOTIFY run_events" not in launched.stderr, (
         "PostgreSQL instance storage cannot store events: SQLAlchemy 2.1 connects to postgresql:// with "
@@ -99,7 +115,9 @@ def test_a_cli_launched_day_lands_on_postgres_and_the_password_is_in_no_log(post
     assert f"postgresql://{USER}@127.0.0.1:{postgres.port}/" in events  # The warehouse's metadata: it was PostgreSQL.
     files = {
         str(path): path.read_bytes().decode("utf-8", "replace")
-        for folder in (services.home, services.data_dir) for path in folder.rglob("*") if path.is_file()
+        for folder in (services.home, services.data_dir)
+        for path in folder.rglob("*")
+        if path.is_file()
     }
     compute_logs = [name for name in files if run_id in name]
     assert compute_logs, f"no compute logs of run {run_id} under {services.home}"

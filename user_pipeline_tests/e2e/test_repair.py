@@ -25,7 +25,17 @@ def test_one_repair_action_reruns_exactly_the_failed_days(api_server, dagster_se
     api_server.clear_faults()
     api_server.add_fault("error_body", seeds=FAILED)
     launched = dagster_services.dagster(
-        "job", "backfill", "-w", "workspace.yaml", "-j", "daily_users_job", "--from", WEEK[0], "--to", WEEK[-1], "--noprompt"
+        "job",
+        "backfill",
+        "-w",
+        "workspace.yaml",
+        "-j",
+        "daily_users_job",
+        "--from",
+        WEEK[0],
+        "--to",
+        WEEK[-1],
+        "--noprompt",
     )
     assert launched.returncode == 0, launched.stderr[-3000:]
     runs = dagster_services.wait_for_runs(7, timeout=400)
@@ -33,8 +43,22 @@ def test_one_repair_action_reruns_exactly_the_failed_days(api_server, dagster_se
     api_server.clear_faults()
 
     repair = subprocess.run(
-        [sys.executable, "-m", "user_pipeline.automation.repair", "--from", WEEK[0], "--to", WEEK[-1], "--url", dagster_services.url],
-        cwd=REPO_ROOT, env=dagster_services.env, capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "user_pipeline.automation.repair",
+            "--from",
+            WEEK[0],
+            "--to",
+            WEEK[-1],
+            "--url",
+            dagster_services.url,
+        ],
+        cwd=REPO_ROOT,
+        env=dagster_services.env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert repair.returncode == 0, repair.stderr
     assert "re-running 3 day(s)" in repair.stdout
@@ -44,7 +68,9 @@ def test_one_repair_action_reruns_exactly_the_failed_days(api_server, dagster_se
     while users_table_days(dagster_services) != set(WEEK):
         assert time.monotonic() < deadline, f"repair did not complete: {users_table_days(dagster_services)}"
         time.sleep(2)
-    repair_runs = dagster_services.wait_for_runs(1, timeout=120, tags=[{"key": "dagster/backfill", "value": backfill_id}])
+    repair_runs = dagster_services.wait_for_runs(
+        1, timeout=120, tags=[{"key": "dagster/backfill", "value": backfill_id}]
+    )
     covered = set()
     for run in repair_runs:
         assert run["status"] == "SUCCESS"

@@ -81,10 +81,14 @@ def latest_closed_day() -> str:
 
 
 def ticks_after(services, sensor: str, timestamp: float) -> list[dict]:
-    return [tick for tick in sensor_ticks(services, sensor) if tick["timestamp"] > timestamp and tick["status"] != "STARTED"]
+    return [
+        tick for tick in sensor_ticks(services, sensor) if tick["timestamp"] > timestamp and tick["status"] != "STARTED"
+    ]
 
 
-def test_api_sensor_skips_while_the_api_is_down_then_requests_one_run_for_the_latest_day(users_api_server, dagster_services):
+def test_api_sensor_skips_while_the_api_is_down_then_requests_one_run_for_the_latest_day(
+    users_api_server, dagster_services
+):
     day = latest_closed_day()
     assert not materializations(dagster_services, "users_table", [day]), "the latest day must not be materialized yet"
     users_api_server.stop()
@@ -93,7 +97,8 @@ def test_api_sensor_skips_while_the_api_is_down_then_requests_one_run_for_the_la
     try:
         skipped = wait_until(
             lambda: len(ticks := ticks_after(dagster_services, API_SENSOR, started_at)) >= 2 and ticks,
-            60, lambda: "two ticks of the API sensor" + daemon_log(dagster_services),
+            60,
+            lambda: "two ticks of the API sensor" + daemon_log(dagster_services),
         )
         assert [tick["status"] for tick in skipped] == ["SKIPPED"] * len(skipped)
         for tick in skipped:
@@ -103,14 +108,16 @@ def test_api_sensor_skips_while_the_api_is_down_then_requests_one_run_for_the_la
         users_api_server.start()
         [requested] = wait_until(
             lambda: [tick for tick in ticks_after(dagster_services, API_SENSOR, started_at) if tick["runIds"]],
-            60, lambda: "the API sensor to request a run" + daemon_log(dagster_services),
+            60,
+            lambda: "the API sensor to request a run" + daemon_log(dagster_services),
         )
         assert requested["status"] == "SUCCESS"
         [run_id] = requested["runIds"]
         # Further ticks request nothing more: the day was already requested.
         later = wait_until(
             lambda: len(ticks := ticks_after(dagster_services, API_SENSOR, requested["timestamp"])) >= 2 and ticks,
-            60, "two more ticks of the API sensor",
+            60,
+            "two more ticks of the API sensor",
         )
         assert all(tick["status"] == "SKIPPED" and not tick["runIds"] for tick in later), later
         assert all("already requested" in tick["skipReason"] for tick in later), later
@@ -142,7 +149,9 @@ def test_reexecution_from_failure_reruns_the_failed_day_chain_and_succeeds(users
     # One step for the day's chain (fetch, normalize, load): it fails on the load, after its retries.
     assert {step["stepKey"]: step["status"] for step in failed["stepStats"]} == {"daily_users": "FAILURE"}
 
-    [failure] = [event for event in run_events(dagster_services, failed_id) if event["__typename"] == "ExecutionStepFailureEvent"]
+    [failure] = [
+        event for event in run_events(dagster_services, failed_id) if event["__typename"] == "ExecutionStepFailureEvent"
+    ]
     assert failure["stepKey"] == "daily_users" and str(warehouse_dir) in failure["error"]["message"], failure
     # The day was not committed: nothing of it was recorded by the failed run.
     assert materializations(dagster_services, "raw_users", [REEXECUTE_DAY]) == {}
@@ -170,14 +179,29 @@ def test_reexecution_from_failure_reruns_the_failed_day_chain_and_succeeds(users
     assert sorted(rows["email"]) == sorted(csv["email"])
 
 
-def test_second_run_of_the_same_day_waits_queued_until_the_first_ends_and_data_lands_once(users_api_server, dagster_services, tmp_path):
+def test_second_run_of_the_same_day_waits_queued_until_the_first_ends_and_data_lands_once(
+    users_api_server, dagster_services, tmp_path
+):
     # The first run to fetch the day waits 5 s for the API: time enough to see the other one queued.
     users_api_server.add_fault("slow", seeds=[QUEUE_DAY], times=1, delay_seconds=5)
     launches = [
         subprocess.Popen(
-            [sys.executable, "-m", "user_pipeline.graphql_triggers", "--url", dagster_services.url,
-             "launch-run", "--job", "daily_users_job", "--partition", QUEUE_DAY],
-            cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            [
+                sys.executable,
+                "-m",
+                "user_pipeline.graphql_triggers",
+                "--url",
+                dagster_services.url,
+                "launch-run",
+                "--job",
+                "daily_users_job",
+                "--partition",
+                QUEUE_DAY,
+            ],
+            cwd=REPO_ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         for _ in range(2)
     ]
@@ -192,7 +216,9 @@ def test_second_run_of_the_same_day_waits_queued_until_the_first_ends_and_data_l
         if all(status in TERMINAL_RUN_STATUSES for status in snapshots[-1].values()):
             break
         time.sleep(0.5)
-    details = sorted((run_info(dagster_services, run_id) for run_id in run_ids), key=lambda each: each["startTime"] or float("inf"))
+    details = sorted(
+        (run_info(dagster_services, run_id) for run_id in run_ids), key=lambda each: each["startTime"] or float("inf")
+    )
     assert [each["status"] for each in details] == ["SUCCESS", "SUCCESS"], snapshots[-1]
     first, second = details[0]["runId"], details[1]["runId"]
     assert any(snap[first] == "STARTED" and snap[second] == "QUEUED" for snap in snapshots), snapshots
@@ -201,11 +227,15 @@ def test_second_run_of_the_same_day_waits_queued_until_the_first_ends_and_data_l
     assert users_api_server.stats()["by_seed"].get(QUEUE_DAY) == 2, "each run fetched the day once"
 
     reference_warehouse = materialize_in_process(users_api_server.base_url, tmp_path, [QUEUE_DAY])
-    assert_same_partition(QUEUE_DAY, dagster_services.data_dir, dagster_services.warehouse_url, tmp_path, reference_warehouse)
+    assert_same_partition(
+        QUEUE_DAY, dagster_services.data_dir, dagster_services.warehouse_url, tmp_path, reference_warehouse
+    )
 
 
 # Last: by now the failure sensor (every 30 s) has long had the ticks this test waits for.
-def test_failed_run_sends_exactly_one_alert_and_leaves_the_previous_data_in_place(users_api_server, dagster_services, webhook, failed_run):
+def test_failed_run_sends_exactly_one_alert_and_leaves_the_previous_data_in_place(
+    users_api_server, dagster_services, webhook, failed_run
+):
     run, run_id = failed_run.run, failed_run.run["runId"]
     assert run["status"] == "FAILURE"
     assert [step["stepKey"] for step in run["stepStats"] if step["status"] == "FAILURE"] == ["daily_users"]
@@ -213,7 +243,8 @@ def test_failed_run_sends_exactly_one_alert_and_leaves_the_previous_data_in_plac
 
     # The first failure-sensor tick after the failure sends the alert; wait for one more after it.
     wait_until(
-        lambda: len(ticks_after(dagster_services, ALERT_SENSOR, run["endTime"])) >= 2, 90,
+        lambda: len(ticks_after(dagster_services, ALERT_SENSOR, run["endTime"])) >= 2,
+        90,
         lambda: "two ticks of the failure sensor after the run failed" + daemon_log(dagster_services),
     )
     alerts = [payload for payload in webhook.payloads if payload.get("run_id") == run_id]
@@ -225,7 +256,9 @@ def test_failed_run_sends_exactly_one_alert_and_leaves_the_previous_data_in_plac
     assert ERROR_MESSAGE in alert["error"]
     assert alert["run_url"].endswith(f"/runs/{run_id}")
     assert ALERT_DAY in alert["text"] and ERROR_MESSAGE in alert["text"]
-    assert len(dagster_services.runs(tags=[{"key": "dagster/partition", "value": ALERT_DAY}])) == 1, "a failed step's run is not retried"
+    assert len(dagster_services.runs(tags=[{"key": "dagster/partition", "value": ALERT_DAY}])) == 1, (
+        "a failed step's run is not retried"
+    )
 
     assert partition_files(dagster_services.data_dir, ALERT_DAY) == failed_run.files_before
     assert open_warehouse(dagster_services.warehouse_url).read_partition(ALERT_DAY).equals(failed_run.rows_before)

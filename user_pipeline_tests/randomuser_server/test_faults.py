@@ -162,8 +162,14 @@ def test_cli_fault_option() -> None:
 
 
 def test_alter_users_sets_and_removes_fields_of_chosen_users_across_pages(api: RandomUserServer) -> None:
-    hostile = "Zoe\rAnn \u2028 \\N \U0001F600"
-    api.add_fault("alter_users", seeds=["s"], users=[1, 12], set={"name.first": hostile, "location.street": "Parliament St", "login.uuid": None}, unset=["id.name"])
+    hostile = "Zoe\rAnn \u2028 \\N \U0001f600"
+    api.add_fault(
+        "alter_users",
+        seeds=["s"],
+        users=[1, 12],
+        set={"name.first": hostile, "location.street": "Parliament St", "login.uuid": None},
+        unset=["id.name"],
+    )
     normal_page_1 = requests.get(api.base_url, params={"seed": "other", "results": 10}, timeout=30).json()["results"]
     page_1, page_2 = get(api, results=10).json()["results"], get(api, results=10, page=2).json()["results"]
     altered = [page_1[1], page_2[2]]

@@ -97,8 +97,16 @@ def test_a_refused_connection_recovers_once_the_api_is_back(users_api_server, go
 PERMANENT = {
     "error_body_with_http_200": ("error_body", {}, "HTTP 200 with an error"),
     "no_results_field": ("missing_results", {}, "has no 'results' field"),
-    "user_without_email": ("missing_field", {"field": "email"}, "page 2 results[0] (user 100 of the seed): email: missing (got nothing)"),
-    "user_without_login": ("missing_field", {"field": "login"}, "page 2 results[0] (user 100 of the seed): login: missing (got nothing)"),
+    "user_without_email": (
+        "missing_field",
+        {"field": "email"},
+        "page 2 results[0] (user 100 of the seed): email: missing (got nothing)",
+    ),
+    "user_without_login": (
+        "missing_field",
+        {"field": "login"},
+        "page 2 results[0] (user 100 of the seed): login: missing (got nothing)",
+    ),
     "empty_results": ("empty_results", {}, "returned 0 users"),
     "fewer_results_than_asked": ("short_results", {"count": 7}, "returned 7 users"),
     "non_utf8_byte": ("invalid_utf8", {}, "is not UTF-8"),
@@ -106,7 +114,9 @@ PERMANENT = {
 
 
 @pytest.mark.parametrize("fault", sorted(PERMANENT))
-def test_permanent_faults_fail_at_once_naming_what_is_wrong_and_keep_the_good_day(users_api_server, good_day, data_dir, fault):
+def test_permanent_faults_fail_at_once_naming_what_is_wrong_and_keep_the_good_day(
+    users_api_server, good_day, data_dir, fault
+):
     kind, options, message = PERMANENT[fault]
     # On page 2, so that page 1 was already written to the temporary file when the run fails.
     users_api_server.add_fault("slow", times=1, seeds=[DAY], delay_seconds=0)

@@ -31,21 +31,46 @@ def cli_materialize(data_dir: Path, tmp_path: Path, base_url: str, partition: st
     }
     (tmp_path / "dagster_home").mkdir(exist_ok=True)
     return subprocess.Popen(
-        [sys.executable, "-m", "dagster", "asset", "materialize", "-m", "user_pipeline.definitions",
-         "--select", "raw_users,normalized_users,users_table", "--partition", partition],
-        cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [
+            sys.executable,
+            "-m",
+            "dagster",
+            "asset",
+            "materialize",
+            "-m",
+            "user_pipeline.definitions",
+            "--select",
+            "raw_users,normalized_users,users_table",
+            "--partition",
+            partition,
+        ],
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
 
 
 @pytest.mark.parametrize(
     ("env", "partition", "message"),
     [
-        ({"USER_PIPELINE_USERS_PER_PARTITION": "abc"}, DAY, 'Value stored in env variable "USER_PIPELINE_USERS_PER_PARTITION" cannot be coerced into an int'),
-        ({"USER_PIPELINE_WAREHOUSE_URL": "mysql://app@db/users"}, DAY, "USER_PIPELINE_WAREHOUSE_URL='mysql://app@db/users': expected a sqlite"),
+        (
+            {"USER_PIPELINE_USERS_PER_PARTITION": "abc"},
+            DAY,
+            'Value stored in env variable "USER_PIPELINE_USERS_PER_PARTITION" cannot be coerced into an int',
+        ),
+        (
+            {"USER_PIPELINE_WAREHOUSE_URL": "mysql://app@db/users"},
+            DAY,
+            "USER_PIPELINE_WAREHOUSE_URL='mysql://app@db/users': expected a sqlite",
+        ),
         ({}, "2026-02-30", "2026-02-30"),
     ],
 )
-def test_bad_configuration_from_the_cli_fails_before_any_data_is_touched(users_api_server, tmp_path, env, partition, message):
+def test_bad_configuration_from_the_cli_fails_before_any_data_is_touched(
+    users_api_server, tmp_path, env, partition, message
+):
     data_dir = tmp_path / "data"
     process = cli_materialize(data_dir, tmp_path, users_api_server.base_url, partition, **env)
     output, _ = process.communicate(timeout=300)
@@ -62,12 +87,16 @@ def test_two_runs_of_one_day_at_once_leave_exactly_one_runs_data(users_api_serve
 
     data_dir = tmp_path / "data"
     first, second = (cli_materialize(data_dir, tmp_path, users_api_server.base_url) for _ in range(2))
-    assert (first.wait(timeout=300), second.wait(timeout=300)) == (0, 0), first.stdout.read()[-2000:] + second.stdout.read()[-2000:]
+    assert (first.wait(timeout=300), second.wait(timeout=300)) == (0, 0), (
+        first.stdout.read()[-2000:] + second.stdout.read()[-2000:]
+    )
     for name in (f"raw_users/{DAY}.jsonl", f"normalized_users/{DAY}.csv"):
         assert (data_dir / name).read_bytes() == (reference_dir / name).read_bytes()
     assert not list(data_dir.rglob(".*.tmp"))
     rows = open_warehouse(f"sqlite:///{data_dir}/warehouse.sqlite").read_partition(DAY)
-    pd.testing.assert_frame_equal(rows, open_warehouse(f"sqlite:///{reference_dir}/warehouse.sqlite").read_partition(DAY))
+    pd.testing.assert_frame_equal(
+        rows, open_warehouse(f"sqlite:///{reference_dir}/warehouse.sqlite").read_partition(DAY)
+    )
     assert open_warehouse(f"sqlite:///{data_dir}/warehouse.sqlite").count_rows() == len(rows)
 
 

@@ -60,14 +60,31 @@ def kill_when(select: str, data_dir: Path, base_url: str, tmp_path: Path, window
     }
     (tmp_path / "dagster_home").mkdir(exist_ok=True)
     process = subprocess.Popen(
-        [sys.executable, "-m", "dagster", "asset", "materialize", "-m", "user_pipeline.definitions",
-         "--select", select, "--partition", DAY],
-        cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        [
+            sys.executable,
+            "-m",
+            "dagster",
+            "asset",
+            "materialize",
+            "-m",
+            "user_pipeline.definitions",
+            "--select",
+            select,
+            "--partition",
+            DAY,
+        ],
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
     )
     deadline = time.monotonic() + 180
     try:
         while not window_open():
-            assert process.poll() is None, f"the run of {select} ended (exit {process.returncode}) before the write began"
+            assert process.poll() is None, (
+                f"the run of {select} ended (exit {process.returncode}) before the write began"
+            )
             assert time.monotonic() < deadline, f"the write of {select} never began"
             time.sleep(0.005)
     finally:
@@ -99,10 +116,14 @@ def test_killed_while_writing_raw_json(users_api_server, good_day, data_dir, tmp
 
 def test_killed_while_writing_the_csv(users_api_server, good_day, data_dir, tmp_path):
     csv_dir = data_dir / "normalized_users"
-    kill_when("normalized_users", data_dir, users_api_server.base_url, tmp_path, lambda: bool(staged_temp_files(data_dir)))
+    kill_when(
+        "normalized_users", data_dir, users_api_server.base_url, tmp_path, lambda: bool(staged_temp_files(data_dir))
+    )
     good_csv = (good_day / "normalized_users" / f"{DAY}.csv").read_bytes()
     assert (csv_dir / f"{DAY}.csv").read_bytes() == good_csv
-    pd.testing.assert_frame_equal(read_normalized_csv(csv_dir / f"{DAY}.csv"), read_normalized_csv(good_day / "normalized_users" / f"{DAY}.csv"))
+    pd.testing.assert_frame_equal(
+        read_normalized_csv(csv_dir / f"{DAY}.csv"), read_normalized_csv(good_day / "normalized_users" / f"{DAY}.csv")
+    )
     materialize_in_process(users_api_server.base_url, data_dir)
     assert (csv_dir / f"{DAY}.csv").read_bytes() == good_csv
     assert hidden_temp_files(csv_dir) == []
@@ -117,14 +138,22 @@ def test_killed_while_loading_the_table(users_api_server, good_day, data_dir, tm
     lines = full_csv.splitlines(keepends=True)
     csv_path.write_bytes(b"".join(lines[: len(lines) // 2]))
     wal = data_dir / "warehouse.sqlite-wal"
-    kill_when("users_table", data_dir, users_api_server.base_url, tmp_path, lambda: wal.exists() and wal.stat().st_size > 2_000_000)
+    kill_when(
+        "users_table",
+        data_dir,
+        users_api_server.base_url,
+        tmp_path,
+        lambda: wal.exists() and wal.stat().st_size > 2_000_000,
+    )
     pd.testing.assert_frame_equal(open_warehouse(warehouse_url).read_partition(DAY), good_rows)
     csv_path.write_bytes(full_csv)
     materialize_in_process(users_api_server.base_url, data_dir)
     pd.testing.assert_frame_equal(open_warehouse(warehouse_url).read_partition(DAY), good_rows)
 
 
-def test_a_full_run_killed_while_loading_the_table_leaves_all_three_layers_as_they_were(users_api_server, good_day, data_dir, tmp_path):
+def test_a_full_run_killed_while_loading_the_table_leaves_all_three_layers_as_they_were(
+    users_api_server, good_day, data_dir, tmp_path
+):
     # The API's answer changed, so the killed run's raw file and CSV differ from the good ones:
     # they were only staged, and the table's transaction never committed.
     users_api_server.add_fault("changed_users", seeds=[DAY], every=10)
@@ -132,7 +161,10 @@ def test_a_full_run_killed_while_loading_the_table_leaves_all_three_layers_as_th
     good_rows = open_warehouse(warehouse_url).read_partition(DAY)
     wal = data_dir / "warehouse.sqlite-wal"
     kill_when(
-        "raw_users,normalized_users,users_table", data_dir, users_api_server.base_url, tmp_path,
+        "raw_users,normalized_users,users_table",
+        data_dir,
+        users_api_server.base_url,
+        tmp_path,
         lambda: wal.exists() and wal.stat().st_size > 2_000_000,
     )
     for layer in (f"raw_users/{DAY}.jsonl", f"normalized_users/{DAY}.csv"):
@@ -162,9 +194,13 @@ def test_killed_while_writing_parquet(users_api_server, local_spark, good_day, d
     good_files = {path.name: path.read_bytes() for path in partition_dir.iterdir()}
     good_rows = read_users(local_spark, data_dir / "parquet")
 
-    kill_when("users_parquet", data_dir, users_api_server.base_url, tmp_path, lambda: any(users_dir.glob(".spark-staging-*")))
+    kill_when(
+        "users_parquet", data_dir, users_api_server.base_url, tmp_path, lambda: any(users_dir.glob(".spark-staging-*"))
+    )
     assert {path.name: path.read_bytes() for path in partition_dir.iterdir()} == good_files
-    assert read_users(local_spark, data_dir / "parquet") == good_rows, "Spark's hidden staging folder is not read as data"
+    assert read_users(local_spark, data_dir / "parquet") == good_rows, (
+        "Spark's hidden staging folder is not read as data"
+    )
 
     spark_run()
     assert read_users(local_spark, data_dir / "parquet") == good_rows

@@ -73,9 +73,16 @@ def test_no_plaintext_password_in_any_file_table_or_log(users_api_server, tmp_pa
 def test_names_that_look_like_sql_are_stored_verbatim_by_the_table_asset(tmp_path):
     users = json.loads((FIXTURES_DIR / "seed-2026-11-23_results-3_inc.json").read_text(encoding="utf-8"))["results"]
     for user in users:
-        user.update(gender="female", dob={"date": "1990-01-01T00:00:00.000Z", "age": 36}, phone="1", cell="2",
-                    registered={"date": "2010-01-01T00:00:00.000Z", "age": 16}, id={"name": "", "value": None},
-                    picture={"large": "x"}, nat="IE")
+        user.update(
+            gender="female",
+            dob={"date": "1990-01-01T00:00:00.000Z", "age": 36},
+            phone="1",
+            cell="2",
+            registered={"date": "2010-01-01T00:00:00.000Z", "age": 16},
+            id={"name": "", "value": None},
+            picture={"large": "x"},
+            nat="IE",
+        )
     users[0]["name"]["last"] = "O'Brien"
     users[1]["name"]["last"] = "Robert'); DROP TABLE users;--"
     csv_dir = tmp_path / "normalized_users"
@@ -109,4 +116,6 @@ def test_the_postgres_password_never_reaches_logs_or_metadata(users_api_server, 
     assert postgres.password not in log
     [table] = materializations(result, "users_table")
     assert table.metadata["warehouse"].value == postgres_url.replace("pipeline@", "pipeline:***@")
-    assert open_warehouse(postgres_url).count_rows(DAY) == len(pd.read_csv(tmp_path / "normalized_users" / f"{DAY}.csv"))
+    assert open_warehouse(postgres_url).count_rows(DAY) == len(
+        pd.read_csv(tmp_path / "normalized_users" / f"{DAY}.csv")
+    )

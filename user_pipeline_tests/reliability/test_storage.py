@@ -18,14 +18,22 @@ DAY = "2026-09-20"
 
 def run_day(base_url, data_dir, warehouse_url, lock_timeout_seconds=30, instance=None, assets=USERS_ASSETS):
     return materialize_users(
-        base_url, data_dir, DAY, warehouse_url=warehouse_url, lock_timeout_seconds=lock_timeout_seconds,
-        instance=instance, assets=assets, users_per_partition=50,
+        base_url,
+        data_dir,
+        DAY,
+        warehouse_url=warehouse_url,
+        lock_timeout_seconds=lock_timeout_seconds,
+        instance=instance,
+        assets=assets,
+        users_per_partition=50,
     )
 
 
 def logged_messages(instance: dg.DagsterInstance, run_id: str) -> str:
-    return "\n".join(str(entry.dagster_event.event_specific_data) if entry.dagster_event else entry.user_message
-                     for entry in instance.all_logs(run_id))
+    return "\n".join(
+        str(entry.dagster_event.event_specific_data) if entry.dagster_event else entry.user_message
+        for entry in instance.all_logs(run_id)
+    )
 
 
 def test_a_locked_sqlite_warehouse_is_a_clear_error_then_a_successful_retry(users_api_server, tmp_path):
@@ -40,7 +48,8 @@ def test_a_locked_sqlite_warehouse_is_a_clear_error_then_a_successful_retry(user
         def release_after_the_first_retry() -> None:
             deadline = time.monotonic() + 120
             while time.monotonic() < deadline and not any(
-                instance.all_logs(run.run_id, of_type=dg.DagsterEventType.STEP_UP_FOR_RETRY) for run in instance.get_runs()
+                instance.all_logs(run.run_id, of_type=dg.DagsterEventType.STEP_UP_FOR_RETRY)
+                for run in instance.get_runs()
             ):
                 time.sleep(0.1)
             other_writer.rollback()
@@ -49,7 +58,12 @@ def test_a_locked_sqlite_warehouse_is_a_clear_error_then_a_successful_retry(user
         releaser.start()
         # Only the table step, so that it meets the lock at once.
         result = run_day(
-            users_api_server.base_url, tmp_path, warehouse_url, lock_timeout_seconds=1, instance=instance, assets=["users_table"]
+            users_api_server.base_url,
+            tmp_path,
+            warehouse_url,
+            lock_timeout_seconds=1,
+            instance=instance,
+            assets=["users_table"],
         )
         log = logged_messages(instance, result.run_id)
         releaser.join()
@@ -91,7 +105,9 @@ def test_a_stopped_postgres_is_a_clear_error_and_a_restarted_one_works(users_api
     pd.testing.assert_frame_equal(open_warehouse(warehouse_url).read_partition(DAY), rows_before)
 
 
-def test_a_postgres_down_during_a_run_fails_it_after_retries_and_loses_nothing(users_api_server, tmp_path, own_postgres):
+def test_a_postgres_down_during_a_run_fails_it_after_retries_and_loses_nothing(
+    users_api_server, tmp_path, own_postgres
+):
     warehouse_url = own_postgres.url()
     assert run_day(users_api_server.base_url, tmp_path, warehouse_url).success
     rows_before = open_warehouse(warehouse_url).read_partition(DAY)

@@ -35,7 +35,9 @@ def snapshot(data_dir: Path, days=(DAY,)) -> tuple[dict[str, bytes], list[pd.Dat
     files = {
         str(path.relative_to(data_dir)): path.read_bytes()
         for path in sorted(data_dir.rglob("*"))
-        if path.is_file() and not path.name.startswith("warehouse.sqlite") and "staging" not in path.relative_to(data_dir).parts
+        if path.is_file()
+        and not path.name.startswith("warehouse.sqlite")
+        and "staging" not in path.relative_to(data_dir).parts
     }
     warehouse = open_warehouse(f"sqlite:///{data_dir}/warehouse.sqlite")
     return files, [warehouse.read_partition(day) for day in days]
@@ -77,13 +79,21 @@ def data_dir(good_day, tmp_path) -> Path:
 
 # Finding 2 and its siblings: one user (number 104: page 2, results[4]) altered at one field.
 VIOLATIONS = {
-    "street_as_text_older_api_shape": ({"set": {"location.street": "Parliament St"}}, "location.street", "'Parliament St'"),
+    "street_as_text_older_api_shape": (
+        {"set": {"location.street": "Parliament St"}},
+        "location.street",
+        "'Parliament St'",
+    ),
     "null_uuid": ({"set": {"login.uuid": None}}, "login.uuid", "None"),
     "uuid_not_a_uuid": ({"set": {"login.uuid": "not-a-uuid"}}, "login.uuid", "'not-a-uuid'"),
     "nul_in_last_name": ({"set": {"name.last": "Null\u0000Byte"}}, "name.last", "'Null\\x00Byte'"),
     "email_not_an_address": ({"set": {"email": "nobody"}}, "email", "'nobody'"),
     "email_a_number": ({"set": {"email": 42}}, "email", "42"),
-    "latitude_not_numeric": ({"set": {"location.coordinates.latitude": "north"}}, "location.coordinates.latitude", "'north'"),
+    "latitude_not_numeric": (
+        {"set": {"location.coordinates.latitude": "north"}},
+        "location.coordinates.latitude",
+        "'north'",
+    ),
     "postcode_a_float": ({"set": {"location.postcode": 4868.7}}, "location.postcode", "4868.7"),
     "birth_date_not_iso": ({"set": {"dob.date": "14/09/1967"}}, "dob.date", "'14/09/1967'"),
     "age_as_text": ({"set": {"dob.age": "59"}}, "dob.age", "'59'"),
@@ -101,21 +111,28 @@ def test_a_contract_violation_fails_the_day_at_once_and_replaces_nothing(users_a
     result = run_day(users_api_server.base_url, data_dir)
     assert not result.success
     message = failure_text(result)
-    assert f"raw_users {DAY}: users API answer breaks the user contract: seed '{DAY}' page 2 results[4] (user 104 of the seed): {field}: " in message
+    assert (
+        f"raw_users {DAY}: users API answer breaks the user contract: seed '{DAY}' page 2 results[4] (user 104 of the seed): {field}: "
+        in message
+    )
     assert f"(got {shown}); the previous raw file was kept" in message
     assert retried_steps(result) == [] and users_api_server.stats()["by_seed"][DAY] == 2, "not retried"
     assert time.monotonic() - started < 20
     assert_same(data_dir, good_day)
 
 
-def test_quarantine_leaves_violating_users_out_counts_them_and_writes_their_reasons(users_api_server, good_day, data_dir):
+def test_quarantine_leaves_violating_users_out_counts_them_and_writes_their_reasons(
+    users_api_server, good_day, data_dir
+):
     users_api_server.add_fault(
-        "alter_users", seeds=[DAY], users=[4, 250],
+        "alter_users",
+        seeds=[DAY],
+        users=[4, 250],
         set={"location.street": "Parliament St", "name.last": "Null\u0000Byte", "login.password": "hunter2"},
     )
     result = run_day(users_api_server.base_url, data_dir, contract_violations="quarantine", max_rejected_fraction=0.01)
     assert result.success, failure_text(result)
-    [materialization] = [m for m in materializations(result, "raw_users")]
+    [materialization] = materializations(result, "raw_users")
     assert materialization.metadata["users_received"].value == USERS
     assert materialization.metadata["users_rejected"].value == 2
     assert materialization.metadata["rejected_by_field"].value == {"location.street": 2, "name.last": 2}
@@ -149,7 +166,10 @@ def test_quarantine_past_the_limit_fails_its_check_and_keeps_the_good_day(users_
     assert not result.success
     [check] = [c for c in result.get_asset_check_evaluations() if c.check_name == "rejected_share_within_limit"]
     assert not check.passed
-    assert check.description == f"{DAY}: 30 of 300 users break the contract (10.00% > 5.00%); the previous raw file was kept"
+    assert (
+        check.description
+        == f"{DAY}: 30 of 300 users break the contract (10.00% > 5.00%); the previous raw file was kept"
+    )
     assert materializations(result, "raw_users") == []
     assert_same(data_dir, good_day)
 
@@ -157,7 +177,10 @@ def test_quarantine_past_the_limit_fails_its_check_and_keeps_the_good_day(users_
 @pytest.mark.parametrize(
     ("setting", "message"),
     [
-        ({"contract_violations": "maybe"}, "contract_violations\n  Value error, invalid value='maybe': expected 'fail' or 'quarantine'"),
+        (
+            {"contract_violations": "maybe"},
+            "contract_violations\n  Value error, invalid value='maybe': expected 'fail' or 'quarantine'",
+        ),
         ({"max_rejected_fraction": 1.5}, "max_rejected_fraction\n  Input should be less than or equal to 1"),
         ({"max_rejected_fraction": -0.01}, "max_rejected_fraction\n  Input should be greater than or equal to 0"),
     ],
@@ -166,7 +189,11 @@ def test_a_bad_contract_setting_fails_before_any_request(users_api_server, good_
     """Set in the run's config (the launchpad's resources section): refused as the run sets up
     the resource, before any step, request or file."""
     result = materialize_users(
-        users_api_server.base_url, data_dir, DAY, users_per_partition=USERS, page_size=PAGE,
+        users_api_server.base_url,
+        data_dir,
+        DAY,
+        users_per_partition=USERS,
+        page_size=PAGE,
         run_config={"resources": {"users_api": {"config": setting}}},
     )
     [failure] = [event for event in result.all_events if event.event_type == dg.DagsterEventType.RUN_FAILURE]
@@ -175,10 +202,14 @@ def test_a_bad_contract_setting_fails_before_any_request(users_api_server, good_
     assert_same(data_dir, good_day)
 
 
-def test_a_contract_setting_that_is_not_a_number_is_refused_by_the_run_config_check(users_api_server, good_day, data_dir):
+def test_a_contract_setting_that_is_not_a_number_is_refused_by_the_run_config_check(
+    users_api_server, good_day, data_dir
+):
     with pytest.raises(dg.DagsterInvalidConfigError, match="max_rejected_fraction"):
         materialize_users(
-            users_api_server.base_url, data_dir, DAY,
+            users_api_server.base_url,
+            data_dir,
+            DAY,
             run_config={"resources": {"users_api": {"config": {"max_rejected_fraction": "five percent"}}}},
         )
     assert users_api_server.stats()["api_requests"] == 0
@@ -207,7 +238,9 @@ def refuse_changed_cities(data_dir: Path) -> None:
         )
 
 
-def test_a_load_refused_by_the_warehouse_keeps_raw_file_and_csv_and_is_not_retried(users_api_server, good_day, data_dir):
+def test_a_load_refused_by_the_warehouse_keeps_raw_file_and_csv_and_is_not_retried(
+    users_api_server, good_day, data_dir
+):
     refuse_changed_cities(data_dir)
     users_api_server.add_fault("changed_users", seeds=[DAY], every=10)
     started = time.monotonic()
@@ -234,7 +267,10 @@ def test_not_null_in_the_warehouse_fails_at_once_naming_day_and_column(users_api
     started = time.monotonic()
     result = run_day(users_api_server.base_url, data_dir, assets=[USERS_ASSETS[2]])
     assert not result.success
-    assert f"users_table {DAY}: the warehouse refused the day's rows: NOT NULL constraint failed: users.user_id (column users.user_id)" in failure_text(result)
+    assert (
+        f"users_table {DAY}: the warehouse refused the day's rows: NOT NULL constraint failed: users.user_id (column users.user_id)"
+        in failure_text(result)
+    )
     assert retried_steps(result) == []
     assert time.monotonic() - started < 15
     pd.testing.assert_frame_equal(
@@ -247,7 +283,9 @@ def test_not_null_in_the_warehouse_fails_at_once_naming_day_and_column(users_api
 DAYS = ["2026-10-10", "2026-10-11", "2026-10-12"]
 
 
-def run_days(base_url: str, data_dir: Path, assets=USERS_ASSETS, instance=None, **settings) -> dg.ExecuteInProcessResult:
+def run_days(
+    base_url: str, data_dir: Path, assets=USERS_ASSETS, instance=None, **settings
+) -> dg.ExecuteInProcessResult:
     return dg.materialize(
         [daily_users],
         selection=list(assets),
@@ -281,12 +319,16 @@ def test_a_multi_day_run_refused_by_the_table_on_day_n_commits_and_records_the_d
     result = run_days(users_api_server.base_url, data_dir, instance=instance)
     assert not result.success
     assert f"users_table {DAYS[2]}: the warehouse refused the day's rows" in failure_text(result)
-    assert committed_days(data_dir) == {asset: set(DAYS[:2]) for asset in ("raw_users", "normalized_users", "users_table")}
+    assert committed_days(data_dir) == {
+        asset: set(DAYS[:2]) for asset in ("raw_users", "normalized_users", "users_table")
+    }
     assert materialized_days(instance, "users_table") == set(DAYS[:2])
     assert not list((data_dir / "staging").glob("*/*/*"))
 
 
-def test_a_multi_day_run_refused_by_the_contract_on_day_n_commits_and_records_the_days_before(users_api_server, tmp_path):
+def test_a_multi_day_run_refused_by_the_contract_on_day_n_commits_and_records_the_days_before(
+    users_api_server, tmp_path
+):
     data_dir = tmp_path / "data"
     users_api_server.add_fault("alter_users", seeds=[DAYS[1]], users=[3], set={"login.uuid": None})
     instance = dg.DagsterInstance.ephemeral()
@@ -324,12 +366,29 @@ def test_quarantine_from_the_documented_environment_variables(users_api_server, 
         "USER_PIPELINE_MAX_REJECTED_FRACTION": "0.01",
     }
     process = subprocess.run(
-        [sys.executable, "-m", "dagster", "asset", "materialize", "-m", "user_pipeline.definitions",
-         "--select", "raw_users,normalized_users,users_table", "--partition", DAY],
-        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "dagster",
+            "asset",
+            "materialize",
+            "-m",
+            "user_pipeline.definitions",
+            "--select",
+            "raw_users,normalized_users,users_table",
+            "--partition",
+            DAY,
+        ],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert process.returncode == 0, process.stdout[-3000:] + process.stderr[-3000:]
-    [reject] = [json.loads(line) for line in (data_dir / "rejects" / f"{DAY}.jsonl").read_text(encoding="utf-8").splitlines()]
+    [reject] = [
+        json.loads(line) for line in (data_dir / "rejects" / f"{DAY}.jsonl").read_text(encoding="utf-8").splitlines()
+    ]
     assert (reject["user_number"], reject["violations"][0]["field"]) == (7, "location.street")
     assert len((data_dir / "raw_users" / f"{DAY}.jsonl").read_text(encoding="utf-8").splitlines()) == 199
 
@@ -346,28 +405,36 @@ def test_not_null_in_postgresql_fails_at_once_naming_day_and_column(users_api_se
     result = run_day(users_api_server.base_url, data_dir, warehouse_url=postgres_url, assets=[USERS_ASSETS[2]])
     assert not result.success
     message = failure_text(result)
-    assert f"users_table {DAY}: the warehouse refused the day's rows: null value in column \"user_id\"" in message
+    assert f'users_table {DAY}: the warehouse refused the day\'s rows: null value in column "user_id"' in message
     assert "(column user_id); the previous rows were kept (a permanent error, not retried)" in message
     assert retried_steps(result) == []
     pd.testing.assert_frame_equal(open_warehouse(postgres_url).read_partition(DAY), good_rows)
 
 
-def test_a_row_drop_refusal_keeps_the_raw_file_when_only_raw_users_and_normalized_users_run(users_api_server, good_day, data_dir):
+def test_a_row_drop_refusal_keeps_the_raw_file_when_only_raw_users_and_normalized_users_run(
+    users_api_server, good_day, data_dir
+):
     result = run_day(users_api_server.base_url, data_dir, users_per_partition=1, assets=USERS_ASSETS[:2])
     assert not result.success
     assert_same(data_dir, good_day)
 
 
-def test_a_load_refusal_keeps_the_csv_when_only_normalized_users_and_users_table_run(users_api_server, good_day, data_dir):
+def test_a_load_refusal_keeps_the_csv_when_only_normalized_users_and_users_table_run(
+    users_api_server, good_day, data_dir
+):
     users_api_server.add_fault("changed_users", seeds=[DAY], every=10)
-    assert run_day(users_api_server.base_url, data_dir, assets=USERS_ASSETS[:1]).success, "raw_users alone commits its day"
+    assert run_day(users_api_server.base_url, data_dir, assets=USERS_ASSETS[:1]).success, (
+        "raw_users alone commits its day"
+    )
     changed_raw = (data_dir / "raw_users" / f"{DAY}.jsonl").read_bytes()
     assert changed_raw != (good_day / "raw_users" / f"{DAY}.jsonl").read_bytes()
     refuse_changed_cities(data_dir)
     result = run_day(users_api_server.base_url, data_dir, assets=USERS_ASSETS[1:])
     assert not result.success
     assert "the warehouse refused the day's rows: CHECK constraint failed: users.city" in failure_text(result)
-    assert (data_dir / "normalized_users" / f"{DAY}.csv").read_bytes() == (good_day / "normalized_users" / f"{DAY}.csv").read_bytes()
+    assert (data_dir / "normalized_users" / f"{DAY}.csv").read_bytes() == (
+        good_day / "normalized_users" / f"{DAY}.csv"
+    ).read_bytes()
     assert (data_dir / "raw_users" / f"{DAY}.jsonl").read_bytes() == changed_raw
     assert not list((data_dir / "staging").glob("*/*/*"))
 
@@ -382,8 +449,12 @@ def test_a_multi_day_run_refused_by_row_drop_on_day_n_records_the_days_committed
     users_api_server.add_fault("alter_users", seeds=[DAYS[2]], users=list(range(40)), set={"login.uuid": None})
     instance = dg.DagsterInstance.ephemeral()
     result = run_days(
-        users_api_server.base_url, data_dir, assets=two_steps, instance=instance,
-        contract_violations="quarantine", max_rejected_fraction=1.0,
+        users_api_server.base_url,
+        data_dir,
+        assets=two_steps,
+        instance=instance,
+        contract_violations="quarantine",
+        max_rejected_fraction=1.0,
     )
     assert not result.success
     [check] = [c for c in result.get_asset_check_evaluations() if c.check_name == "row_drop_within_limit"]
@@ -408,6 +479,7 @@ def recorded_days(instance: dg.DagsterInstance, run_id: str) -> dict[str, set[st
 
 def day_layers(data_dir: Path, day: str) -> dict[str, object]:
     """Every layer of one day: raw file, rejects file, CSV (bytes, or None when absent) and table rows."""
+
     def read(path: Path) -> bytes | None:
         return path.read_bytes() if path.exists() else None
 
@@ -422,7 +494,11 @@ def day_layers(data_dir: Path, day: str) -> dict[str, object]:
 # The day 2 refusals of the #12 gap: each after day 1 was fetched, normalized, loaded and committed.
 DAY_2_REFUSALS = {
     # The warehouse refuses day 2's rows: an integrity error, after raw file and CSV were staged.
-    "integrity_error": ({"changed_users": {"seeds": [DAYS[1]], "every": 10}}, {}, "the warehouse refused the day's rows"),
+    "integrity_error": (
+        {"changed_users": {"seeds": [DAYS[1]], "every": 10}},
+        {},
+        "the warehouse refused the day's rows",
+    ),
     # Quarantine leaves 40 of day 2's 50 users out: normalized_users refuses the drop.
     "row_drop": (
         {"alter_users": {"seeds": [DAYS[1]], "users": list(range(40)), "set": {"login.uuid": None}}},
@@ -433,7 +509,9 @@ DAY_2_REFUSALS = {
 
 
 @pytest.mark.parametrize("refusal", sorted(DAY_2_REFUSALS))
-def test_a_multi_day_run_refused_on_day_2_records_day_1_only_and_keeps_days_2_and_3(users_api_server, tmp_path, refusal):
+def test_a_multi_day_run_refused_on_day_2_records_day_1_only_and_keeps_days_2_and_3(
+    users_api_server, tmp_path, refusal
+):
     faults, settings, reason = DAY_2_REFUSALS[refusal]
     data_dir = tmp_path / "data"
     assert run_days(users_api_server.base_url, data_dir).success
@@ -453,7 +531,9 @@ def test_a_multi_day_run_refused_on_day_2_records_day_1_only_and_keeps_days_2_an
         f"{c.check_name}: {c.description}" for c in result.get_asset_check_evaluations() if not c.passed
     )
     assert reason in everything and DAYS[1] in everything, everything
-    assert recorded_days(instance, result.run_id) == {asset: {DAYS[0]} for asset in ("raw_users", "normalized_users", "users_table")}
+    assert recorded_days(instance, result.run_id) == {
+        asset: {DAYS[0]} for asset in ("raw_users", "normalized_users", "users_table")
+    }
     day_1 = day_layers(data_dir, DAYS[0])
     assert "Renamed" in day_1["raw_users"].decode() and b"Renamed" in day_1["normalized_users"]
     assert "Renamed" in {row["first_name"] for row in day_1["users_table"]}
@@ -482,9 +562,19 @@ def test_dg_launch_partition_range_refused_on_day_2_records_day_1_only(users_api
         "USER_PIPELINE_WAREHOUSE_URL": f"sqlite:///{data_dir}/warehouse.sqlite",
     }
     process = subprocess.run(
-        [str(Path(sys.executable).parent / "dg"), "launch", "--assets", "raw_users,normalized_users,users_table",
-         "--partition-range", f"{DAYS[0]}...{DAYS[-1]}"],
-        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300,
+        [
+            str(Path(sys.executable).parent / "dg"),
+            "launch",
+            "--assets",
+            "raw_users,normalized_users,users_table",
+            "--partition-range",
+            f"{DAYS[0]}...{DAYS[-1]}",
+        ],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert process.returncode != 0
     assert f"users_table {DAYS[1]}: the warehouse refused the day's rows" in process.stdout + process.stderr
@@ -511,8 +601,11 @@ def test_a_step_retry_does_not_fetch_again_the_days_an_earlier_attempt_committed
     # Day 1 was recorded when the first attempt stopped; the step's output records every day of
     # its range again (Dagster has no per-partition output), day 1 with the metadata recorded then.
     for asset in USERS_ASSETS:
-        events = [e.asset_materialization for e in instance.all_logs(result.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION)
-                  if e.asset_materialization.asset_key == dg.AssetKey(asset)]
+        events = [
+            e.asset_materialization
+            for e in instance.all_logs(result.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION)
+            if e.asset_materialization.asset_key == dg.AssetKey(asset)
+        ]
         assert sorted(event.partition for event in events) == [DAYS[0], DAYS[0], DAYS[1], DAYS[2]]
         first_day = [event.metadata for event in events if event.partition == DAYS[0]]
         assert first_day[0]["dagster/row_count"] == first_day[1]["dagster/row_count"]

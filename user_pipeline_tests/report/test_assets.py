@@ -55,7 +55,10 @@ def expected_rows(normalized_csv) -> list[list[str]]:
     countries = Counter(user["country"] for user in users)
     bands = Counter(band(int(user["age"])) for user in users)
     return [
-        *([DAY, "country", country, str(n)] for country, n in sorted(countries.items(), key=lambda item: (-item[1], item[0]))),
+        *(
+            [DAY, "country", country, str(n)]
+            for country, n in sorted(countries.items(), key=lambda item: (-item[1], item[0]))
+        ),
         *([DAY, "age_band", label, str(bands[label])] for label in ["<18", "18-29", "30-44", "45-59", "60+"]),
     ]
 
@@ -132,9 +135,13 @@ def test_a_day_without_normalized_users_fails_naming_the_missing_file(users_api_
     assert not result.success
     [failure] = result.get_step_failure_events()
     missing = tmp_path / "normalized_users" / f"{DAY}.csv"
-    assert f"normalized_users {DAY} is not materialized ({missing} is missing)" in failure.step_failure_data.error.message
+    assert (
+        f"normalized_users {DAY} is not materialized ({missing} is missing)" in failure.step_failure_data.error.message
+    )
     assert not (tmp_path / "reports").exists()
 
 
 def test_the_asset_description_comes_from_the_docstring():
-    assert daily_users_report.descriptions_by_key[dg.AssetKey("daily_users_report")].startswith("The day's users at a glance")
+    assert daily_users_report.descriptions_by_key[dg.AssetKey("daily_users_report")].startswith(
+        "The day's users at a glance"
+    )

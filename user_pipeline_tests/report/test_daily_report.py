@@ -22,14 +22,27 @@ DAY = "2026-11-20"
 
 def users(rows: list[tuple[str | None, int | None]]) -> pd.DataFrame:
     return pd.DataFrame(
-        {"country": pd.array([c for c, _ in rows], dtype="string"), "age": pd.array([a for _, a in rows], dtype="Int64")}
+        {
+            "country": pd.array([c for c, _ in rows], dtype="string"),
+            "age": pd.array([a for _, a in rows], dtype="Int64"),
+        }
     )
 
 
 def test_age_bands_include_their_lower_bound_and_exclude_their_upper_bound():
     ages = [0, 17, 18, 29, 30, 44, 45, 59, 60, 120, None]
     assert [age_band(age) for age in ages] == [
-        "<18", "<18", "18-29", "18-29", "30-44", "30-44", "45-59", "45-59", "60+", "60+", "unknown",
+        "<18",
+        "<18",
+        "18-29",
+        "18-29",
+        "30-44",
+        "30-44",
+        "45-59",
+        "45-59",
+        "60+",
+        "60+",
+        "unknown",
     ]
 
 
@@ -67,7 +80,10 @@ def test_the_table_lists_countries_then_age_bands():
 def test_the_chart_folds_countries_beyond_its_limit_into_one_bar():
     counts = [(f"c{i:02}", 100 - i) for i in range(30)]
     assert chart_countries(counts, limit=30) == counts
-    assert chart_countries(counts, limit=5) == [*counts[:4], ("other (26 countries)", sum(100 - i for i in range(4, 30)))]
+    assert chart_countries(counts, limit=5) == [
+        *counts[:4],
+        ("other (26 countries)", sum(100 - i for i in range(4, 30))),
+    ]
 
 
 def test_the_chart_is_a_png_of_fixed_size_without_a_software_chunk_and_the_same_bytes_every_time():

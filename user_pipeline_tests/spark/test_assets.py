@@ -21,9 +21,7 @@ def spark_resources(data_dir, settings: SparkSettings = SMALL_SPARK) -> dict:
     }
 
 
-def materialize_days(
-    data_dir, first: str, last: str, settings: SparkSettings = SMALL_SPARK, instance=None
-):
+def materialize_days(data_dir, first: str, last: str, settings: SparkSettings = SMALL_SPARK, instance=None):
     """users_parquet over [first, last] in ONE run, as a single-run backfill launches it."""
     return dg.materialize(
         [users_parquet],
@@ -55,7 +53,9 @@ def test_one_day_then_a_range_in_one_run_give_the_same_rows_and_files(local_spar
     assert event.partition == DAYS[1]
     assert event.metadata["rows_by_day"].value == {DAYS[1]: 40 - 0}
     assert event.metadata["spark_application_id"].value == local_spark.sparkContext.applicationId
-    day_rows = [row for row in read_users(local_spark, normalized_days / "parquet") if str(row["partition_date"]) == DAYS[1]]
+    day_rows = [
+        row for row in read_users(local_spark, normalized_days / "parquet") if str(row["partition_date"]) == DAYS[1]
+    ]
 
     ranged = materialize_days(normalized_days, DAYS[0], DAYS[2])
     assert ranged.success

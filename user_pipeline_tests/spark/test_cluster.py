@@ -37,8 +37,11 @@ def test_a_range_runs_as_one_application_on_the_cluster(local_spark, tmp_path):
     try:
         assert [worker["state"] for worker in cluster.master_json()["workers"]] == ["ALIVE"]
         settings = SparkSettings(
-            master=cluster.master_url, executor_memory="512m", driver_memory="512m",
-            shuffle_partitions=2, master_web_ui_url=cluster.web_ui_url,
+            master=cluster.master_url,
+            executor_memory="512m",
+            driver_memory="512m",
+            shuffle_partitions=2,
+            master_web_ui_url=cluster.web_ui_url,
         )
         instance = dg.DagsterInstance.ephemeral()
         result = materialize_days(tmp_path, DAYS[0], DAYS[2], settings, instance=instance)
@@ -53,7 +56,11 @@ def test_a_range_runs_as_one_application_on_the_cluster(local_spark, tmp_path):
 
         state = cluster.wait_for(lambda s: not s["activeapps"] and s["completedapps"], timeout=60)
         [application] = state["completedapps"]
-        assert (application["id"], application["name"], application["state"]) == (app_id, ingest_users.APP_NAME, "FINISHED")
+        assert (application["id"], application["name"], application["state"]) == (
+            app_id,
+            ingest_users.APP_NAME,
+            "FINISHED",
+        )
     finally:
         cluster.stop()
     assert not any(spark_cluster._pid_alive(pid) for pid in pids.values())

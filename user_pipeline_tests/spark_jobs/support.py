@@ -23,12 +23,14 @@ def read_users(spark, output_dir: Path) -> list[dict]:
     ]
     return [r.asDict() for r in df.select(*cols).orderBy("user_id").collect()]
 
+
 def read_agg(spark, output_dir: Path) -> list[tuple]:
     df = spark.read.parquet(str(output_dir / "users_by_country_age_band"))
     return sorted(
         (r.partition_date.isoformat(), r.country, r.age_band, r.users)
         for r in df.select("partition_date", "country", "age_band", "users").collect()
     )
+
 
 def snapshot_tree(root: Path) -> dict[str, tuple[int, int]]:
     """relative path -> (size, mtime_ns) for every file (hidden ones included)."""
@@ -40,6 +42,7 @@ def snapshot_tree(root: Path) -> dict[str, tuple[int, int]]:
             out[str(path.relative_to(root))] = (st.st_size, st.st_mtime_ns)
     return out
 
+
 def partition_layout(dataset_dir: Path) -> dict[str, list[str]]:
     """partition dir name -> sorted file names; root-level files listed under ''."""
     layout = {"": sorted(p.name for p in dataset_dir.iterdir() if p.is_file())}
@@ -47,9 +50,11 @@ def partition_layout(dataset_dir: Path) -> dict[str, list[str]]:
         layout[part.name] = sorted(p.name for p in part.iterdir())
     return layout
 
+
 def data_files(dataset_dir: Path, day: str) -> list[str]:
     part = dataset_dir / f"partition_date={day}"
     return sorted(p.name for p in part.iterdir() if not p.name.startswith((".", "_")))
+
 
 def data_file_digest(dataset_dir: Path, day: str) -> str:
     """sha256 of the (single) data file of a partition."""

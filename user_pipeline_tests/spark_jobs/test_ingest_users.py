@@ -34,9 +34,7 @@ DAY1, DAY2, DAY3 = golden.DAYS
 
 
 def _ingest(spark, input_dir: Path, output_dir: Path, start: str, end: str) -> dict:
-    return run_ingestion(
-        spark, input_dir=str(input_dir), start_date=start, end_date=end, output_dir=str(output_dir)
-    )
+    return run_ingestion(spark, input_dir=str(input_dir), start_date=start, end_date=end, output_dir=str(output_dir))
 
 
 @pytest.fixture(scope="module")
@@ -81,10 +79,16 @@ def test_golden_output_exact(local_spark, baseline):
     users_types = {f.name: f.dataType for f in local_spark.read.parquet(str(out / "users")).schema}
     assert list(users_types) == golden.CSV_COLUMNS[1:] + ["partition_date"]
     expected_types = {
-        "partition_date": DateType(), "date_of_birth": TimestampType(),
-        "registered_at": TimestampType(), "age": IntegerType(), "street_number": IntegerType(),
-        "latitude": DoubleType(), "longitude": DoubleType(), "postcode": StringType(),
-        "id_value": StringType(), "user_id": StringType(),
+        "partition_date": DateType(),
+        "date_of_birth": TimestampType(),
+        "registered_at": TimestampType(),
+        "age": IntegerType(),
+        "street_number": IntegerType(),
+        "latitude": DoubleType(),
+        "longitude": DoubleType(),
+        "postcode": StringType(),
+        "id_value": StringType(),
+        "user_id": StringType(),
     }
     assert {k: users_types[k] for k in expected_types} == expected_types
     dob = (
@@ -97,12 +101,11 @@ def test_golden_output_exact(local_spark, baseline):
 
     # Aggregate: exact content and types.
     assert baseline["agg"] == golden.EXPECTED_AGG
-    agg_types = {
-        f.name: f.dataType
-        for f in local_spark.read.parquet(str(out / "users_by_country_age_band")).schema
-    }
+    agg_types = {f.name: f.dataType for f in local_spark.read.parquet(str(out / "users_by_country_age_band")).schema}
     assert agg_types == {
-        "country": StringType(), "age_band": StringType(), "users": LongType(),
+        "country": StringType(),
+        "age_band": StringType(),
+        "users": LongType(),
         "partition_date": DateType(),
     }
 
@@ -191,9 +194,7 @@ def test_reruns_are_idempotent_and_overwrite_only_their_days(local_spark, baseli
     golden.write_day(input_dir, DAY2, new_day2)
     summary = _ingest(local_spark, input_dir, out, DAY2, DAY2)
     assert summary["users"]["rows"] == {DAY2: 1}
-    assert read_users(local_spark, out) == golden.expected_user_rows(
-        rows_by_day={**golden.ROWS, DAY2: new_day2}
-    )
+    assert read_users(local_spark, out) == golden.expected_user_rows(rows_by_day={**golden.ROWS, DAY2: new_day2})
     assert read_agg(local_spark, out) == sorted(
         [r for r in golden.EXPECTED_AGG if r[0] != DAY2] + [(DAY2, "Ukraine", "30-44", 1)]
     )
@@ -255,9 +256,7 @@ def _corrupt_inputs(kind: str, src: Path, dst: Path) -> Path:
         ("bad_timestamp", "registered_at"),
     ],
 )
-def test_corrupt_day_fails_naming_file_and_keeps_output(
-    local_spark, baseline, tmp_path, kind, reason_fragment
-):
+def test_corrupt_day_fails_naming_file_and_keeps_output(local_spark, baseline, tmp_path, kind, reason_fragment):
     out = baseline["output_dir"]
     before = {ds: snapshot_tree(out / ds) for ds in ("users", "users_by_country_age_band")}
     bad = _corrupt_inputs(kind, baseline["input_dir"], tmp_path / "in")
@@ -291,9 +290,7 @@ def test_missing_day_fails_before_writing(local_spark, baseline, tmp_path):
 
 
 def test_cli_rejects_reversed_range():
-    assert ingest_users.main(
-        ["--input-dir", "x", "--output-dir", "y", "--start-date", DAY3, "--end-date", DAY1]
-    ) == 2
+    assert ingest_users.main(["--input-dir", "x", "--output-dir", "y", "--start-date", DAY3, "--end-date", DAY1]) == 2
 
 
 def _hostile_day(day: str):

@@ -17,7 +17,9 @@ SEED = "2026-11-20"
 def make_client(base_url: str, *, sleeps: list[float] | None = None, **overrides) -> UsersApiClient:
     settings = {"timeout_seconds": 5.0, "retry": RetrySettings(max_attempts=3, backoff_seconds=0.01)}
     settings.update(overrides)
-    return UsersApiClient(base_url=base_url, sleep=(sleeps.append if sleeps is not None else lambda _: None), **settings)
+    return UsersApiClient(
+        base_url=base_url, sleep=(sleeps.append if sleeps is not None else lambda _: None), **settings
+    )
 
 
 def fetch_all(client: UsersApiClient, users: int) -> list[dict]:
@@ -147,7 +149,10 @@ def test_bad_settings_are_refused_naming_the_setting(settings, named):
 
 @pytest.mark.parametrize("users", [0, -1, "abc", 1_000_001])
 def test_a_bad_user_count_is_refused_before_any_request(users_api_server, users):
-    with make_client(users_api_server.base_url) as client, pytest.raises(InvalidSettingError, match="users_per_partition"):
+    with (
+        make_client(users_api_server.base_url) as client,
+        pytest.raises(InvalidSettingError, match="users_per_partition"),
+    ):
         fetch_all(client, users)
     assert users_api_server.stats()["api_requests"] == 0
 
@@ -157,4 +162,3 @@ def test_backoff_honours_retry_after_up_to_the_cap():
     assert retry.delay(1, retry_after=4.0) == 4.0
     assert retry.delay(1, retry_after=120.0) == 10.0
     assert all(0 <= retry.delay(attempt, None) <= min(10.0, 2 ** (attempt - 1)) for attempt in range(1, 8))
-

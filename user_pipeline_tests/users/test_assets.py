@@ -74,4 +74,6 @@ def test_every_check_passes_on_good_data(tmp_path):
 
 
 def test_the_asset_descriptions_come_from_the_docstrings():
-    assert daily_users.specs_by_key[dg.AssetKey("normalized_users")].description.startswith("One row per user for the day")
+    assert daily_users.specs_by_key[dg.AssetKey("normalized_users")].description.startswith(
+        "One row per user for the day"
+    )

@@ -78,7 +78,9 @@ def test_while_the_api_is_down_sensor_ticks_and_runs_make_at_most_threshold_call
         )
 
     def tick():
-        context = dg.build_sensor_context(instance=instance, cursor=cursor, definitions=load_definitions(), resources={"users_api": api})
+        context = dg.build_sensor_context(
+            instance=instance, cursor=cursor, definitions=load_definitions(), resources={"users_api": api}
+        )
         return users_api_sensor.evaluate_tick(context), context.cursor
 
     users_api_server.add_fault("server_error", status=503)
@@ -89,7 +91,9 @@ def test_while_the_api_is_down_sensor_ticks_and_runs_make_at_most_threshold_call
         for day in REFUSED_DAYS:
             refused = run(day)  # calls 2 and 3 open the circuit; then no more calls
             assert not refused.success
-            assert f"{day} skipped: circuit open" in refused.get_step_failure_events()[0].step_failure_data.error.message
+            assert (
+                f"{day} skipped: circuit open" in refused.get_step_failure_events()[0].step_failure_data.error.message
+            )
         for _ in range(3):
             result, cursor = tick()
             assert "is unavailable: circuit open since" in result.skip_message

@@ -27,22 +27,39 @@ def test_failures_of_one_source_leave_another_source_closed(tmp_path):
         CircuitBreaker(state, source="HTTPS://randomuser.me/api", cooldown_seconds=300).before_call()
 
 
-def test_an_offline_run_against_an_unreachable_api_does_not_fail_the_next_run_against_a_healthy_one(users_api_server, tmp_path):
+def test_an_offline_run_against_an_unreachable_api_does_not_fail_the_next_run_against_a_healthy_one(
+    users_api_server, tmp_path
+):
     """Finding 2: an offline `dagster asset materialize` (default URL, no network) opened the shared
     circuit, and the next run against the bundled API failed with `circuit open (last: ... randomuser.me)`."""
-    shared = {"circuit_state_path": str(tmp_path / "state" / "users_api_circuit.json"), "circuit_failure_threshold": 1,
-              "max_attempts": 1, "backoff_seconds": 0.01, "users_per_partition": 5}
+    shared = {
+        "circuit_state_path": str(tmp_path / "state" / "users_api_circuit.json"),
+        "circuit_failure_threshold": 1,
+        "max_attempts": 1,
+        "backoff_seconds": 0.01,
+        "users_per_partition": 5,
+    }
     files = PartitionFiles(data_dir=str(tmp_path))
     warehouse = WarehouseResource(url=f"sqlite:///{tmp_path}/warehouse.sqlite")
     unreachable = RandomUserApi(base_url=f"http://127.0.0.1:{free_port()}/api/", **shared)
     healthy = RandomUserApi(base_url=users_api_server.base_url, **shared)
     assets = [daily_users]
     with dg.instance_for_test() as instance:
-        offline = dg.materialize(assets, partition_key=DAY, instance=instance, raise_on_error=False,
-                                 resources={"users_api": unreachable, "files": files, "warehouse": warehouse, "day_limits": DayLimits()})
+        offline = dg.materialize(
+            assets,
+            partition_key=DAY,
+            instance=instance,
+            raise_on_error=False,
+            resources={"users_api": unreachable, "files": files, "warehouse": warehouse, "day_limits": DayLimits()},
+        )
         assert not offline.success
         assert unreachable.breaker().describe().startswith("circuit open")
-        online = dg.materialize(assets, partition_key=DAY, instance=instance, raise_on_error=False,
-                                resources={"users_api": healthy, "files": files, "warehouse": warehouse, "day_limits": DayLimits()})
+        online = dg.materialize(
+            assets,
+            partition_key=DAY,
+            instance=instance,
+            raise_on_error=False,
+            resources={"users_api": healthy, "files": files, "warehouse": warehouse, "day_limits": DayLimits()},
+        )
     assert online.success
     assert warehouse.open().count_rows(DAY) == 5

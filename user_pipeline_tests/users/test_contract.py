@@ -46,7 +46,16 @@ def test_the_parts_of_a_partial_recorded_answer_keep_to_their_part_of_the_contra
     # inc=name,email,login,location: only the fields asked for; each of them keeps to the contract.
     users = recorded_users("seed-2026-11-23_results-3_inc.json")
     for user in users:
-        assert {v.field for v in validate_user(user)} == {"gender", "dob", "registered", "phone", "cell", "id", "picture", "nat"}
+        assert {v.field for v in validate_user(user)} == {
+            "gender",
+            "dob",
+            "registered",
+            "phone",
+            "cell",
+            "id",
+            "picture",
+            "nat",
+        }
 
 
 def test_the_bundled_servers_users_keep_to_the_contract():
@@ -95,7 +104,9 @@ def test_a_violation_names_seed_page_index_user_number_and_shortens_the_value(re
     assert checked.valid == [real_user]
     assert sorted(checked.rejected) == [1, 2]
     [long_value] = checked.rejected[2][1]
-    assert long_value.describe().startswith("seed '2026-11-20' page 3 results[2] (user 202 of the seed): location.street.number: ")
+    assert long_value.describe().startswith(
+        "seed '2026-11-20' page 3 results[2] (user 202 of the seed): location.street.number: "
+    )
     assert long_value.value == "'" + "9" * 56 + "..."
     error = ContractViolation([v for _, found in checked.rejected.values() for v in found])
     assert str(error) == (
@@ -141,7 +152,18 @@ HOSTILE = st.one_of(
 NULLABLE = {"id.value"}
 
 
-OBJECTS = ["name", "location", "location.street", "location.coordinates", "location.timezone", "login", "dob", "registered", "id", "picture"]
+OBJECTS = [
+    "name",
+    "location",
+    "location.street",
+    "location.coordinates",
+    "location.timezone",
+    "login",
+    "dob",
+    "registered",
+    "id",
+    "picture",
+]
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -175,7 +197,9 @@ def test_nul_in_any_text_field_is_refused_naming_it(real_user, field, before, af
 BAD_FORMATS = {
     "login.uuid": st.text(max_size=40).filter(lambda s: len(s) != 36),
     "email": st.text(alphabet="abc .", max_size=20),
-    "dob.date": st.sampled_from(["1991-10-01", "01/10/1991", "1991-13-01T00:00:00Z", "1991-02-30T07:08:32.394Z", "yesterday"]),
+    "dob.date": st.sampled_from(
+        ["1991-10-01", "01/10/1991", "1991-13-01T00:00:00Z", "1991-02-30T07:08:32.394Z", "yesterday"]
+    ),
     "registered.date": st.sampled_from(["2009-06-08 13:21", "", "2009-06-08T25:00:00Z"]),
     "location.coordinates.latitude": st.sampled_from(["north", "", "91", "-90.5", "nan", "inf"]),
     "location.coordinates.longitude": st.sampled_from(["east", "180.01", "1e400"]),
@@ -199,31 +223,55 @@ def valid_users():
     text = st.text(st.characters(blacklist_characters="\x00", blacklist_categories=("Cs",)), max_size=12)
     non_empty = text.filter(bool)
     number = st.integers(-(10**9), 10**9)
-    return st.fixed_dictionaries({
-        "gender": non_empty,
-        "name": st.fixed_dictionaries({"title": text, "first": non_empty, "last": non_empty}),
-        "location": st.fixed_dictionaries({
-            "street": st.fixed_dictionaries({"number": number, "name": non_empty}),
-            "city": non_empty, "state": text, "country": non_empty,
-            "postcode": st.one_of(number, non_empty),
-            "coordinates": st.fixed_dictionaries({
-                "latitude": st.one_of(st.floats(-90, 90), st.floats(-90, 90).map(str)),
-                "longitude": st.one_of(st.floats(-180, 180), st.floats(-180, 180).map(lambda x: f"{x:.4f}")),
-            }),
-            "timezone": st.fixed_dictionaries({"offset": st.from_regex(r"\A[+-]?\d{1,2}:\d{2}\Z"), "description": text}),
-        }),
-        "email": st.emails(),
-        "login": st.fixed_dictionaries({
-            "uuid": st.uuids().map(str), "username": non_empty, "salt": non_empty,
-            "sha256": st.text("0123456789abcdef", min_size=64, max_size=64),
-        }),
-        "dob": st.fixed_dictionaries({"date": st.datetimes().map(lambda d: d.isoformat(timespec="milliseconds") + "Z"), "age": st.integers(0, 150)}),
-        "registered": st.fixed_dictionaries({"date": st.datetimes().map(lambda d: d.isoformat() + "+00:00"), "age": st.integers(0, 150)}),
-        "phone": text, "cell": text,
-        "id": st.fixed_dictionaries({"name": text, "value": st.one_of(st.none(), text)}),
-        "picture": st.fixed_dictionaries({"large": non_empty}),
-        "nat": st.from_regex(r"\A[A-Z]{2}\Z"),
-    })
+    return st.fixed_dictionaries(
+        {
+            "gender": non_empty,
+            "name": st.fixed_dictionaries({"title": text, "first": non_empty, "last": non_empty}),
+            "location": st.fixed_dictionaries(
+                {
+                    "street": st.fixed_dictionaries({"number": number, "name": non_empty}),
+                    "city": non_empty,
+                    "state": text,
+                    "country": non_empty,
+                    "postcode": st.one_of(number, non_empty),
+                    "coordinates": st.fixed_dictionaries(
+                        {
+                            "latitude": st.one_of(st.floats(-90, 90), st.floats(-90, 90).map(str)),
+                            "longitude": st.one_of(
+                                st.floats(-180, 180), st.floats(-180, 180).map(lambda x: f"{x:.4f}")
+                            ),
+                        }
+                    ),
+                    "timezone": st.fixed_dictionaries(
+                        {"offset": st.from_regex(r"\A[+-]?\d{1,2}:\d{2}\Z"), "description": text}
+                    ),
+                }
+            ),
+            "email": st.emails(),
+            "login": st.fixed_dictionaries(
+                {
+                    "uuid": st.uuids().map(str),
+                    "username": non_empty,
+                    "salt": non_empty,
+                    "sha256": st.text("0123456789abcdef", min_size=64, max_size=64),
+                }
+            ),
+            "dob": st.fixed_dictionaries(
+                {
+                    "date": st.datetimes().map(lambda d: d.isoformat(timespec="milliseconds") + "Z"),
+                    "age": st.integers(0, 150),
+                }
+            ),
+            "registered": st.fixed_dictionaries(
+                {"date": st.datetimes().map(lambda d: d.isoformat() + "+00:00"), "age": st.integers(0, 150)}
+            ),
+            "phone": text,
+            "cell": text,
+            "id": st.fixed_dictionaries({"name": text, "value": st.one_of(st.none(), text)}),
+            "picture": st.fixed_dictionaries({"large": non_empty}),
+            "nat": st.from_regex(r"\A[A-Z]{2}\Z"),
+        }
+    )
 
 
 @settings(max_examples=300, deadline=None)

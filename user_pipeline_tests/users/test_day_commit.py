@@ -74,7 +74,9 @@ def test_a_commit_cut_short_is_finished_by_the_next_run(tmp_path):
     staged_csv.write_text("new csv\n")
     # As a crash after the marker and the first rename leaves it:
     (staging.folder / COMMITS).mkdir()
-    (staging.folder / COMMITS / f"{DAY}.json").write_text(json.dumps({str(staged_raw): str(target_raw), str(staged_csv): str(target_csv)}))
+    (staging.folder / COMMITS / f"{DAY}.json").write_text(
+        json.dumps({str(staged_raw): str(target_raw), str(staged_csv): str(target_csv)})
+    )
     target_raw.parent.mkdir(parents=True)
     os.replace(staged_raw, target_raw)
     assert sorted(p.name for p in finish_interrupted_commits(tmp_path / "staging")) == [f"{DAY}.csv"]

@@ -8,7 +8,14 @@ import pandas as pd
 import pytest
 
 from user_pipeline.users import days
-from user_pipeline.users.days import RowDropRefused, load_checks, load_day, normalize_checks, normalize_day, refusing_checks
+from user_pipeline.users.days import (
+    RowDropRefused,
+    load_checks,
+    load_day,
+    normalize_checks,
+    normalize_day,
+    refusing_checks,
+)
 from user_pipeline.users.normalize import audit_normalized_csv, read_normalized_csv
 from user_pipeline.users.raw_files import without_plaintext_password
 from user_pipeline.users.receipts import content_hash, row_fingerprints
@@ -20,7 +27,12 @@ DAY = "2026-11-23"
 
 @pytest.fixture(scope="module")
 def users() -> list[dict]:
-    pages = [json.loads((FIXTURES_DIR / f"seed-fixture_results-1000_page-{page}.json").read_text(encoding="utf-8"))["results"] for page in (1, 2)]
+    pages = [
+        json.loads((FIXTURES_DIR / f"seed-fixture_results-1000_page-{page}.json").read_text(encoding="utf-8"))[
+            "results"
+        ]
+        for page in (1, 2)
+    ]
     return [without_plaintext_password(user) for page in pages for user in page]
 
 
@@ -47,13 +59,17 @@ class ReadCounter:
         return read
 
 
-def test_normalize_day_reads_the_raw_file_and_the_previous_csv_once_and_never_reads_its_csv_back(users, tmp_path, monkeypatch):
+def test_normalize_day_reads_the_raw_file_and_the_previous_csv_once_and_never_reads_its_csv_back(
+    users, tmp_path, monkeypatch
+):
     raw = write_raw(tmp_path / "raw.jsonl", users)
     previous = tmp_path / "committed.csv"
     normalize_day(DAY, raw, previous, previous_csv=tmp_path / "none.csv", max_row_drop_fraction=0.2)
     counter = ReadCounter(monkeypatch)
 
-    normalized = normalize_day(DAY, raw, tmp_path / "new.csv", previous_csv=previous, max_row_drop_fraction=0.2, chunk_rows=300)
+    normalized = normalize_day(
+        DAY, raw, tmp_path / "new.csv", previous_csv=previous, max_row_drop_fraction=0.2, chunk_rows=300
+    )
 
     assert sorted(counter.reads) == ["committed.csv", "raw.jsonl"]
     assert normalized.receipt.previous_rows == normalized.rows == 1994
@@ -63,7 +79,9 @@ def test_the_one_pass_receipt_and_audit_equal_a_read_back_of_the_written_csv(use
     raw = write_raw(tmp_path / "raw.jsonl", users)
     csv_path = tmp_path / "day.csv"
 
-    normalized = normalize_day(DAY, raw, csv_path, previous_csv=tmp_path / "none.csv", max_row_drop_fraction=0.2, chunk_rows=300)
+    normalized = normalize_day(
+        DAY, raw, csv_path, previous_csv=tmp_path / "none.csv", max_row_drop_fraction=0.2, chunk_rows=300
+    )
 
     read_back = row_fingerprints(read_normalized_csv(csv_path, chunk_rows=300))
     assert normalized.receipt.content_hash == content_hash(read_back)
@@ -78,8 +96,11 @@ def test_the_one_pass_receipt_and_audit_equal_a_read_back_of_the_written_csv(use
 def test_the_audit_counts_a_repeated_user_id_and_refuses_the_day(users, tmp_path):
     repeated = [*users[:10], {**users[10], "login": {**users[10]["login"], "uuid": users[2]["login"]["uuid"]}}]
     normalized = normalize_day(
-        DAY, write_raw(tmp_path / "raw.jsonl", repeated), tmp_path / "day.csv",
-        previous_csv=tmp_path / "none.csv", max_row_drop_fraction=0.2,
+        DAY,
+        write_raw(tmp_path / "raw.jsonl", repeated),
+        tmp_path / "day.csv",
+        previous_csv=tmp_path / "none.csv",
+        max_row_drop_fraction=0.2,
     )
     assert normalized.audit.repeated_user_ids == [users[2]["login"]["uuid"]]
     assert refusing_checks("normalized_users", normalize_checks(normalized, 11, 0.2)) == ["user_ids_unique"]
@@ -87,16 +108,26 @@ def test_the_audit_counts_a_repeated_user_id_and_refuses_the_day(users, tmp_path
 
 def test_a_row_drop_past_the_limit_is_refused_and_keeps_the_previous_csv(users, tmp_path):
     csv_path = tmp_path / "day.csv"
-    normalize_day(DAY, write_raw(tmp_path / "all.jsonl", users), csv_path, previous_csv=csv_path, max_row_drop_fraction=0.2)
+    normalize_day(
+        DAY, write_raw(tmp_path / "all.jsonl", users), csv_path, previous_csv=csv_path, max_row_drop_fraction=0.2
+    )
     before = csv_path.read_bytes()
     with pytest.raises(RowDropRefused, match=f"{DAY}: the new data has 50% fewer rows than the previous CSV"):
-        normalize_day(DAY, write_raw(tmp_path / "half.jsonl", users[:1000]), csv_path, previous_csv=csv_path, max_row_drop_fraction=0.2)
+        normalize_day(
+            DAY,
+            write_raw(tmp_path / "half.jsonl", users[:1000]),
+            csv_path,
+            previous_csv=csv_path,
+            max_row_drop_fraction=0.2,
+        )
     assert csv_path.read_bytes() == before
 
 
 def test_load_day_reads_the_csv_once_and_its_table_hash_equals_the_normalized_rows(users, tmp_path, monkeypatch):
     csv_path = tmp_path / "day.csv"
-    normalized = normalize_day(DAY, write_raw(tmp_path / "raw.jsonl", users), csv_path, previous_csv=csv_path, max_row_drop_fraction=0.2)
+    normalized = normalize_day(
+        DAY, write_raw(tmp_path / "raw.jsonl", users), csv_path, previous_csv=csv_path, max_row_drop_fraction=0.2
+    )
     warehouse = open_warehouse(f"sqlite:///{tmp_path}/warehouse.sqlite")
     counter = ReadCounter(monkeypatch)
 
@@ -110,15 +141,21 @@ def test_load_day_reads_the_csv_once_and_its_table_hash_equals_the_normalized_ro
 
 def test_load_day_rolls_back_when_the_csv_no_longer_holds_the_rows_normalized(users, tmp_path):
     csv_path = tmp_path / "day.csv"
-    normalized = normalize_day(DAY, write_raw(tmp_path / "raw.jsonl", users[:50]), csv_path, previous_csv=csv_path, max_row_drop_fraction=0.2)
+    normalized = normalize_day(
+        DAY, write_raw(tmp_path / "raw.jsonl", users[:50]), csv_path, previous_csv=csv_path, max_row_drop_fraction=0.2
+    )
     warehouse = open_warehouse(f"sqlite:///{tmp_path}/warehouse.sqlite")
     load_day(warehouse, DAY, csv_path)
     before = warehouse.read_partition(DAY)
     # A value changed on disk between normalizing and loading: the CSV's own hash still agrees with
     # the table, but not with the rows as normalized.
-    csv_path.write_text(csv_path.read_text(encoding="utf-8").replace(users[0]["name"]["first"], "Changed", 1), encoding="utf-8")
+    csv_path.write_text(
+        csv_path.read_text(encoding="utf-8").replace(users[0]["name"]["first"], "Changed", 1), encoding="utf-8"
+    )
 
-    with pytest.raises(TableMismatchError, match=rf"users {DAY}: the rows read back \(50 rows, content hash \w+\) differ"):
+    with pytest.raises(
+        TableMismatchError, match=rf"users {DAY}: the rows read back \(50 rows, content hash \w+\) differ"
+    ):
         load_day(warehouse, DAY, csv_path, expected_hash=normalized.receipt.content_hash)
 
     pd.testing.assert_frame_equal(warehouse.read_partition(DAY), before)

@@ -12,7 +12,9 @@ from user_pipeline_tests.hostile import NUL_TEXT, hostile_frame, hostile_text, u
 
 DAY = "2026-11-20"
 # Each example is a real write and read (and a real transaction for the warehouse).
-PROPERTY = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+PROPERTY = settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
+)
 
 
 def by_key(frame: pd.DataFrame) -> pd.DataFrame:
@@ -36,11 +38,20 @@ def test_the_csv_format_round_trips_any_text_in_every_column(tmp_path_factory, f
 def api_user(index: int, fields: dict) -> dict:
     """One API user object with every normalized field; `fields` overrides dotted fields."""
     user = {
-        "gender": "female", "email": f"user{index}@example.com", "phone": "1", "cell": "2", "nat": "CA",
+        "gender": "female",
+        "email": f"user{index}@example.com",
+        "phone": "1",
+        "cell": "2",
+        "nat": "CA",
         "name": {"title": "Ms", "first": "A", "last": "B"},
         "location": {
-            "street": {"number": 1, "name": "S"}, "city": "C", "state": "S", "country": "Canada", "postcode": "V0V 4U7",
-            "coordinates": {"latitude": "-65.9485", "longitude": "1.5"}, "timezone": {"offset": "+1:00"},
+            "street": {"number": 1, "name": "S"},
+            "city": "C",
+            "state": "S",
+            "country": "Canada",
+            "postcode": "V0V 4U7",
+            "coordinates": {"latitude": "-65.9485", "longitude": "1.5"},
+            "timezone": {"offset": "+1:00"},
         },
         "login": {"uuid": f"id-{index}", "username": "u", "salt": "s", "sha256": "h"},
         "dob": {"date": "1966-01-01T00:00:00.000Z", "age": 60},
@@ -57,8 +68,22 @@ def api_user(index: int, fields: dict) -> dict:
     return user
 
 
-TEXT_FIELDS = ["name.first", "name.last", "name.title", "location.street.name", "location.city", "location.state",
-               "location.country", "location.postcode", "id.name", "id.value", "login.username", "phone", "cell", "picture.large"]
+TEXT_FIELDS = [
+    "name.first",
+    "name.last",
+    "name.title",
+    "location.street.name",
+    "location.city",
+    "location.state",
+    "location.country",
+    "location.postcode",
+    "id.name",
+    "id.value",
+    "login.username",
+    "phone",
+    "cell",
+    "picture.large",
+]
 
 
 @PROPERTY
@@ -150,7 +175,9 @@ def test_a_value_the_store_changes_rolls_the_load_back(tmp_path):
     store.replace_partition(DAY, [good])
     changed = good.copy()
     changed.loc[0, "longitude"] = -0.0
-    with pytest.raises(TableMismatchError, match=f"users {DAY}: the rows read back .* differ from the normalized_users CSV"):
+    with pytest.raises(
+        TableMismatchError, match=f"users {DAY}: the rows read back .* differ from the normalized_users CSV"
+    ):
         store.replace_partition(DAY, [changed])
     pd.testing.assert_frame_equal(store.read_partition(DAY), by_key(good))
 
@@ -159,6 +186,8 @@ def test_text_that_is_not_unicode_fails_naming_the_user_and_column(tmp_path):
     """A lone surrogate (JSON "\\ud800") cannot be UTF-8: refused by name, no file written."""
     users = [api_user(0, {}), api_user(1, {"location.city": "bad \ud800 city"})]
     path = tmp_path / f"{DAY}.csv"
-    with pytest.raises(ValueError, match=r"cannot write CSV: user id-1: city holds 'bad \\ud800 city', which is not string"):
+    with pytest.raises(
+        ValueError, match=r"cannot write CSV: user id-1: city holds 'bad \\ud800 city', which is not string"
+    ):
         write_normalized_csv([users], path, DAY)
     assert not path.exists()

@@ -40,7 +40,9 @@ def test_a_recorded_user_becomes_one_typed_row():
 
 def test_integer_postcodes_become_text_without_a_decimal_point(two_pages):
     frame = normalize_users(two_pages[0], "2026-11-23")
-    integer_postcodes = [user["location"]["postcode"] for user in two_pages[0] if isinstance(user["location"]["postcode"], int)]
+    integer_postcodes = [
+        user["location"]["postcode"] for user in two_pages[0] if isinstance(user["location"]["postcode"], int)
+    ]
     assert integer_postcodes
     assert frame["postcode"].dtype == "string"
     assert set(map(str, integer_postcodes)) <= set(frame["postcode"])

@@ -5,8 +5,7 @@ import sqlite3
 
 import pytest
 
-from user_pipeline.users.warehouse import describe_integrity_error
-from user_pipeline.users.warehouse import WarehouseUnavailableError
+from user_pipeline.users.warehouse import WarehouseUnavailableError, describe_integrity_error
 
 
 def sqlite_error(sql: str) -> sqlite3.Error:
@@ -29,12 +28,16 @@ def test_sqlite_integrity_errors_are_named_by_column():
 
 def test_postgres_integrity_errors_are_named_by_column():
     errors = pytest.importorskip("psycopg.errors")
-    not_null = errors.NotNullViolation('null value in column "user_id" of relation "users" violates not-null constraint')
+    not_null = errors.NotNullViolation(
+        'null value in column "user_id" of relation "users" violates not-null constraint'
+    )
     assert describe_integrity_error(not_null).endswith("(column user_id)")
     unique = errors.UniqueViolation(
         'duplicate key value violates unique constraint "users_pkey"\nDETAIL:  Key (email)=(a@example.com) already exists.'
     )
-    assert describe_integrity_error(unique) == 'duplicate key value violates unique constraint "users_pkey" (column email)'
+    assert (
+        describe_integrity_error(unique) == 'duplicate key value violates unique constraint "users_pkey" (column email)'
+    )
 
 
 def test_transient_and_other_errors_are_not_integrity_errors():

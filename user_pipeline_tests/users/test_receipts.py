@@ -18,7 +18,9 @@ def run_day(base_url: str, data_dir, users: int) -> dg.ExecuteInProcessResult:
 
 def receipt(result: dg.ExecuteInProcessResult, asset: str) -> dict:
     [event] = materializations(result, asset)
-    return {key.removeprefix("receipt/"): value.value for key, value in event.metadata.items() if key.startswith("receipt/")}
+    return {
+        key.removeprefix("receipt/"): value.value for key, value in event.metadata.items() if key.startswith("receipt/")
+    }
 
 
 def expected_diff(before: pd.DataFrame, after: pd.DataFrame) -> dict:
@@ -70,10 +72,16 @@ def test_a_fifty_percent_drop_fails_the_blocking_check_and_keeps_the_previous_da
 
     result = run_day(users_api_server.base_url, tmp_path, 50)
     assert not result.success
-    [check] = [evaluation for evaluation in result.get_asset_check_evaluations() if evaluation.check_name == "row_drop_within_limit"]
+    [check] = [
+        evaluation
+        for evaluation in result.get_asset_check_evaluations()
+        if evaluation.check_name == "row_drop_within_limit"
+    ]
     assert not check.passed
     before = read_normalized_csv(tmp_path / "normalized_users" / f"{DAY}.csv")
-    first_fifty = requests.get(users_api_server.base_url, params={"results": 50, "seed": DAY}, timeout=30).json()["results"]
+    first_fifty = requests.get(users_api_server.base_url, params={"results": 50, "seed": DAY}, timeout=30).json()[
+        "results"
+    ]
     kept = set(before["user_id"]) & {user["login"]["uuid"] for user in first_fifty}
     assert check.metadata["receipt/rows_removed"].value == len(before) - len(kept)
     assert check.metadata["receipt/rows"].value == len(kept)
@@ -81,7 +89,9 @@ def test_a_fifty_percent_drop_fails_the_blocking_check_and_keeps_the_previous_da
     assert materializations(result, "normalized_users") == []
     assert "users_table" not in {event.step_key for event in result.all_events if event.is_step_success}
     assert (tmp_path / "normalized_users" / f"{DAY}.csv").read_bytes() == csv_before
-    pd.testing.assert_frame_equal(open_warehouse(f"sqlite:///{tmp_path}/warehouse.sqlite").read_partition(DAY), rows_before)
+    pd.testing.assert_frame_equal(
+        open_warehouse(f"sqlite:///{tmp_path}/warehouse.sqlite").read_partition(DAY), rows_before
+    )
 
 
 def test_receipts_diff_repeated_user_ids_as_multisets_without_failing():

@@ -32,27 +32,45 @@ def check(result: dg.ExecuteInProcessResult, name: str):
 
 
 def test_a_carriage_return_and_an_empty_id_name_reach_the_table_exactly(users_api_server, tmp_path, warehouse_url):
-    hostile_last = "a\r\nb \u2028 \\N \"q\" \x0b\t \U0001F600"
+    hostile_last = 'a\r\nb \u2028 \\N "q" \x0b\t \U0001f600'
     users_api_server.add_fault(
         "alter_users",
         seeds=[DAY],
         users=[4, 5],
-        set={"name.first": "Zoe\rAnn", "name.last": hostile_last, "id.name": "", "location.street.name": "Parliament St"},
+        set={
+            "name.first": "Zoe\rAnn",
+            "name.last": hostile_last,
+            "id.name": "",
+            "location.street.name": "Parliament St",
+        },
     )
-    result = materialize_users(users_api_server.base_url, tmp_path, DAY, warehouse_url=warehouse_url, users_per_partition=10)
+    result = materialize_users(
+        users_api_server.base_url, tmp_path, DAY, warehouse_url=warehouse_url, users_per_partition=10
+    )
     assert result.success
     sent = sent_users(users_api_server, DAY)
     table = open_warehouse(warehouse_url).read_partition(DAY).set_index("user_id")
     for user in sent[4:6]:
         row = table.loc[user["login"]["uuid"]]
-        assert (row["first_name"], row["last_name"], row["id_name"], row["street_name"]) == ("Zoe\rAnn", hostile_last, "", "Parliament St")
+        assert (row["first_name"], row["last_name"], row["id_name"], row["street_name"]) == (
+            "Zoe\rAnn",
+            hostile_last,
+            "",
+            "Parliament St",
+        )
     assert not table["id_name"].isna().any()
     assert check(result, "table_matches_normalized_users").passed
 
 
 def test_one_email_identity_in_dedup_registry_and_users_latest(users_api_server, tmp_path, warehouse_url):
     from user_pipeline.users.assets import daily_users, user_registry
-    from user_pipeline.users.resources import DayLimits, PartitionFiles, RandomUserApi, UserRegistrySettings, WarehouseResource
+    from user_pipeline.users.resources import (
+        DayLimits,
+        PartitionFiles,
+        RandomUserApi,
+        UserRegistrySettings,
+        WarehouseResource,
+    )
 
     users_api_server.add_fault("alter_users", seeds=[DAY], users=[0], set={"email": "Case.Test@Example.com"})
     users_api_server.add_fault("alter_users", seeds=[NEXT_DAY], users=[0], set={"email": "case.test@example.com"})
@@ -71,10 +89,17 @@ def test_one_email_identity_in_dedup_registry_and_users_latest(users_api_server,
         )
         assert result.success
     first_day = read_normalized_csv(tmp_path / "normalized_users" / f"{DAY}.csv")
-    assert first_day.loc[first_day["email"] == "Case.Test@Example.com", "email_key"].tolist() == ["case.test@example.com"]
+    assert first_day.loc[first_day["email"] == "Case.Test@Example.com", "email_key"].tolist() == [
+        "case.test@example.com"
+    ]
     registry = read_registry(tmp_path / "user_registry" / f"{NEXT_DAY}.csv").set_index("email_key")
     entry = registry.loc["case.test@example.com"]
-    assert (entry["email"], entry["days_seen"], entry["first_seen"], entry["last_seen"]) == ("case.test@example.com", 2, DAY, NEXT_DAY)
+    assert (entry["email"], entry["days_seen"], entry["first_seen"], entry["last_seen"]) == (
+        "case.test@example.com",
+        2,
+        DAY,
+        NEXT_DAY,
+    )
     latest = open_warehouse(warehouse_url).read_latest()
     case_rows = latest[latest["email_key"] == "case.test@example.com"]
     assert case_rows[["partition_date", "email"]].values.tolist() == [[NEXT_DAY, "case.test@example.com"]]
@@ -109,7 +134,10 @@ def test_a_repeated_user_id_fails_the_blocking_check_naming_it_and_a_rerun_witho
 
     # The refused day was not committed (#12: a day is all-or-nothing), so no layer holds the
     # repeat; once the API stops repeating it, the re-run is the day's first load.
-    assert not (tmp_path / "normalized_users" / f"{DAY}.csv").exists() and not (tmp_path / "raw_users" / f"{DAY}.jsonl").exists()
+    assert (
+        not (tmp_path / "normalized_users" / f"{DAY}.csv").exists()
+        and not (tmp_path / "raw_users" / f"{DAY}.jsonl").exists()
+    )
     users_api_server.clear_faults()
     rerun = materialize_users(users_api_server.base_url, tmp_path, DAY, users_per_partition=10)
     assert rerun.success, [event.message for event in rerun.all_events if event.is_failure]
@@ -119,10 +147,14 @@ def test_a_repeated_user_id_fails_the_blocking_check_naming_it_and_a_rerun_witho
     assert check(rerun, "user_ids_unique").passed
 
 
-def test_u0000_is_never_truncated_it_arrives_whole_or_the_run_names_the_field(users_api_server, tmp_path, warehouse_url):
+def test_u0000_is_never_truncated_it_arrives_whole_or_the_run_names_the_field(
+    users_api_server, tmp_path, warehouse_url
+):
     """Finding 1's second half: "Null\\u0000Byte" used to reach both tables as "Null"."""
     users_api_server.add_fault("alter_users", seeds=[DAY], users=[3], set={"name.last": "Null\u0000Byte"})
-    result = materialize_users(users_api_server.base_url, tmp_path, DAY, warehouse_url=warehouse_url, users_per_partition=10)
+    result = materialize_users(
+        users_api_server.base_url, tmp_path, DAY, warehouse_url=warehouse_url, users_per_partition=10
+    )
     uuid = sent_users(users_api_server, DAY)[3]["login"]["uuid"]
     stored = open_warehouse(warehouse_url).read_partition(DAY).set_index("user_id")
     if result.success:

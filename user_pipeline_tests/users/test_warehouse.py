@@ -120,7 +120,9 @@ def test_a_table_made_before_email_key_gets_the_column_the_keys_and_the_unique_i
         )
     upgraded = open_warehouse(warehouse.url)
     latest = upgraded.read_latest()
-    assert latest[["user_id", "email", "email_key"]].values.tolist() == [["old-1", " Old.User@Example.com", "old.user@example.com"]]
+    assert latest[["user_id", "email", "email_key"]].values.tolist() == [
+        ["old-1", " Old.User@Example.com", "old.user@example.com"]
+    ]
     upgraded.replace_partition(DAY, [recorded_frame])
     assert len(upgraded.read_latest()) == 101
     duplicate = recorded_frame[:2].assign(email_key=recorded_frame["email_key"].iloc[0])

@@ -133,12 +133,17 @@ _ARROW_TYPES = {"string": pa.string(), "Int64": pa.int64(), "float64": pa.float6
 CSV_SCHEMA = pa.schema([pa.field(name, _ARROW_TYPES[dtype]) for name, dtype in USER_COLUMNS.items()])
 # "needed" quotes every string value (Arrow quotes all strings under it) and leaves numbers and nulls bare.
 _CSV_WRITE_OPTIONS = pa_csv.WriteOptions(include_header=False, quoting_style="needed", delimiter=",")
-_CSV_PARSE_OPTIONS = pa_csv.ParseOptions(delimiter=",", quote_char='"', double_quote=True, escape_char=False,
-                                         newlines_in_values=True)
+_CSV_PARSE_OPTIONS = pa_csv.ParseOptions(
+    delimiter=",", quote_char='"', double_quote=True, escape_char=False, newlines_in_values=True
+)
 # Only an unquoted empty field is null; "" is the empty string.
 _CSV_CONVERT_OPTIONS = pa_csv.ConvertOptions(
-    column_types=CSV_SCHEMA, null_values=[""], true_values=[], false_values=[],
-    strings_can_be_null=True, quoted_strings_can_be_null=False,
+    column_types=CSV_SCHEMA,
+    null_values=[""],
+    true_values=[],
+    false_values=[],
+    strings_can_be_null=True,
+    quoted_strings_can_be_null=False,
 )
 
 
