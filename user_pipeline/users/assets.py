@@ -140,6 +140,18 @@ class DayOutcome:
     checks: dict[str, tuple[bool, dict]] = field(default_factory=dict)
     refusals: list[dg.AssetCheckResult] = field(default_factory=list)
 
+    def refuse(self, check_name: str, asset_key: dg.AssetKey, description: str, **figures) -> None:
+        """The day fails the blocking check `check_name` of `asset_key`: why, and its figures."""
+        self.refusals.append(
+            dg.AssetCheckResult(
+                check_name=check_name,
+                asset_key=asset_key,
+                passed=False,
+                description=description,
+                metadata={"day": self.day, **figures},
+            )
+        )
+
 
 @dataclass
 class DayChainRun:
@@ -294,21 +306,13 @@ def run_fetch(
     outcome.checks.update(fetch_checks(fetched, max_rejected))
     if refusing_checks(RAW_USERS, outcome.checks):
         raw = fetched.raw
-        outcome.refusals.append(
-            dg.AssetCheckResult(
-                check_name="rejected_share_within_limit",
-                asset_key=RAW_USERS,
-                passed=False,
-                description=(
-                    f"{day}: {raw.rejected} of {raw.received} users break the contract "
-                    f"({raw.rejected_fraction:.2%} > {max_rejected:.2%}); the previous raw file was kept"
-                ),
-                metadata={
-                    "day": day,
-                    "users_received": raw.received,
-                    **outcome.checks["rejected_share_within_limit"][1],
-                },
-            )
+        outcome.refuse(
+            "rejected_share_within_limit",
+            RAW_USERS,
+            f"{day}: {raw.rejected} of {raw.received} users break the contract "
+            f"({raw.rejected_fraction:.2%} > {max_rejected:.2%}); the previous raw file was kept",
+            users_received=raw.received,
+            **outcome.checks["rejected_share_within_limit"][1],
         )
 
 
@@ -333,18 +337,12 @@ def run_normalize(
         )
     except RowDropRefused as refused:
         outcome.checks["row_drop_within_limit"] = (False, {"row_drop_fraction": refused.receipt.row_drop_fraction})
-        outcome.refusals.append(
-            dg.AssetCheckResult(
-                check_name="row_drop_within_limit",
-                asset_key=NORMALIZED_USERS,
-                passed=False,
-                description=str(refused),
-                metadata={
-                    "day": day,
-                    "max_row_drop_fraction": limits.max_row_drop_fraction,
-                    **refused.receipt.as_metadata(),
-                },
-            )
+        outcome.refuse(
+            "row_drop_within_limit",
+            NORMALIZED_USERS,
+            str(refused),
+            max_row_drop_fraction=limits.max_row_drop_fraction,
+            **refused.receipt.as_metadata(),
         )
         return
     except ValueError as error:
@@ -369,16 +367,12 @@ def run_normalize(
     outcome.checks.update(checks)
     for name in refusing_checks(NORMALIZED_USERS, checks):
         figures = checks[name][1]
-        outcome.refusals.append(
-            dg.AssetCheckResult(
-                check_name=name,
-                asset_key=NORMALIZED_USERS,
-                passed=False,
-                description=f"{day}: "
-                + ", ".join(f"{key}={value}" for key, value in figures.items())
-                + "; the previous raw file, CSV and table rows were kept",
-                metadata={"day": day, **figures},
-            )
+        described = ", ".join(f"{key}={value}" for key, value in figures.items())
+        outcome.refuse(
+            name,
+            NORMALIZED_USERS,
+            f"{day}: {described}; the previous raw file, CSV and table rows were kept",
+            **figures,
         )
 
 
@@ -400,18 +394,12 @@ def run_load(context: dg.AssetExecutionContext, files: PartitionFiles, store: Wa
             mismatch.stored_rows == mismatch.loaded_rows,
             {"table_rows": mismatch.stored_rows, "csv_rows": mismatch.loaded_rows},
         )
-        outcome.refusals.append(
-            dg.AssetCheckResult(
-                check_name="table_matches_normalized_users",
-                asset_key=USERS_TABLE,
-                passed=False,
-                description=str(mismatch),
-                metadata={
-                    "day": day,
-                    "csv_content_hash": mismatch.loaded_hash,
-                    "table_content_hash": mismatch.stored_hash,
-                },
-            )
+        outcome.refuse(
+            "table_matches_normalized_users",
+            USERS_TABLE,
+            str(mismatch),
+            csv_content_hash=mismatch.loaded_hash,
+            table_content_hash=mismatch.stored_hash,
         )
         return
     except Exception as error:  # noqa: BLE001 - anything but a transient warehouse error is permanent
@@ -427,42 +415,50 @@ def run_load(context: dg.AssetExecutionContext, files: PartitionFiles, store: Wa
     checks = load_checks(loaded, normalized)
     outcome.checks.update(checks)
     for name in refusing_checks(USERS_TABLE, checks):
-        outcome.refusals.append(
-            dg.AssetCheckResult(
-                check_name=name,
-                asset_key=USERS_TABLE,
-                passed=False,
-                metadata={"day": day, **checks[name][1]},
-                description=f"{day}: " + ", ".join(f"{key}={value}" for key, value in checks[name][1].items()),
-            )
+        figures = checks[name][1]
+        outcome.refuse(
+            name, USERS_TABLE, f"{day}: " + ", ".join(f"{key}={value}" for key, value in figures.items()), **figures
         )
+
+
+def _chain_spec(
+    key: dg.AssetKey,
+    description: str,
+    kinds: set[str],
+    upstream: dg.AssetKey | None = None,
+    metadata: dict | None = None,
+) -> dg.AssetSpec:
+    """An asset of the day chain; skippable (a refused day records none). The ones after raw_users
+    follow their upstream day by automation (materializing raw_users alone brings them along)."""
+    return dg.AssetSpec(
+        key,
+        description=description,
+        deps=[upstream] if upstream else [],
+        group_name=GROUP,
+        kinds=kinds,
+        metadata=metadata,
+        automation_condition=day_landed() if upstream else None,
+        skippable=True,
+    )
 
 
 @dg.multi_asset(
     name="daily_users",
     specs=[
-        dg.AssetSpec(
-            RAW_USERS, description=RAW_USERS_DESCRIPTION, group_name=GROUP, kinds={"python", "json"}, skippable=True
-        ),
-        dg.AssetSpec(
+        _chain_spec(RAW_USERS, RAW_USERS_DESCRIPTION, {"python", "json"}),
+        _chain_spec(
             NORMALIZED_USERS,
-            description=NORMALIZED_USERS_DESCRIPTION,
-            deps=[RAW_USERS],
-            group_name=GROUP,
-            kinds={"pandas", "csv"},
+            NORMALIZED_USERS_DESCRIPTION,
+            {"pandas", "csv"},
+            upstream=RAW_USERS,
             metadata={"dagster/column_schema": _COLUMN_SCHEMA},
-            automation_condition=day_landed(),
-            skippable=True,
         ),
-        dg.AssetSpec(
+        _chain_spec(
             USERS_TABLE,
-            description=USERS_TABLE_DESCRIPTION,
-            deps=[NORMALIZED_USERS],
-            group_name=GROUP,
-            kinds={"sql", "table"},
+            USERS_TABLE_DESCRIPTION,
+            {"sql", "table"},
+            upstream=NORMALIZED_USERS,
             metadata={"dagster/column_schema": _COLUMN_SCHEMA, "dagster/table_name": TABLE},
-            automation_condition=day_landed(),
-            skippable=True,
         ),
     ],
     check_specs=[

@@ -102,17 +102,21 @@ def read_header(path: Path) -> list[str]:
         return next(csv.reader([handle.readline()]), [])
 
 
+def _reader_options(columns: Mapping[str, str], usecols: list[str] | None) -> dict:
+    """The read, parse and convert options of this format, for pyarrow's read_csv and open_csv."""
+    return {
+        "read_options": pa_csv.ReadOptions(block_size=_BLOCK_SIZE),
+        "parse_options": _PARSE_OPTIONS,
+        "convert_options": _convert_options(columns, usecols),
+    }
+
+
 def read_csv(path: Path, columns: Mapping[str, str], usecols: list[str] | None = None) -> pd.DataFrame:
     """The whole file as pandas with `columns` dtypes (only `usecols` if given).
 
     Raises ValueError naming the file when it is not in this format or a value not of its type."""
     try:
-        table = pa_csv.read_csv(
-            path,
-            read_options=pa_csv.ReadOptions(block_size=_BLOCK_SIZE),
-            parse_options=_PARSE_OPTIONS,
-            convert_options=_convert_options(columns, usecols),
-        )
+        table = pa_csv.read_csv(path, **_reader_options(columns, usecols))
     except (pa.ArrowInvalid, pa.ArrowKeyError) as error:
         raise ValueError(f"cannot read CSV {path}: {error}") from error
     return _to_pandas(table, columns)
@@ -121,12 +125,7 @@ def read_csv(path: Path, columns: Mapping[str, str], usecols: list[str] | None =
 def iter_csv(path: Path, columns: Mapping[str, str], chunk_rows: int) -> Iterator[pd.DataFrame]:
     """The file as pandas frames of at most `chunk_rows` rows, streamed (memory stays flat)."""
     try:
-        reader = pa_csv.open_csv(
-            path,
-            read_options=pa_csv.ReadOptions(block_size=_BLOCK_SIZE),
-            parse_options=_PARSE_OPTIONS,
-            convert_options=_convert_options(columns, None),
-        )
+        reader = pa_csv.open_csv(path, **_reader_options(columns, None))
         for batch in reader:
             for start in range(0, batch.num_rows, chunk_rows):
                 yield _to_pandas(batch.slice(start, chunk_rows), columns)

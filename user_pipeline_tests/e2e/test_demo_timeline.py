@@ -99,4 +99,12 @@ def test_demo_runs_are_on_the_overview_timeline(tmp_path: Path):
 
     with DagsterServices(home, {"USER_PIPELINE_DATA_DIR": str(data)}) as services:
         rows = timeline_rows(services, since=started - 1)
-    assert rows == {("user_pipeline", "__repository__", "daily_users_job"): set(days)}, rows
+    # The ingestion's runs, one per day, then the automation's (report and Parquet of those days:
+    # one run over the range, launched by automation_condition_sensor, drawn as an asset job).
+    assert rows.pop(("user_pipeline", "__repository__", "daily_users_job")) == set(days), rows
+    assert set(rows) == {("user_pipeline", "__repository__", "__ASSET_JOB")}, rows
+    followed = [line for line in demo.stdout.splitlines() if line.startswith("then, by automation: ")]
+    assert followed and all(line.endswith(": ok") for line in followed), demo.stdout
+    assert {"daily_users_report", "users_parquet"} <= {
+        asset for line in followed for asset in line.removeprefix("then, by automation: ").split(" for ")[0].split(", ")
+    }, demo.stdout
