@@ -10,7 +10,7 @@ after `dg dev` has exited (its `dagster code-server start` proxy gives up after 
 them orphaned), and the run stays STARTED. A run does not stop at once when terminated either: an
 interrupted step that has a RetryPolicy is turned into a retry (dagster/_core/execution/plan/utils.py,
 "respect retry policy when interrupts occur"), and the run is canceled only after the retry's
-delay (raw_users: about 30 s). So `dg dev` and the bundled API server run in their own process
+delay (daily_users: about 5 s for the first retry). So `dg dev` and the bundled API server run in their own process
 groups (the terminal's Ctrl-C reaches only this supervisor), and a stop
 (1) terminates the runs in progress through the webserver's GraphQL `terminateRuns`, as the UI's
 Terminate does; those not ended after RUNS_STOP_SECONDS are marked CANCELED at once
