@@ -19,8 +19,8 @@ import pytest
 from user_pipeline.graphql_triggers import DagsterGraphQL
 from user_pipeline.report.assets import daily_users_report
 from user_pipeline.report.daily_report import report_paths
-from user_pipeline.users.assets import normalized_users, raw_users, users_table
-from user_pipeline.users.resources import PartitionFiles, RandomUserApi, WarehouseResource
+from user_pipeline.users.assets import daily_users
+from user_pipeline.users.resources import DayLimits, PartitionFiles, RandomUserApi, WarehouseResource
 from user_pipeline_tests.conftest import skip_or_fail
 from user_pipeline_tests.e2e.conftest import USERS_PER_PARTITION
 from user_pipeline_tests.e2e.support import (
@@ -147,11 +147,12 @@ def materialize_reference(root: Path, warehouse_url: str, partitions: list[str])
             "users_api": RandomUserApi(base_url=api.base_url, users_per_partition=USERS_PER_PARTITION),
             "files": PartitionFiles(data_dir=str(root)),
             "warehouse": WarehouseResource(url=warehouse_url),
+            "day_limits": DayLimits(),
         }
         with dg.instance_for_test() as instance:
             for day in partitions:
                 result = dg.materialize(
-                    [raw_users, normalized_users, users_table, daily_users_report],
+                    [daily_users, daily_users_report],
                     partition_key=day,
                     resources=resources,
                     instance=instance,
@@ -238,7 +239,9 @@ def test_backfill_on_two_workers_lands_as_in_process(stack: CeleryStack, api_ser
     backfill_id = launch_backfill(stack, BACKFILL_DAYS)
     # The users_api worker starts once the pool has let two runs queue their API step: with a
     # concurrency above 1 it would start both at once.
-    wait_until(lambda: submitted_steps(stack, backfill_id).count("raw_users") >= 2, 120, "two raw_users steps queued")
+    wait_until(
+        lambda: submitted_steps(stack, backfill_id).count("daily_users") >= 2, 120, "two daily_users steps queued"
+    )
     stack.start_workers({"api": (["users_api", "dagster"], 1)}, replace=False)
     runs = wait_for_backfill_runs(stack.services, backfill_id, BACKFILL_DAYS, timeout=240)
     calls = api_server.concurrency()
@@ -251,10 +254,12 @@ def test_backfill_on_two_workers_lands_as_in_process(stack: CeleryStack, api_ser
     assert calls["max_in_flight"] == 1, calls
     executed = {run["runId"]: step_workers(stack, run["runId"]) for run in runs}
     for run_id, steps in executed.items():
-        assert sorted(step for step, _ in steps) == sorted(
-            ["raw_users", "normalized_users", "users_table", "daily_users_report"]
-        ), (run_id, steps)
-        assert dict(steps)["raw_users"] == "api", f"raw_users ran off its queue's worker: {steps}"
+        # The day chain, the report, and Dagster's freshness check of both (a step of its own).
+        assert sorted(step for step, _ in steps if not step.startswith("freshness_check")) == [
+            "daily_users",
+            "daily_users_report",
+        ], (run_id, steps)
+        assert dict(steps)["daily_users"] == "api", f"daily_users ran off its queue's worker: {steps}"
     assert {worker for steps in executed.values() for _, worker in steps} == {"api", "steps"}
 
     for day in BACKFILL_DAYS:
@@ -269,11 +274,11 @@ def test_sigkilled_worker_leaves_its_step_to_the_other(stack: CeleryStack, api_s
         USER_PIPELINE_CELERY_VISIBILITY_TIMEOUT_SECONDS=str(KILL_TEST_VISIBILITY_TIMEOUT),
     )
     api_server.clear_faults()
-    # The first call for the day is slow: the worker running raw_users is killed in the middle of it.
+    # The first call for the day is slow: the worker running daily_users is killed in the middle of it.
     api_server.add_fault("slow", seeds=[KILL_DAY], times=1, delay_seconds=8)
     run_id = DagsterGraphQL(stack.services.url).launch_run(JOB, partition=KILL_DAY)
-    first = wait_until(lambda: step_workers(stack, run_id), 90, "raw_users to start on a worker", interval=0.3)
-    assert first[0][0] == "raw_users", first
+    first = wait_until(lambda: step_workers(stack, run_id), 90, "daily_users to start on a worker", interval=0.3)
+    assert first[0][0] == "daily_users", first
     killed = first[0][1]
     stack.workers[killed].kill()
 
@@ -281,8 +286,8 @@ def test_sigkilled_worker_leaves_its_step_to_the_other(stack: CeleryStack, api_s
     steps = step_workers(stack, run_id)
     survivor = ({"a", "b"} - {killed}).pop()
     assert finished["status"] == "SUCCESS", (steps, stack.workers[survivor].logs())
-    assert steps[0] == ("raw_users", killed)
-    assert ("raw_users", survivor) in steps[1:], steps
+    assert steps[0] == ("daily_users", killed)
+    assert ("daily_users", survivor) in steps[1:], steps
     assert all(worker == survivor for _, worker in steps[1:]), steps
 
     assert_same_day(stack, KILL_DAY, reference.result(timeout=120))
