@@ -15,10 +15,10 @@ metadata and the asset checks' bookkeeping. A day refused by a blocking check st
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 
+from user_pipeline.settings import setting_value
 from user_pipeline.users.api_client import RetrySettings, UsersApiClient
 from user_pipeline.users.circuit_breaker import CircuitBreaker
 from user_pipeline.users.days import (
@@ -35,19 +35,21 @@ from user_pipeline.users.warehouse import open_warehouse
 
 
 def settings() -> dict:
-    data_dir = Path(os.environ.get("USER_PIPELINE_DATA_DIR", "data")).resolve()
+    """The settings the assets would get, read from the environment by the product's own
+    declarations (user_pipeline/settings.py: the same variables, defaults and bounds)."""
+    data_dir = Path(setting_value("USER_PIPELINE_DATA_DIR")).resolve()
     return {
-        "api_url": os.environ.get("USER_PIPELINE_API_URL", "https://randomuser.me/api/"),
-        "users": int(os.environ.get("USER_PIPELINE_USERS_PER_PARTITION", "100")),
-        "page_size": int(os.environ.get("USER_PIPELINE_PAGE_SIZE", "5000")),
-        "nationalities": os.environ.get("USER_PIPELINE_NATIONALITIES", ""),
-        "timeout": int(os.environ.get("USER_PIPELINE_API_TIMEOUT_SECONDS", "30")),
-        "max_attempts": int(os.environ.get("USER_PIPELINE_API_MAX_ATTEMPTS", "5")),
+        "api_url": setting_value("USER_PIPELINE_API_URL"),
+        "users": setting_value("USER_PIPELINE_USERS_PER_PARTITION"),
+        "page_size": setting_value("USER_PIPELINE_PAGE_SIZE"),
+        "nationalities": setting_value("USER_PIPELINE_NATIONALITIES"),
+        "timeout": setting_value("USER_PIPELINE_API_TIMEOUT_SECONDS"),
+        "max_attempts": setting_value("USER_PIPELINE_API_MAX_ATTEMPTS"),
         "data_dir": data_dir,
-        "warehouse_url": os.environ.get("USER_PIPELINE_WAREHOUSE_URL", f"sqlite:///{data_dir}/warehouse.sqlite"),
-        "circuit_failures": int(os.environ.get("USER_PIPELINE_CIRCUIT_FAILURES", "5")),
-        "circuit_cooldown": int(os.environ.get("USER_PIPELINE_CIRCUIT_COOLDOWN_SECONDS", "300")),
-        "max_row_drop_fraction": float(os.environ.get("USER_PIPELINE_MAX_ROW_DROP_FRACTION", "0.2")),
+        "warehouse_url": setting_value("USER_PIPELINE_WAREHOUSE_URL") or f"sqlite:///{data_dir}/warehouse.sqlite",
+        "circuit_failures": setting_value("USER_PIPELINE_CIRCUIT_FAILURES"),
+        "circuit_cooldown": setting_value("USER_PIPELINE_CIRCUIT_COOLDOWN_SECONDS"),
+        "max_row_drop_fraction": setting_value("USER_PIPELINE_MAX_ROW_DROP_FRACTION"),
     }
 
 
