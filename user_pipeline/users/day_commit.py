@@ -81,9 +81,10 @@ class RunStaging:
         staged.with_name(staged.name + ABSENT_SUFFIX).touch()
 
     def staged_days(self) -> list[str]:
-        if not self.folder.exists():
+        try:
+            return sorted({p.name[:10] for p in self.folder.glob("*/*") if p.is_file() and not p.name.startswith(".")})
+        except FileNotFoundError:  # the folder went away while it was listed (its run removed it)
             return []
-        return sorted({p.name[:10] for p in self.folder.glob("*/*") if p.is_file() and not p.name.startswith(".")})
 
     def commit(self, day: str, targets: Mapping[str, Path]) -> list[Path]:
         """Renames every staged file of `day` over its target (`targets`: staged name -> committed
@@ -148,13 +149,19 @@ def _apply(marker: Path, plan: Mapping[str, str]) -> list[Path]:
 
 
 def finish_interrupted_commits(staging_root: Path) -> list[Path]:
-    """Completes every commit that a crash cut short (a commit marker still in place)."""
+    """Completes every commit that a crash cut short (a commit marker still in place, its run's
+    process gone). A live run's markers are its own business: it writes and applies each one under
+    the commit lock, and may be staging its next day in the same folder."""
     finished: list[Path] = []
-    for marker in sorted(staging_root.glob(f"*/{COMMITS}/*.json")):
-        with _commit_lock(staging_root):
-            if marker.exists():
-                finished.extend(_apply(marker, json.loads(marker.read_text(encoding="utf-8"))))
-        RunStaging(staging_root, marker.parent.parent.name)._remove_if_empty()
+    for folder in sorted(p for p in staging_root.glob("*") if p.is_dir()):
+        markers = sorted(folder.glob(f"{COMMITS}/*.json"))
+        if not markers or _owner_alive(folder):
+            continue
+        for marker in markers:
+            with _commit_lock(staging_root):
+                if marker.exists():
+                    finished.extend(_apply(marker, json.loads(marker.read_text(encoding="utf-8"))))
+        RunStaging(staging_root, folder.name)._remove_if_empty()
     return finished
 
 

@@ -12,8 +12,8 @@ import pytest
 import requests
 
 from user_pipeline.partitions import daily_partitions
-from user_pipeline_tests.dagster_services import TERMINAL_RUN_STATUSES
 from user_pipeline_tests.e2e.support import daemon_log, sensor_ticks, start_sensor, wait_until
+from user_pipeline_tools.dagster_services import TERMINAL_RUN_STATUSES
 
 DAY = daily_partitions.get_last_partition_key()  # what users_api_sensor requests
 PREVIOUS_DAY = (date.fromisoformat(DAY) - timedelta(days=1)).isoformat()

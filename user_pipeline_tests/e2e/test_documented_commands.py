@@ -57,6 +57,9 @@ NOT_RUN = {
     r"python -m user_pipeline_tools\.spark_cluster .*": "starts a Spark cluster (user_pipeline_tests/spark/test_cluster.py)",
     r"dagster (schedule|sensor) (start|stop) .*": "switches automation on or off (user_pipeline_tests/e2e and automation tests)",
     r"dagster instance concurrency set .*": "changes the instance's settings, neither launches nor queries",
+    r"(\.venv/bin/)?dagster instance migrate": (
+        "creates or migrates the instance's storage: `make install` runs it before every test run"
+    ),
     r"dagster-celery worker start( .*)?": (
         "starts a Celery worker: `make workers` runs it (user_pipeline_tests/e2e/test_celery_services.py, "
         "test_celery_workers.py)"

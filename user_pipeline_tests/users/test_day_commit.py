@@ -79,9 +79,31 @@ def test_a_commit_cut_short_is_finished_by_the_next_run(tmp_path):
     )
     target_raw.parent.mkdir(parents=True)
     os.replace(staged_raw, target_raw)
+    # While its run's process lives, the marker is that run's own (it applies it under the lock).
+    assert finish_interrupted_commits(tmp_path / "staging") == []
+    assert staged_csv.exists()
+    (staging.folder / "OWNER").write_text(exited_pid())  # the run has crashed
     assert sorted(p.name for p in finish_interrupted_commits(tmp_path / "staging")) == [f"{DAY}.csv"]
     assert (target_raw.read_text(), target_csv.read_text()) == ("new raw\n", "new csv\n")
     assert not staging.folder.exists()
+
+
+def test_a_staging_folder_removed_while_listed_has_no_staged_days(tmp_path):
+    """Concurrent runs: one run's start-up lists the staging folders while another run, done with
+    its days, removes its own (seen as FileNotFoundError in a ten-days-at-once run)."""
+    staging = RunStaging(tmp_path / "staging", "run-b")
+    staging.path(DAY, "raw_users.jsonl").write_text("staged\n")
+    staging.discard(DAY)
+    assert not staging.folder.exists()
+    assert staging.staged_days() == []
+    assert finish_interrupted_commits(tmp_path / "staging") == []
+
+
+def exited_pid() -> str:
+    """The pid of a process that has exited."""
+    return subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    ).stdout.strip()
 
 
 def test_a_dead_runs_staging_is_kept_a_day_for_re_execution_then_removed(tmp_path):
