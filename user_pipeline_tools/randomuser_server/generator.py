@@ -24,31 +24,13 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from user_pipeline.users.api_client import NATIONALITIES as API_NATIONALITIES
+
 POOLS_PATH = Path(__file__).with_name("pools.json")
 
-NATIONALITIES: tuple[str, ...] = (
-    "AU",
-    "BR",
-    "CA",
-    "CH",
-    "DE",
-    "DK",
-    "ES",
-    "FI",
-    "FR",
-    "GB",
-    "IE",
-    "IN",
-    "IR",
-    "MX",
-    "NL",
-    "NO",
-    "NZ",
-    "RS",
-    "TR",
-    "UA",
-    "US",
-)
+# The nationalities the public API serves (randomuser.me/documentation#nationalities), as the
+# pipeline's client declares them.
+NATIONALITIES: tuple[str, ...] = tuple(sorted(API_NATIONALITIES))
 
 # Top-level user fields, in the API's order.
 USER_FIELDS: tuple[str, ...] = (
