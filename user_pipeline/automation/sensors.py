@@ -263,6 +263,17 @@ def _utc(timestamp: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(timestamp))
 
 
+def run_failure_cause(entry: dg.EventLogEntry) -> str:
+    """Why a run failed outside its steps (a bad setting checked at run start, a resource that could
+    not be set up): the innermost cause of its RUN_FAILURE error, which names what was wrong, rather
+    than Dagster's headline "An exception was thrown during execution"."""
+    event = entry.dagster_event
+    error = getattr(event.event_specific_data, "error", None) if event else None
+    while error is not None and error.cause is not None:
+        error = error.cause
+    return error.message.strip() if error is not None else entry.message
+
+
 def run_failure_alert(instance: dg.DagsterInstance, run: dg.DagsterRun, alerts: AlertChannel) -> RunFailureAlert:
     """The alert of a failed run: job, partition, failed steps and their errors, a link to the run."""
     step_failures = [
@@ -289,6 +300,6 @@ def run_failure_alert(instance: dg.DagsterInstance, run: dg.DagsterRun, alerts: 
             or None
         ),
         failed_steps=[event.step_key for event in step_failures if event.step_key],
-        error="\n".join(errors) or (run_failure[-1].message if run_failure else "") or "unknown error",
+        error="\n".join(errors) or (run_failure_cause(run_failure[-1]) if run_failure else "") or "unknown error",
         run_url=alerts.run_url(run.run_id),
     )

@@ -109,3 +109,30 @@ def test_a_failed_run_sends_one_alert_naming_job_partition_step_and_error(users_
     assert alert["job"] == result.dagster_run.job_name
     assert alert["alert_id"] == result.run_id
     assert "partition 2026-11-20" in alert["text"]
+
+
+def test_a_run_failing_outside_its_steps_is_alerted_with_its_cause(instance, tmp_path):
+    """A run that fails before any step (here a resource refusing a value out of bounds, as a bad
+    setting in the launchpad's config does) has no step failure: its alert names the cause, not
+    Dagster's headline "An exception was thrown during execution"."""
+    from user_pipeline.automation.sensors import run_failure_alert
+
+    result = dg.materialize(
+        [daily_users],
+        selection=["raw_users"],
+        partition_key=daily_partitions.get_last_partition_key(),
+        instance=instance,
+        resources={
+            "users_api": RandomUserApi(base_url="http://127.0.0.1:9/api/"),
+            "files": PartitionFiles(data_dir=str(tmp_path)),
+            "warehouse": WarehouseResource(url=f"sqlite:///{tmp_path}/warehouse.sqlite"),
+            "day_limits": DayLimits(),
+        },
+        run_config={"resources": {"users_api": {"config": {"users_per_partition": 0}}}},
+        raise_on_error=False,
+    )
+    assert not result.success and not result.get_step_failure_events()
+    alert = run_failure_alert(instance, instance.get_run_by_id(result.run_id), AlertChannel())
+    assert alert.failed_steps == []
+    assert "users_per_partition" in alert.error and "greater than or equal to 1" in alert.error, alert.error
+    assert "An exception was thrown during execution" not in alert.error
