@@ -173,7 +173,11 @@ def remove_stale_staging(staging_root: Path, *, keep: str, now: float | None = N
     for folder in sorted(p for p in staging_root.glob("*") if p.is_dir() and p.name != keep):
         if any(folder.glob(f"{COMMITS}/*.json")) or _owner_alive(folder):
             continue
-        if now - folder.stat().st_mtime > STALE_AFTER_SECONDS:
+        try:
+            modified = folder.stat().st_mtime
+        except FileNotFoundError:
+            continue  # its run finished and removed it while we looked
+        if now - modified > STALE_AFTER_SECONDS:
             shutil.rmtree(folder, ignore_errors=True)
             removed.append(folder)
     return removed

@@ -119,3 +119,21 @@ def test_a_dead_runs_staging_is_kept_a_day_for_re_execution_then_removed(tmp_pat
     later = time.time() + STALE_AFTER_SECONDS + 60
     assert remove_stale_staging(root, keep="current", now=later) == [dead.folder]
     assert alive.staged(DAY, "raw_users.jsonl") is not None, "a live run's staging is never removed"
+
+
+def test_a_staging_folder_removed_while_judged_stale_is_skipped(tmp_path, monkeypatch):
+    """The same race at clean-up: a run finishing between our listing and our look at its folder's
+    age (seen in CI as FileNotFoundError from stat in a ten-days-at-once run)."""
+    from user_pipeline.users import day_commit
+
+    root = tmp_path / "staging"
+    finishing = RunStaging(root, "finishing-run")
+    finishing.path(DAY, "raw_users.jsonl").write_text("staged\n")
+
+    def owner_gone_and_folder_removed(folder):
+        finishing.discard(DAY)  # the run removes its own folder as it ends
+        return False
+
+    monkeypatch.setattr(day_commit, "_owner_alive", owner_gone_and_folder_removed)
+    later = time.time() + STALE_AFTER_SECONDS + 60
+    assert remove_stale_staging(root, keep="current", now=later) == []

@@ -193,8 +193,11 @@ class RandomUserHandler(BaseHTTPRequestHandler):
         if url.path in API_PATHS:
             req = parse_api_query(url.query)
             self.server.stats.record(req["seed"])
+            # Counted while the answer is built (delays included), not while it is written: a
+            # client holding its answer must already see the request as finished.
             with self.server.in_flight.request():
-                self._send(*build_api_response(req, self.server.faults.take(req["seed"])))
+                answer = build_api_response(req, self.server.faults.take(req["seed"]))
+            self._send(*answer)
         elif _OTHER_VERSION.fullmatch(url.path):
             self._send_json(404, {"error": f"Unknown API version; this server implements {API_VERSION}"})
         elif url.path == "/_control/faults":
