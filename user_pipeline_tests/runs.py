@@ -1,6 +1,8 @@
 """Materializing the users assets in process for one day, against a real API server: the one
 helper the tests share instead of each spelling out the resources."""
 
+import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import dagster as dg
@@ -64,4 +66,20 @@ def materializations(result: dg.ExecuteInProcessResult, asset: str) -> list[dg.A
         event.event_specific_data.materialization
         for event in result.all_events
         if event.event_type == dg.DagsterEventType.ASSET_MATERIALIZATION and event.asset_key == dg.AssetKey(asset)
+    ]
+
+
+def materialize_command(day: str, assets: Sequence[str] = USERS_ASSETS, *, dagster: Sequence[str] = ()) -> list[str]:
+    """The README's `dagster asset materialize` line for `day`, as an argv; `dagster` is the CLI to
+    call (default: this interpreter's `python -m dagster`)."""
+    return [
+        *(dagster or (sys.executable, "-m", "dagster")),
+        "asset",
+        "materialize",
+        "-m",
+        "user_pipeline.definitions",
+        "--select",
+        ",".join(assets),
+        "--partition",
+        day,
     ]

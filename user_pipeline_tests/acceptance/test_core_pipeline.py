@@ -4,7 +4,6 @@ import json
 import os
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import dagster as dg
@@ -15,7 +14,7 @@ import pytest
 from user_pipeline.users.assets import daily_users
 from user_pipeline.users.resources import DayLimits, PartitionFiles, RandomUserApi, WarehouseResource
 from user_pipeline.users.warehouse import open_warehouse
-from user_pipeline_tests.runs import materializations, materialize_users
+from user_pipeline_tests.runs import materializations, materialize_command, materialize_users
 
 DAY = "2026-11-20"
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -167,19 +166,7 @@ def test_the_cli_materializes_a_partition_identically_to_an_in_process_run(users
     }
     (tmp_path / "dagster_home").mkdir()
     completed = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "dagster",
-            "asset",
-            "materialize",
-            "-m",
-            "user_pipeline.definitions",
-            "--select",
-            "raw_users,normalized_users,users_table",
-            "--partition",
-            DAY,
-        ],
+        materialize_command(DAY),
         cwd=REPO_ROOT,
         env=env,
         capture_output=True,

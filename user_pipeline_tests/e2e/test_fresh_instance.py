@@ -6,6 +6,7 @@ import shutil
 import subprocess
 
 from user_pipeline.users.warehouse import open_warehouse
+from user_pipeline_tests.runs import materialize_command
 from user_pipeline_tools.dagster_services import BIN_DIR, REPO_ROOT
 
 DAYS = ["2026-07-01", "2026-07-02", "2026-07-03"]
@@ -30,17 +31,7 @@ def test_three_concurrent_first_runs_on_a_fresh_instance_all_succeed(users_api_s
 
     runs = [
         subprocess.Popen(
-            [
-                str(BIN_DIR / "dagster"),
-                "asset",
-                "materialize",
-                "-m",
-                "user_pipeline.definitions",
-                "--select",
-                "raw_users,normalized_users,users_table",
-                "--partition",
-                day,
-            ],
+            materialize_command(day, dagster=[str(BIN_DIR / "dagster")]),
             cwd=REPO_ROOT,
             env={**env, "DAGSTER_HOME": str(home)},
             stdout=subprocess.PIPE,

@@ -3,7 +3,6 @@ and many days at once all land."""
 
 import os
 import subprocess
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -14,6 +13,7 @@ import pytest
 from user_pipeline.users.assets import daily_users
 from user_pipeline.users.resources import DayLimits, PartitionFiles, RandomUserApi, WarehouseResource
 from user_pipeline.users.warehouse import open_warehouse
+from user_pipeline_tests.runs import materialize_command
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DAY = "2026-09-25"
@@ -31,19 +31,7 @@ def cli_materialize(data_dir: Path, tmp_path: Path, base_url: str, partition: st
     }
     (tmp_path / "dagster_home").mkdir(exist_ok=True)
     return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "dagster",
-            "asset",
-            "materialize",
-            "-m",
-            "user_pipeline.definitions",
-            "--select",
-            "raw_users,normalized_users,users_table",
-            "--partition",
-            partition,
-        ],
+        materialize_command(partition),
         cwd=REPO_ROOT,
         env=env,
         stdout=subprocess.PIPE,

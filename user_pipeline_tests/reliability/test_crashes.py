@@ -5,7 +5,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -19,7 +18,7 @@ from user_pipeline.spark.resources import SparkSettings
 from user_pipeline.users.normalize import read_normalized_csv
 from user_pipeline.users.resources import PartitionFiles
 from user_pipeline.users.warehouse import open_warehouse
-from user_pipeline_tests.runs import materialize_users
+from user_pipeline_tests.runs import materialize_command, materialize_users
 from user_pipeline_tests.spark_jobs.support import read_users
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -60,19 +59,7 @@ def kill_when(select: str, data_dir: Path, base_url: str, tmp_path: Path, window
     }
     (tmp_path / "dagster_home").mkdir(exist_ok=True)
     process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "dagster",
-            "asset",
-            "materialize",
-            "-m",
-            "user_pipeline.definitions",
-            "--select",
-            select,
-            "--partition",
-            DAY,
-        ],
+        materialize_command(DAY, select.split(",")),
         cwd=REPO_ROOT,
         env=env,
         stdout=subprocess.DEVNULL,

@@ -17,7 +17,13 @@ import pytest
 
 from user_pipeline.users.assets import daily_users
 from user_pipeline.users.warehouse import open_warehouse
-from user_pipeline_tests.runs import USERS_ASSETS, materializations, materialize_users, users_resources
+from user_pipeline_tests.runs import (
+    USERS_ASSETS,
+    materializations,
+    materialize_command,
+    materialize_users,
+    users_resources,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DAY = "2026-10-05"
@@ -366,19 +372,7 @@ def test_quarantine_from_the_documented_environment_variables(users_api_server, 
         "USER_PIPELINE_MAX_REJECTED_FRACTION": "0.01",
     }
     process = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "dagster",
-            "asset",
-            "materialize",
-            "-m",
-            "user_pipeline.definitions",
-            "--select",
-            "raw_users,normalized_users,users_table",
-            "--partition",
-            DAY,
-        ],
+        materialize_command(DAY),
         cwd=REPO_ROOT,
         env=env,
         capture_output=True,
