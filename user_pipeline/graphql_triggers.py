@@ -7,6 +7,8 @@ launches them under the instance's limits, exactly like a launch from the UI.
     python -m user_pipeline.graphql_triggers --url http://127.0.0.1:3000 \\
         launch-run --job daily_users_job --partition 2026-11-20
     python -m user_pipeline.graphql_triggers --url http://127.0.0.1:3000 \\
+        launch-run --job daily_users_job --from 2026-11-01 --to 2026-11-05
+    python -m user_pipeline.graphql_triggers --url http://127.0.0.1:3000 \\
         backfill --job daily_users_job --from 2026-11-01 --to 2026-11-05
     python -m user_pipeline.graphql_triggers --url http://127.0.0.1:3000 \\
         reexecute --run-id RUN_ID --from-failure
@@ -15,6 +17,12 @@ Each command prints the new run id (launch-run, reexecute) or backfill id (backf
 and exits 0; on any failure it prints the GraphQL error message on stderr and exits 1. The
 code location and repository holding the job are discovered through `repositoriesOrError`,
 and the job's partition set through the repository's `partitionSets`; nothing is hard-coded.
+
+`launch-run --from/--to` queues ONE run over the range (`launchRun` with the
+`dagster/asset_partition_range_start`/`_end` tags), as the UI's "Launch as... Single run" does:
+the daemon starts it at its next dequeue (every second, `run_coordinator` in dagster.yaml).
+A backfill is a backfill daemon's business, and Dagster 1.13's backfill daemon looks for new
+backfills every 30 s (a fixed interval): use a range run when the days should start now.
 
 Backfills use `launchPartitionBackfill` over the job's partition set (a job backfill), not an
 asset-selection backfill: every run is a run of the named job, with the job's own tags (so
@@ -39,6 +47,9 @@ import requests
 
 DEFAULT_URL = "http://127.0.0.1:3000"
 PARTITION_TAG = "dagster/partition"
+# Dagster's tags for one run over a partition range (what the UI's single-run launch sets).
+RANGE_START_TAG = "dagster/asset_partition_range_start"
+RANGE_END_TAG = "dagster/asset_partition_range_end"
 TIMEOUT_SECONDS = 60
 
 # Fields every error member of the result unions answers with; members without `message`
@@ -219,16 +230,29 @@ class DagsterGraphQL:
         partition: str | None = None,
         tags: dict[str, str] | None = None,
         run_config: dict[str, Any] | None = None,
+        partition_range: tuple[str, str] | None = None,
     ) -> str:
-        """Queues one run of the job (for one partition, by its `dagster/partition` tag); returns its id."""
+        """Queues one run of the job: for one partition (its `dagster/partition` tag), or for the
+        partitions `partition_range` = (first, last), both included, as one run (the range tags);
+        returns its id."""
         job = self.find_job(job_name)
         all_tags = dict(tags or {})
-        if partition is not None:
+        if partition is not None and partition_range is not None:
+            raise TriggerError("give --partition or --from/--to, not both")
+        if partition is not None or partition_range is not None:
             if job.partition_set_name is None:
-                raise TriggerError(f"job {job_name!r} is not partitioned; drop --partition")
+                raise TriggerError(f"job {job_name!r} is not partitioned; drop --partition/--from/--to")
             # The webserver queues a run for any tag value; an unknown day would only fail in the run.
-            self._check_partitions(job, [partition], self.partition_names(job))
-            all_tags[PARTITION_TAG] = partition
+            names = self.partition_names(job)
+            if partition is not None:
+                self._check_partitions(job, [partition], names)
+                all_tags[PARTITION_TAG] = partition
+            else:
+                first, last = partition_range
+                self._check_partitions(job, [first, last], names)
+                if names.index(first) > names.index(last):
+                    raise TriggerError(f"--from {first} is after --to {last}")
+                all_tags[RANGE_START_TAG], all_tags[RANGE_END_TAG] = first, last
         params: dict[str, Any] = {
             "selector": job.job_selector,
             "executionMetadata": {"tags": _tag_list(all_tags)},
@@ -346,9 +370,13 @@ def build_parser() -> argparse.ArgumentParser:
             help="run config as a JSON object (default: the job's defaults)",
         )
 
-    launch = commands.add_parser("launch-run", help="queue one run (of one partition); prints the run id")
+    launch = commands.add_parser(
+        "launch-run", help="queue one run (of one partition, or of a range of them); prints the run id"
+    )
     add_run_options(launch)
     launch.add_argument("--partition", help="the partition key, e.g. 2026-11-20 (sets the dagster/partition tag)")
+    launch.add_argument("--from", dest="first", help="with --to: one run over this range; first partition, included")
+    launch.add_argument("--to", dest="last", help="last partition of the range, included")
 
     backfill = commands.add_parser("backfill", help="backfill a partition range; prints the backfill id")
     add_run_options(backfill)
@@ -376,7 +404,10 @@ def main(argv: list[str] | None = None) -> int:
     client = DagsterGraphQL(args.url)
     try:
         if args.command == "launch-run":
-            print(client.launch_run(args.job, args.partition, dict(args.tag), args.config_json))
+            if (args.first is None) != (args.last is None):
+                raise TriggerError("--from and --to go together")
+            partition_range = (args.first, args.last) if args.first is not None else None
+            print(client.launch_run(args.job, args.partition, dict(args.tag), args.config_json, partition_range))
         elif args.command == "backfill":
             print(client.launch_backfill(args.job, args.first, args.last, dict(args.tag), args.config_json))
         else:

@@ -1,5 +1,6 @@
 """Runs and backfills from the dagster CLI and graphql_triggers: every day lands as single in-process
-runs make it, registry days go in date order, errors exit non-zero."""
+runs make it, a range launched as one run is one run, registry days go in date order, errors exit
+non-zero."""
 
 import itertools
 import re
@@ -32,6 +33,8 @@ from user_pipeline_tools.dagster_services import BIN_DIR, REPO_ROOT, DagsterServ
 CLI_DAYS = days("2026-10-02", 5)
 GRAPHQL_DAYS = days("2026-10-09", 5)
 REGISTRY_DAYS = days("2026-10-16", 3)
+# Launched as ONE run over the range (graphql_triggers launch-run --from/--to, the UI's "Single run").
+RANGE_DAYS = days("2026-10-23", 3)
 # Its users are ingested, but the registry of the day before it (2026-10-19) is never built.
 REGISTRY_GAP_DAY = "2026-10-20"
 
@@ -112,6 +115,7 @@ class Launched:
     registry_cli_backfill: subprocess.Popen
     graphql_backfill_id: str
     registry_gap_run_id: str
+    range_run_id: str
     reference: Reference
 
 
@@ -139,11 +143,17 @@ def launched(api_server, dagster_services, tmp_path_factory) -> Iterator[Launche
     registry_gap_run_id = trigger(
         dagster_services, "launch-run", "--job", "user_registry_job", "--partition", REGISTRY_GAP_DAY
     )
+    range_run_id = trigger(
+        dagster_services, "launch-run", "--job", "daily_users_job", "--from", RANGE_DAYS[0], "--to", RANGE_DAYS[-1]
+    )
     reference_dir = tmp_path_factory.mktemp("reference")
     reference = Reference(
-        reference_dir, materialize_in_process(api_server.base_url, reference_dir, [*CLI_DAYS, *GRAPHQL_DAYS])
+        reference_dir,
+        materialize_in_process(api_server.base_url, reference_dir, [*CLI_DAYS, *GRAPHQL_DAYS, *RANGE_DAYS]),
     )
-    yield Launched(cli_backfill, registry_cli_backfill, graphql_backfill_id, registry_gap_run_id, reference)
+    yield Launched(
+        cli_backfill, registry_cli_backfill, graphql_backfill_id, registry_gap_run_id, range_run_id, reference
+    )
     for process in (cli_backfill, registry_cli_backfill):
         if process.poll() is None:
             process.kill()
@@ -153,6 +163,17 @@ def launched(api_server, dagster_services, tmp_path_factory) -> Iterator[Launche
 def test_graphql_backfill_lands_every_day_as_single_in_process_runs_do(users_api_server, dagster_services, launched):
     runs = wait_for_backfill_runs(dagster_services, launched.graphql_backfill_id, GRAPHQL_DAYS)
     assert_backfill_landed(dagster_services, runs, GRAPHQL_DAYS, launched.reference)
+
+
+def test_a_range_launched_as_one_run_is_one_run_and_lands_every_day(users_api_server, dagster_services, launched):
+    run = wait_for_run(dagster_services, launched.range_run_id)
+    assert run["status"] == "SUCCESS", daemon_log(dagster_services)
+    assert run_days(run) == RANGE_DAYS
+    ingestion_runs = [each for each in dagster_services.runs() if each["jobName"] == "daily_users_job"]
+    assert [each["runId"] for each in ingestion_runs if set(run_days(each)) & set(RANGE_DAYS)] == [
+        launched.range_run_id
+    ], "the range is one run, not a backfill of one run per day"
+    assert_backfill_landed(dagster_services, [run], RANGE_DAYS, launched.reference)
 
 
 def test_registry_cli_backfill_runs_one_day_at_a_time_in_date_order(
@@ -209,6 +230,20 @@ def test_graphql_triggers_exits_non_zero_with_the_error_and_launches_nothing(dag
         ("launch-run", "--job", "no_such_job", "--partition", "2026-10-02"): "no job named 'no_such_job'",
         ("launch-run", "--job", "daily_users_job", "--partition", "2031-01-01"): "no partition '2031-01-01'",
         ("backfill", "--job", "daily_users_job", "--from", "2026-10-05", "--to", "2026-10-01"): "is after --to",
+        ("launch-run", "--job", "daily_users_job", "--from", "2026-10-05", "--to", "2026-10-01"): "is after --to",
+        ("launch-run", "--job", "daily_users_job", "--from", "2026-10-05"): "--from and --to go together",
+        ("launch-run", "--job", "daily_users_job", "--from", "2026-10-01", "--to", "2031-01-01"): "no partition '2031",
+        (
+            "launch-run",
+            "--job",
+            "daily_users_job",
+            "--partition",
+            "2026-10-02",
+            "--from",
+            "2026-10-01",
+            "--to",
+            "2026-10-03",
+        ): "not both",
         (
             "launch-run",
             "--job",

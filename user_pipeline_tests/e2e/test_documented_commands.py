@@ -134,15 +134,20 @@ def _range(command: str) -> list[str]:
     return days_between(first, re.search(r"--to (\S+)", command).group(1))
 
 
+def _tagged_days(command: str) -> list[str]:
+    """The days of a `dagster job launch --tags '{...}'`: its partition, or its partition range."""
+    tags = json.loads(re.search(r"--tags '(.*)'", command).group(1))
+    if "dagster/partition" in tags:
+        return [tags["dagster/partition"]]
+    return days_between(tags["dagster/asset_partition_range_start"], tags["dagster/asset_partition_range_end"])
+
+
 CHECKS: list[tuple[str, object]] = [
     (
         r".*dagster job launch .*-j spark_ingestion_job .*",
         lambda c: Expected([json.loads(re.search(r"--tags '(.*)'", c).group(1))["dagster/partition"]], spark=True),
     ),
-    (
-        r".*dagster job launch .*-j daily_users_job .*",
-        lambda c: Expected([json.loads(re.search(r"--tags '(.*)'", c).group(1))["dagster/partition"]]),
-    ),
+    (r".*dagster job launch .*-j daily_users_job .*", lambda c: Expected(_tagged_days(c))),
     (r".*dagster job backfill .*", lambda c: Expected(_range(c))),
     (
         r".*(dg launch|dagster asset materialize) .*--partition (\S+).*",
@@ -153,9 +158,10 @@ CHECKS: list[tuple[str, object]] = [
         lambda c: Expected(days_between(*re.search(r"--partition-range (\S+)\.\.\.(\S+)", c).groups())),
     ),
     (
-        r".*graphql_triggers .* launch-run .*",
+        r".*graphql_triggers .* launch-run .*--partition .*",
         lambda c: Expected([re.search(r"--partition (\S+)", c).group(1)], output=r"[0-9a-f-]{36}\n"),
     ),
+    (r".*graphql_triggers .* launch-run .*--from .*", lambda c: Expected(_range(c), output=r"[0-9a-f-]{36}\n")),
     (r".*graphql_triggers .* backfill .*", lambda c: Expected(_range(c), output=r"\w+\n")),
     (r".*graphql_triggers .* reexecute .*", lambda c: Expected([FAILING_DAY], output=r"[0-9a-f-]{36}\n")),
     (
