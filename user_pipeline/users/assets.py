@@ -291,7 +291,8 @@ def run_fetch(
         # No call was made; the users API sensor backfills the day once the circuit closes.
         users_api.breaker().record_skipped_day(day)
         fail_permanently(f"{day} skipped: {error}", error)
-    except TransientUsersApiError as error:
+    except (TransientUsersApiError, WarehouseUnavailableError) as error:
+        # The warehouse holds the circuit breaker's state: down or locked, it is worth a retry too.
         retry_or_fail(context, error)
     except ContractViolation as error:
         fail_permanently(f"raw_users {day}: {error}; the previous raw file was kept", error)
