@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from user_pipeline.definitions import resources
+from user_pipeline.definitions import defs, resources
 from user_pipeline.users.api_errors import CircuitOpenError
 from user_pipeline.users.circuit_breaker import CircuitBreaker, source_key
 from user_pipeline.users.circuit_store import (
@@ -24,6 +24,7 @@ from user_pipeline.users.circuit_store import (
     SqliteCircuitStore,
     circuit_store_for,
 )
+from user_pipeline.users.resources import RandomUserApi, WarehouseResource
 from user_pipeline.users.warehouse import WarehouseUnavailableError, open_warehouse
 from user_pipeline_tools.randomuser_server.launcher import free_port
 
@@ -114,6 +115,22 @@ def test_an_unreachable_store_is_a_retryable_warehouse_error_naming_it_without_i
         f"circuit breaker state postgresql://pipeline:***@127.0.0.1:{url.split(':')[3]}"
     )
     assert "hunter2" not in str(raised.value)
+
+
+def test_the_sensor_skips_naming_the_unreachable_store_and_takes_no_day(users_api_server, monkeypatch):
+    monkeypatch.setenv("PGPASSWORD", "hunter2")
+    url = f"postgresql://pipeline@127.0.0.1:{free_port()}/users"
+    api = RandomUserApi(base_url=users_api_server.base_url, circuit_store=WarehouseResource(url=url))
+    with (
+        dg.instance_for_test() as instance,
+        dg.build_sensor_context(instance=instance, resources={"users_api": api}) as context,
+    ):
+        result = defs().resolve_sensor_def("users_api_sensor").evaluate_tick(context)
+    assert result.run_requests == []
+    assert result.skip_message.startswith(
+        f"users API {users_api_server.base_url} not checked: circuit breaker state {url} unavailable: "
+    )
+    assert users_api_server.stats()["api_requests"] == 0
 
 
 def test_a_sqlite_warehouse_keeps_the_state_in_a_file_beside_it(tmp_path):
