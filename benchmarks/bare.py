@@ -21,6 +21,7 @@ from pathlib import Path
 from user_pipeline.settings import setting_value
 from user_pipeline.users.api_client import RetrySettings, UsersApiClient
 from user_pipeline.users.circuit_breaker import CircuitBreaker
+from user_pipeline.users.circuit_store import circuit_store_for
 from user_pipeline.users.days import (
     CheckResults,
     RowDropRefused,
@@ -68,7 +69,8 @@ def run(days: list[str]) -> dict[str, int]:
             timeout_seconds=s["timeout"],
             retry=RetrySettings(max_attempts=s["max_attempts"]),
             breaker=CircuitBreaker(
-                s["data_dir"] / "state" / "users_api_circuit.json",
+                circuit_store_for(warehouse),
+                source=s["api_url"],
                 failure_threshold=s["circuit_failures"],
                 cooldown_seconds=s["circuit_cooldown"],
             ),

@@ -50,8 +50,8 @@ from user_pipeline.users.resources import (
 
 
 def data_dir(environ: Mapping[str, str] | None = None) -> Path:
-    """USER_PIPELINE_DATA_DIR (default `data`) as an absolute path, read now: the warehouse's and
-    the circuit breaker's default paths lie in it, and a run's process may start elsewhere."""
+    """USER_PIPELINE_DATA_DIR (default `data`) as an absolute path, read now: the warehouse's
+    default path lies in it, and a run's process may start elsewhere."""
     return Path(setting_value("USER_PIPELINE_DATA_DIR", environ)).resolve()
 
 
@@ -60,14 +60,14 @@ def resources(environ: Mapping[str, str] | None = None) -> dict[str, dg.Configur
     (default: the process environment, read now)."""
     environ = os.environ if environ is None else environ
     data = data_dir(environ)
+    warehouse = WarehouseResource(
+        **{"url": f"sqlite:///{data}/warehouse.sqlite", **resource_fields("warehouse", environ)}
+    )
     return {
-        "users_api": RandomUserApi(
-            **resource_fields("users_api", environ), circuit_state_path=str(data / "state" / "users_api_circuit.json")
-        ),
+        # The circuit breaker keeps its state in the warehouse's database, which every node reaches.
+        "users_api": RandomUserApi(**resource_fields("users_api", environ), circuit_store=warehouse),
         "files": PartitionFiles(data_dir=str(data)),
-        "warehouse": WarehouseResource(
-            **{"url": f"sqlite:///{data}/warehouse.sqlite", **resource_fields("warehouse", environ)}
-        ),
+        "warehouse": warehouse,
         "registry_settings": UserRegistrySettings(
             **{"first_day": daily_partitions.get_first_partition_key(), **resource_fields("registry_settings", environ)}
         ),

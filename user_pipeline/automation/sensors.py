@@ -20,6 +20,7 @@ from user_pipeline.automation.resources import AlertChannel
 from user_pipeline.jobs import daily_users_job
 from user_pipeline.partitions import InvalidPartitionKeyError, check_partition_key, daily_partitions
 from user_pipeline.users.resources import UsersApi
+from user_pipeline.users.warehouse import WarehouseUnavailableError
 
 COMPLETION_ASSET = dg.AssetKey("users_table")
 # Named in each ingestion run request, so the run records them as its asset selection: the
@@ -62,15 +63,20 @@ def build_users_api_sensor(minimum_interval_seconds: int) -> dg.SensorDefinition
         """
         latest = daily_partitions.get_last_partition_key()
         breaker = users_api.breaker()
-        unavailable = users_api.unavailable_reason()
-        if unavailable:
-            return dg.SkipReason(f"users API {users_api.source} is unavailable: {unavailable}")
+        try:
+            unavailable = users_api.unavailable_reason()
+            if unavailable:
+                return dg.SkipReason(f"users API {users_api.source} is unavailable: {unavailable}")
+            refused_days = breaker.take_skipped_days() if breaker else []
+        except WarehouseUnavailableError as error:
+            # The breaker's state is in the warehouse: without it, no call and no day is taken.
+            return dg.SkipReason(f"users API {users_api.source} not checked: {error}")
         requests = [
             # A fresh run key: the day's run refused while the circuit was open used the plain one.
             dg.RunRequest(
                 run_key=f"{day}/after-outage-{int(time.time())}", partition_key=day, asset_selection=INGESTION_ASSETS
             )
-            for day in (breaker.take_skipped_days() if breaker else [])
+            for day in refused_days
             if _is_partition(context, day) and not _materialized(context.instance, day)
         ]
         if context.cursor == latest:

@@ -24,6 +24,7 @@ from user_pipeline.shared.errors import InvalidSettingError
 from user_pipeline.shared.metadata import check_over_days, run_metadata
 from user_pipeline.shared.queues import USERS_API_QUEUE_TAGS
 from user_pipeline.users.api_errors import CircuitOpenError, TransientUsersApiError, UsersApiError
+from user_pipeline.users.circuit_breaker import CircuitBreaker
 from user_pipeline.users.columns import COLUMN_DESCRIPTIONS
 from user_pipeline.users.contract import ContractViolation
 from user_pipeline.users.days import (
@@ -109,6 +110,17 @@ email key (trimmed, case-folded)."""
 # Each asset's checks and their blocking flags (a day failing a blocking check is not committed
 # and not materialized) are the plain module's.
 CHECKS = DAY_CHECKS
+
+
+def _describe_circuit(breaker: CircuitBreaker | None) -> str:
+    """The circuit's state for the metadata; the days are committed by now, so a warehouse that
+    went away meanwhile is reported here rather than failing the step."""
+    if breaker is None:
+        return "none"
+    try:
+        return breaker.describe()
+    except WarehouseUnavailableError as error:
+        return f"unknown: {error}"
 
 
 def retry_or_fail(context: dg.AssetExecutionContext, error: Exception) -> NoReturn:
@@ -291,7 +303,8 @@ def run_fetch(
         # No call was made; the users API sensor backfills the day once the circuit closes.
         users_api.breaker().record_skipped_day(day)
         fail_permanently(f"{day} skipped: {error}", error)
-    except TransientUsersApiError as error:
+    except (TransientUsersApiError, WarehouseUnavailableError) as error:
+        # The warehouse holds the circuit breaker's state: down or locked, it is worth a retry too.
         retry_or_fail(context, error)
     except ContractViolation as error:
         fail_permanently(f"raw_users {day}: {error}; the previous raw file was kept", error)
@@ -546,7 +559,7 @@ def daily_users(
         run.stop(day)
         raise
     if RAW_USERS in assets:
-        run.shared[RAW_USERS]["users_api_circuit"] = breaker.describe() if breaker else "none"
+        run.shared[RAW_USERS]["users_api_circuit"] = _describe_circuit(breaker)
     if USERS_TABLE in assets:
         run.shared[USERS_TABLE]["table_rows_all_days"] = store.count_rows()
     checks = run.check_results()

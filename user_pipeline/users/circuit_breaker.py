@@ -1,28 +1,33 @@
-"""One health state of the users API, shared by the sensor, the fetches and backfills.
+"""One health state of the users API, shared by the sensor, the fetches and backfills on every node.
 
 Closed: calls go through; `failure_threshold` transient failures in a row open it. Open: no
 call is made until `cooldown_seconds` have passed; then one trial call is let through
 (half-open): success closes the circuit, failure opens it again. Days whose runs were refused
 while open are remembered, so the sensor can backfill them once the API is back.
 
-The state is a small JSON file under a lock, so every process (daemon, run workers) shares it.
+The state is kept by a `CircuitStore` that every process on every node reaches (circuit_store.py:
+a table of the warehouse database), each change read, decided and written back under one lock,
+so that every failure counts once and one trial call at a time goes out, whichever node makes it.
 It is kept per source (the API base URL): failures of one API (an offline CLI run against the
 public randomuser.me) never open the circuit of another (the bundled server the UI's runs use).
+Times are the callers' clocks (seconds since the epoch): the nodes' clocks are assumed in step
+(NTP), a skew of a few seconds only moving the next trial call by as much.
 Plain Python, no Dagster.
 """
 
-import fcntl
+from __future__ import annotations
+
 import hashlib
-import json
-import os
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from pathlib import Path
 
 from user_pipeline.users.api_errors import CircuitOpenError
+
+STATES = ("closed", "open", "half_open")
 
 
 @dataclass
@@ -34,43 +39,51 @@ class CircuitState:
     last_error: str = ""
     skipped_days: list[str] = field(default_factory=list)
 
+    def copy(self) -> CircuitState:
+        return replace(self, skipped_days=list(self.skipped_days))
+
 
 def source_key(source: str) -> str:
     """The key of a source's state: its base URL without a trailing slash, lower-cased, hashed
-    (a file name safe for any URL)."""
+    (16 hex digits, whatever the URL holds)."""
     return hashlib.sha256(source.rstrip("/").lower().encode()).hexdigest()[:16]
 
 
+class CircuitStore(ABC):
+    """Where circuit states live, one per source key."""
+
+    @abstractmethod
+    def locked(self, key: str, source: str) -> AbstractContextManager[CircuitState]:
+        """The state of `key` (a closed circuit if there is none yet), held under a lock that every
+        process of every node respects until the block ends; the state as the block left it is
+        written back then, and nothing is written if the block raises. `source` is the readable
+        name the store keeps beside the key. Raises warehouse.WarehouseUnavailableError when the
+        store cannot be reached or locked in time."""
+
+
 class CircuitBreaker:
-    """`path` names the state file; with a `source`, each source has its own file beside it
-    (`<stem>-<source key><suffix>`)."""
+    """The circuit of `source` (the API base URL), kept in `store`."""
 
     def __init__(
         self,
-        path: Path,
+        store: CircuitStore,
         *,
-        source: str = "",
+        source: str,
         failure_threshold: int = 5,
         cooldown_seconds: float = 300.0,
         clock: Callable[[], float] = time.time,
     ):
+        self.store = store
         self.source = source
-        self.path = path.with_name(f"{path.stem}-{source_key(source)}{path.suffix}") if source else path
+        self.key = source_key(source)
         self.failure_threshold = failure_threshold
         self.cooldown_seconds = cooldown_seconds
         self._clock = clock
 
     @contextmanager
     def _state(self) -> Iterator[CircuitState]:
-        """The state under an exclusive lock, written back when the block ends."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path.with_suffix(".lock"), "a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            state = CircuitState(**json.loads(self.path.read_text())) if self.path.exists() else CircuitState()
+        with self.store.locked(self.key, self.source) as state:
             yield state
-            temp = self.path.with_suffix(".tmp")
-            temp.write_text(json.dumps(asdict(state)))
-            os.replace(temp, self.path)
 
     def before_call(self) -> None:
         """Raises CircuitOpenError unless a call may go out now."""

@@ -9,8 +9,15 @@ instance's relaunch of a crashed run) finds what the original run staged.
 
 Commit protocol: a marker `.commits/<day>.json` naming every staged file and its target is written
 (atomically) before the first rename and removed after the last, so a commit cut short by a crash is finished
-by the next run (`finish_interrupted_commits`). Renames are atomic per file; one lock file
+by the next run (`finish_interrupted_commits`), and a later commit of the same day finishes it first, so that
+a day's commits land in the order they were made. Renames are atomic per file; one lock file
 (`.commit.lock`) serializes the commits of concurrent runs.
+
+Whose staging is it: `OWNER` names the run's process (host, pid, start time: shared.owners). A
+process of this host is judged by psutil (the pid runs and started then); a run on another host
+sharing the data directory is never judged by pid: its commit marker is taken for abandoned once
+COMMIT_LEASE_SECONDS old (a commit is a few renames), and its staging for stale once nothing in it
+changed for STALE_AFTER_SECONDS. An OWNER holding a bare pid (the old form) is this host's.
 
 The warehouse table is loaded in its own transaction before the files are committed: a crash in
 the instant between that transaction's commit and the writing of the marker leaves the table one
@@ -29,16 +36,19 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import psutil
-
 from user_pipeline.shared.atomic_files import atomic_write, fsync_directory
+from user_pipeline.shared.owners import Owner, presumed_alive, this_host
 
 COMMITS = ".commits"  # <run folder>/.commits/<day>.json: a commit under way
 COMMIT_LOCK = ".commit.lock"
 OWNER_FILE = "OWNER"
 ABSENT_SUFFIX = ".absent"
-# A dead run's staging is kept this long so that a re-execution from failure can still finish it.
+# A dead run's staging is kept this long so that a re-execution from failure can still finish it;
+# another host's run is presumed alive until nothing in its staging changed for as long.
 STALE_AFTER_SECONDS = 24 * 3600
+# Another host's commit marker this old belongs to a commit cut short: a commit renames a few files
+# under the commit lock, in well under a second.
+COMMIT_LEASE_SECONDS = 600
 
 
 @dataclass(frozen=True)
@@ -63,10 +73,20 @@ class RunStaging:
         """Where this run stages `name` (e.g. raw_users.jsonl) for `day`; its folder is created."""
         asset, suffix = _split(name)
         folder = self.folder / asset
-        if not folder.exists():
-            folder.mkdir(parents=True, exist_ok=True)
-            (self.folder / OWNER_FILE).write_text(str(os.getpid()), encoding="utf-8")
+        folder.mkdir(parents=True, exist_ok=True)
+        self._claim()
         return folder / f"{day}{suffix}"
+
+    def _claim(self) -> None:
+        """Names this process in OWNER: the run's first stage, or its re-execution's (a new process
+        taking the run's folder over)."""
+        owner, record = Owner.current(), self.folder / OWNER_FILE
+        try:
+            if Owner.from_json(record.read_text(encoding="utf-8")) == owner:
+                return
+        except OSError:
+            pass
+        record.write_text(owner.to_json(), encoding="utf-8")
 
     def staged(self, day: str, name: str) -> Path | None:
         """The staged file, if this run staged one for the day."""
@@ -98,6 +118,10 @@ class RunStaging:
         if not plan:
             return []
         with _commit_lock(self.staging_root):
+            # A commit of the day cut short in another run's folder lands first, never after this one.
+            for earlier in sorted(self.staging_root.glob(f"*/{COMMITS}/{day}.json")):
+                if earlier.parent.parent != self.folder:
+                    _apply_marker(earlier)
             marker = self.folder / COMMITS / f"{day}.json"
             with atomic_write(marker, encoding="utf-8") as handle:
                 json.dump(plan, handle)
@@ -129,6 +153,15 @@ def _split(name: str) -> tuple[str, str]:
     return asset, dot + extension
 
 
+def _apply_marker(marker: Path) -> list[Path]:
+    """Finishes the commit `marker` names, if it is still there (call under the commit lock)."""
+    try:
+        plan = json.loads(marker.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return []  # finished meanwhile
+    return _apply(marker, plan)
+
+
 def _apply(marker: Path, plan: Mapping[str, str]) -> list[Path]:
     committed = []
     for staged_name, target_name in plan.items():
@@ -148,34 +181,41 @@ def _apply(marker: Path, plan: Mapping[str, str]) -> list[Path]:
     return committed
 
 
-def finish_interrupted_commits(staging_root: Path) -> list[Path]:
+def finish_interrupted_commits(staging_root: Path, *, now: float | None = None) -> list[Path]:
     """Completes every commit that a crash cut short (a commit marker still in place, its run's
-    process gone). A live run's markers are its own business: it writes and applies each one under
-    the commit lock, and may be staging its next day in the same folder."""
+    process gone; on another host: the marker COMMIT_LEASE_SECONDS old). A live run's markers are its
+    own business: it writes and applies each one under the commit lock, and may be staging its next
+    day in the same folder."""
+    now = time.time() if now is None else now
     finished: list[Path] = []
     for folder in sorted(p for p in staging_root.glob("*") if p.is_dir()):
         markers = sorted(folder.glob(f"{COMMITS}/*.json"))
-        if not markers or _owner_alive(folder):
+        if not markers:
             continue
-        for marker in markers:
+        owner = _owner(folder)
+        if owner is not None and owner.host == this_host():
+            abandoned = [] if owner.runs_here() else markers
+        else:
+            abandoned = [marker for marker in markers if _age(marker, now) >= COMMIT_LEASE_SECONDS]
+        for marker in abandoned:
             with _commit_lock(staging_root):
-                if marker.exists():
-                    finished.extend(_apply(marker, json.loads(marker.read_text(encoding="utf-8"))))
-        RunStaging(staging_root, folder.name)._remove_if_empty()
+                finished.extend(_apply_marker(marker))
+        if abandoned and not _owner_alive(folder, now=now):
+            RunStaging(staging_root, folder.name)._remove_if_empty()
     return finished
 
 
 def remove_stale_staging(staging_root: Path, *, keep: str, now: float | None = None) -> list[Path]:
-    """Removes the staging of runs whose process is gone for longer than STALE_AFTER_SECONDS
-    (never `keep`, the current run's). Staged files are never committed data, so this loses nothing."""
+    """Removes the staging of runs whose process is gone (on another host: nothing in it changed)
+    for longer than STALE_AFTER_SECONDS (never `keep`, the current run's). Staged files are never
+    committed data, so this loses nothing."""
     now = time.time() if now is None else now
     removed = []
     for folder in sorted(p for p in staging_root.glob("*") if p.is_dir() and p.name != keep):
-        if any(folder.glob(f"{COMMITS}/*.json")) or _owner_alive(folder):
+        if any(folder.glob(f"{COMMITS}/*.json")) or _owner_alive(folder, now=now):
             continue
-        try:
-            modified = folder.stat().st_mtime
-        except FileNotFoundError:
+        modified = _last_change(folder)
+        if modified is None:
             continue  # its run finished and removed it while we looked
         if now - modified > STALE_AFTER_SECONDS:
             shutil.rmtree(folder, ignore_errors=True)
@@ -183,12 +223,46 @@ def remove_stale_staging(staging_root: Path, *, keep: str, now: float | None = N
     return removed
 
 
-def _owner_alive(folder: Path) -> bool:
+def _owner(folder: Path) -> Owner | None:
     try:
-        pid = int((folder / OWNER_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        return Owner.from_json((folder / OWNER_FILE).read_text(encoding="utf-8", errors="replace"))
+    except OSError:
+        return None
+
+
+def _owner_alive(folder: Path, *, now: float) -> bool:
+    """This host's run: its process runs. Another host's (or an unreadable OWNER): something in its
+    staging changed within STALE_AFTER_SECONDS."""
+    last_change = _last_change(folder)
+    if last_change is None:
         return False
-    return psutil.pid_exists(pid)
+    return presumed_alive(_owner(folder), last_change=last_change, lease_seconds=STALE_AFTER_SECONDS, now=now)
+
+
+def _last_change(folder: Path) -> float | None:
+    """When anything in the run's staging folder last changed (its files are written as the run
+    stages them); None when the folder is gone."""
+    try:
+        latest = folder.stat().st_mtime
+    except FileNotFoundError:
+        return None
+    try:
+        entries = list(folder.rglob("*"))
+    except FileNotFoundError:  # removed while it was listed
+        return None
+    for entry in entries:
+        try:
+            latest = max(latest, entry.stat().st_mtime)
+        except FileNotFoundError:
+            continue
+    return latest
+
+
+def _age(path: Path, now: float) -> float:
+    try:
+        return now - path.stat().st_mtime
+    except FileNotFoundError:
+        return 0.0  # gone: nothing to finish
 
 
 @contextmanager

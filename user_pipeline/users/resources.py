@@ -30,6 +30,7 @@ from user_pipeline.users.api_client import (
     validate_nationalities,
 )
 from user_pipeline.users.circuit_breaker import CircuitBreaker
+from user_pipeline.users.circuit_store import circuit_store_for
 from user_pipeline.users.day_commit import RunStaging, finish_interrupted_commits, remove_stale_staging
 from user_pipeline.users.warehouse import Warehouse, open_warehouse
 
@@ -55,6 +56,30 @@ def check_day(text: str) -> str:
         return date.fromisoformat(text).isoformat()
     except (TypeError, ValueError):
         raise InvalidSettingError("day", text, "a date YYYY-MM-DD") from None
+
+
+class WarehouseResource(SettingsResource):
+    """The SQL warehouse: sqlite:///path or postgresql://user@host:port/database. Its database
+    also keeps the users API circuit breaker's state (circuit_store.py; with SQLite, in a file
+    beside the warehouse file).
+
+    Keep a PostgreSQL password out of the URL: PGPASSWORD or ~/.pgpass supply it.
+    """
+
+    # No default here: the definitions derive it from the data directory.
+    url: Annotated[str, checked_by(check_warehouse_url)] = Field(
+        description="Or `postgresql://user@host:5432/database` (several nodes); also keeps the circuit breaker's "
+        "state. A password put in the URL is redacted wherever the URL is shown (keep it in PGPASSWORD or "
+        "`~/.pgpass`)."
+    )
+    lock_timeout_seconds: int = Field(default=30, ge=1, le=3600, description="Seconds to wait for the table's lock.")
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        # Parsing the URL here fails a run with a bad one before any step fetches or writes.
+        self.open()
+
+    def open(self) -> Warehouse:
+        return open_warehouse(self.url, self.lock_timeout_seconds)
 
 
 class UsersApi(SettingsResource, ABC):
@@ -130,7 +155,12 @@ class RandomUserApi(UsersApi):
         default=1.0, ge=0.0, le=3600.0, description="First retry's backoff ceiling (full jitter, doubling)."
     )
     max_backoff_seconds: float = Field(default=60.0, ge=0.0, le=3600.0, description="Longest wait between attempts.")
-    circuit_state_path: str = Field(default="", description="The circuit breaker's state file; empty: no breaker.")
+    # A resource, not a setting: the definitions give the warehouse (every node reaches it).
+    circuit_store: WarehouseResource | None = Field(
+        default=None,
+        description="The warehouse whose database keeps the circuit breaker's state (circuit_store.py); none: no "
+        "breaker.",
+    )
     circuit_failure_threshold: int = Field(
         default=5, ge=1, le=1000, description="Transient failures in a row that open the circuit."
     )
@@ -143,10 +173,10 @@ class RandomUserApi(UsersApi):
         return self.base_url
 
     def breaker(self) -> CircuitBreaker | None:
-        if not self.circuit_state_path:
+        if self.circuit_store is None:
             return None
         return CircuitBreaker(
-            Path(self.circuit_state_path),
+            circuit_store_for(self.circuit_store.open()),
             source=self.base_url,
             failure_threshold=self.circuit_failure_threshold,
             cooldown_seconds=self.circuit_cooldown_seconds,
@@ -193,7 +223,10 @@ class PartitionFiles(SettingsResource):
     """
 
     data_dir: str = Field(
-        default="data", min_length=1, description="Partition files (and the circuit state, `state/`)."
+        default="data",
+        min_length=1,
+        description="Everything passed between steps: partition files, staging, reports, Parquet "
+        "(one shared mount for every node).",
     )
     _staging: RunStaging | None = PrivateAttr(default=None)
 
@@ -277,27 +310,6 @@ class PartitionFiles(SettingsResource):
 
     def user_registry(self, partition_key: str) -> Path:
         return Path(self.data_dir) / "user_registry" / f"{partition_key}.csv"
-
-
-class WarehouseResource(SettingsResource):
-    """The SQL warehouse: sqlite:///path or postgresql://user@host:port/database.
-
-    Keep a PostgreSQL password out of the URL: PGPASSWORD or ~/.pgpass supply it.
-    """
-
-    # No default here: the definitions derive it from the data directory.
-    url: Annotated[str, checked_by(check_warehouse_url)] = Field(
-        description="Or `postgresql://user@host:5432/database`; a password put in the URL is redacted wherever "
-        "the URL is shown (keep it in PGPASSWORD or `~/.pgpass`)."
-    )
-    lock_timeout_seconds: int = Field(default=30, ge=1, le=3600, description="Seconds to wait for the table's lock.")
-
-    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
-        # Parsing the URL here fails a run with a bad one before any step fetches or writes.
-        self.open()
-
-    def open(self) -> Warehouse:
-        return open_warehouse(self.url, self.lock_timeout_seconds)
 
 
 class UserRegistrySettings(SettingsResource):

@@ -37,7 +37,9 @@ def run_freshness_checks(instance: dg.DagsterInstance) -> dg.ExecuteInProcessRes
 
 
 def tick(instance, base_url: str, webhook_url: str, cursor: str | None):
-    context = dg.build_sensor_context(
+    # A context manager: the definitions' users_api holds the warehouse resource (the circuit
+    # breaker's store), which Dagster sets up and tears down around the tick.
+    with dg.build_sensor_context(
         instance=instance,
         cursor=cursor,
         definitions=defs,
@@ -45,8 +47,8 @@ def tick(instance, base_url: str, webhook_url: str, cursor: str | None):
             "alerts": AlertChannel(webhook_url=webhook_url),
             "users_api": RandomUserApi(base_url=base_url, timeout_seconds=2),
         },
-    )
-    return freshness_alerts.evaluate_tick(context), context.cursor
+    ) as context:
+        return freshness_alerts.evaluate_tick(context), context.cursor
 
 
 def test_the_definitions_use_dagsters_freshness_checks_and_sensor():

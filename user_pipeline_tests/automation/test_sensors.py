@@ -24,13 +24,15 @@ def instance():
 
 
 def evaluate(instance, base_url: str, cursor: str | None = None):
-    context = dg.build_sensor_context(
+    # A context manager: the definitions' users_api holds the warehouse resource (the circuit
+    # breaker's store), which Dagster sets up and tears down around the tick.
+    with dg.build_sensor_context(
         instance=instance,
         cursor=cursor,
         definitions=load_definitions(),
         resources={"users_api": RandomUserApi(base_url=base_url, timeout_seconds=2)},
-    )
-    return users_api_sensor.evaluate_tick(context), context
+    ) as context:
+        return users_api_sensor.evaluate_tick(context), context
 
 
 def test_the_sensor_skips_with_the_reason_while_the_api_is_down(users_api_server, instance):

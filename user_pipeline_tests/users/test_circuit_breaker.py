@@ -1,5 +1,6 @@
-"""The users API circuit breaker, shared by sensor ticks and runs: while the API is down at most
-`failure_threshold` calls are made, and once it is back the refused days are backfilled."""
+"""The users API circuit breaker, shared by sensor ticks and runs (its state in the warehouse's
+database, SQLite or PostgreSQL): while the API is down at most `failure_threshold` calls are made,
+and once it is back the refused days are backfilled."""
 
 import time
 
@@ -11,6 +12,7 @@ from user_pipeline.partitions import daily_partitions
 from user_pipeline.users.api_errors import CircuitOpenError
 from user_pipeline.users.assets import daily_users
 from user_pipeline.users.circuit_breaker import CircuitBreaker
+from user_pipeline.users.circuit_store import circuit_store_for
 from user_pipeline.users.resources import DayLimits, PartitionFiles, RandomUserApi, WarehouseResource
 
 defs = load_definitions()
@@ -21,6 +23,13 @@ COOLDOWN_SECONDS = 8
 users_api_sensor = defs.resolve_sensor_def("users_api_sensor")
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def warehouse_url(request, tmp_path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/warehouse.sqlite"
+    return request.getfixturevalue("postgres_url")
+
+
 class FakeClock:
     def __init__(self) -> None:
         self.now = 1_000.0
@@ -29,9 +38,12 @@ class FakeClock:
         return self.now
 
 
-def test_the_breaker_opens_after_the_threshold_half_opens_after_the_cooldown_and_closes_on_success(tmp_path):
+def test_the_breaker_opens_after_the_threshold_half_opens_after_the_cooldown_and_closes_on_success(warehouse_url):
     clock = FakeClock()
-    breaker = CircuitBreaker(tmp_path / "circuit.json", failure_threshold=2, cooldown_seconds=60, clock=clock)
+    store = circuit_store_for(WarehouseResource(url=warehouse_url).open())
+    breaker = CircuitBreaker(
+        store, source="http://127.0.0.1:8765/api/", failure_threshold=2, cooldown_seconds=60, clock=clock
+    )
     breaker.before_call()
     breaker.record_failure("HTTP 503")
     breaker.before_call()
@@ -53,14 +65,15 @@ def test_the_breaker_opens_after_the_threshold_half_opens_after_the_cooldown_and
 
 
 def test_while_the_api_is_down_sensor_ticks_and_runs_make_at_most_threshold_calls_then_refused_days_are_backfilled(
-    users_api_server, tmp_path
+    users_api_server, tmp_path, warehouse_url
 ):
+    warehouse = WarehouseResource(url=warehouse_url)
     api = RandomUserApi(
         base_url=users_api_server.base_url,
         users_per_partition=20,
         backoff_seconds=0.01,
         max_attempts=5,
-        circuit_state_path=str(tmp_path / "state" / "circuit.json"),
+        circuit_store=warehouse,
         circuit_failure_threshold=3,
         # Long enough for the ticks and refused runs below on a loaded machine (each loads the definitions).
         circuit_cooldown_seconds=COOLDOWN_SECONDS,
@@ -68,7 +81,7 @@ def test_while_the_api_is_down_sensor_ticks_and_runs_make_at_most_threshold_call
     resources = {
         "users_api": api,
         "files": PartitionFiles(data_dir=str(tmp_path)),
-        "warehouse": WarehouseResource(url=f"sqlite:///{tmp_path}/warehouse.sqlite"),
+        "warehouse": warehouse,
         "day_limits": DayLimits(),
     }
 
@@ -78,10 +91,11 @@ def test_while_the_api_is_down_sensor_ticks_and_runs_make_at_most_threshold_call
         )
 
     def tick():
-        context = dg.build_sensor_context(
+        # A context manager: the users_api resource holds the warehouse resource (the breaker's store).
+        with dg.build_sensor_context(
             instance=instance, cursor=cursor, definitions=load_definitions(), resources={"users_api": api}
-        )
-        return users_api_sensor.evaluate_tick(context), context.cursor
+        ) as context:
+            return users_api_sensor.evaluate_tick(context), context.cursor
 
     users_api_server.add_fault("server_error", status=503)
     with dg.instance_for_test() as instance:

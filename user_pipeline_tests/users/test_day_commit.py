@@ -7,8 +7,14 @@ import subprocess
 import sys
 import time
 
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from user_pipeline.shared.owners import Owner, this_host
 from user_pipeline.users.day_commit import (
+    COMMIT_LEASE_SECONDS,
     COMMITS,
+    OWNER_FILE,
     STALE_AFTER_SECONDS,
     RunStaging,
     finish_interrupted_commits,
@@ -130,10 +136,120 @@ def test_a_staging_folder_removed_while_judged_stale_is_skipped(tmp_path, monkey
     finishing = RunStaging(root, "finishing-run")
     finishing.path(DAY, "raw_users.jsonl").write_text("staged\n")
 
-    def owner_gone_and_folder_removed(folder):
+    def owner_gone_and_folder_removed(folder, **judged_at):
         finishing.discard(DAY)  # the run removes its own folder as it ends
         return False
 
     monkeypatch.setattr(day_commit, "_owner_alive", owner_gone_and_folder_removed)
     later = time.time() + STALE_AFTER_SECONDS + 60
     assert remove_stale_staging(root, keep="current", now=later) == []
+
+
+def other_host_owner() -> Owner:
+    """A run on another host sharing the data directory; its pid is a process that exited here."""
+    return Owner("node-b.example.com", int(exited_pid()), 1733000000.0)
+
+
+def stage(root, run_key: str, text: str, owner: Owner | None = None) -> RunStaging:
+    staging = RunStaging(root, run_key)
+    staging.path(DAY, "raw_users.jsonl").write_text(text)
+    if owner is not None:
+        (staging.folder / OWNER_FILE).write_text(owner.to_json())
+    return staging
+
+
+def cut_short(staging: RunStaging, target) -> None:
+    """As a crash between the commit marker and the first rename leaves a commit."""
+    (staging.folder / COMMITS).mkdir()
+    plan = {str(staging.staged(DAY, "raw_users.jsonl")): str(target)}
+    (staging.folder / COMMITS / f"{DAY}.json").write_text(json.dumps(plan))
+
+
+def age(path, seconds: float) -> None:
+    for entry in [path, *path.rglob("*")]:
+        stamp = entry.stat().st_mtime - seconds
+        os.utime(entry, (stamp, stamp))
+
+
+def test_a_run_records_its_host_pid_and_start_time_as_owner(tmp_path):
+    staging = stage(tmp_path / "staging", "run-a", "staged\n")
+    assert Owner.from_json((staging.folder / OWNER_FILE).read_text()) == Owner.current()
+    assert Owner.current().host == this_host()
+    # A re-execution of the run in another process takes the folder over.
+    (staging.folder / OWNER_FILE).write_text(exited_pid())
+    staging.path(DAY, "normalized_users.csv")
+    assert Owner.from_json((staging.folder / OWNER_FILE).read_text()) == Owner.current()
+
+
+def test_another_hosts_staging_is_judged_by_its_age_never_by_a_pid_of_this_host(tmp_path):
+    root = tmp_path / "staging"
+    remote = stage(root, "remote-run", "staged\n", other_host_owner())
+    now = time.time()
+    assert remove_stale_staging(root, keep="current", now=now + 3600) == [], "young: its run may be at work"
+    assert remove_stale_staging(root, keep="current", now=now + STALE_AFTER_SECONDS + 60) == [remote.folder]
+
+
+def test_another_hosts_commit_is_finished_only_once_its_marker_is_older_than_the_lease(tmp_path):
+    root, target = tmp_path / "staging", tmp_path / "raw_users" / f"{DAY}.jsonl"
+    remote = stage(root, "remote-run", "remote raw\n", other_host_owner())
+    cut_short(remote, target)
+    assert finish_interrupted_commits(root) == [], "a young marker may be a live commit of that host"
+    assert not target.exists()
+    later = time.time() + COMMIT_LEASE_SECONDS + 1
+    assert finish_interrupted_commits(root, now=later) == [target]
+    assert target.read_text() == "remote raw\n"
+    assert remote.folder.exists(), "its staging is removed by remove_stale_staging once stale, not now"
+
+
+def test_a_reused_pid_is_a_dead_owner(tmp_path):
+    """The OWNER's pid runs here, but a process started after the run's: the run is gone."""
+    root, target = tmp_path / "staging", tmp_path / "raw_users" / f"{DAY}.jsonl"
+    me = Owner.current()
+    reused = stage(root, "crashed-run", "crashed run's raw\n", Owner(me.host, me.pid, me.started_at - 600))
+    cut_short(reused, target)
+    assert finish_interrupted_commits(root) == [target]
+    assert target.read_text() == "crashed run's raw\n"
+    assert not reused.folder.exists()
+    live = stage(root, "live-run", "live\n", me)
+    age(live.folder, STALE_AFTER_SECONDS + 60)
+    assert remove_stale_staging(root, keep="current") == [], "a live run's staging is never removed"
+
+
+def test_a_days_commit_finishes_an_earlier_commit_of_the_day_first(tmp_path):
+    """Another host's commit cut short must not land after a newer commit of the same day once its
+    lease runs out: the newer commit finishes it first, then lands on top."""
+    root, target = tmp_path / "staging", tmp_path / "raw_users" / f"{DAY}.jsonl"
+    remote = stage(root, "remote-run", "older raw\n", other_host_owner())
+    cut_short(remote, target)
+    newer = stage(root, "newer-run", "newer raw\n")
+    assert newer.commit(DAY, {"raw_users.jsonl": target}) == [target]
+    assert target.read_text() == "newer raw\n"
+    assert finish_interrupted_commits(root, now=time.time() + COMMIT_LEASE_SECONDS + 1) == []
+    assert target.read_text() == "newer raw\n"
+
+
+owner_records = st.one_of(
+    st.text(max_size=80),
+    st.builds(
+        lambda host, pid, started: json.dumps({"host": host, "pid": pid, "started_at": started}),
+        st.text(max_size=20),
+        st.one_of(st.integers(), st.floats(), st.text(max_size=5)),
+        st.one_of(st.none(), st.floats(allow_nan=True), st.integers()),
+    ),
+)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(record=owner_records, old=st.booleans())
+def test_an_odd_owner_record_never_crashes_the_clean_up_and_its_staging_goes_only_when_old(tmp_path, record, old):
+    root = tmp_path / f"case-{time.monotonic_ns()}" / "staging"
+    staging = stage(root, "some-run", "staged\n")
+    (staging.folder / OWNER_FILE).write_text(record, encoding="utf-8", errors="surrogateescape")
+    if old:
+        age(staging.folder, STALE_AFTER_SECONDS + 60)
+    owner = Owner.from_json(record)
+    removed = remove_stale_staging(root, keep="current")
+    if owner is None or owner.host != this_host():
+        assert removed == ([staging.folder] if old else [])
+    else:
+        assert removed == ([] if owner.runs_here() or not old else [staging.folder])
