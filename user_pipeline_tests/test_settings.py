@@ -72,6 +72,15 @@ BAD = {
         "yarn",
         "SPARK_MASTER='yarn': expected local, local[N], local[*] or spark://host:port (sets spark.master)",
     ),
+    "SPARK_EXECUTOR_CORES": (
+        "0",
+        "SPARK_EXECUTOR_CORES=0: expected an integer from 1 to 1024 (sets spark.executor_cores)",
+    ),
+    "SPARK_PACKAGES": (
+        "org.apache.spark:spark-avro_2.13",
+        "SPARK_PACKAGES='org.apache.spark:spark-avro_2.13': expected Maven coordinates groupId:artifactId:version, "
+        "separated by commas, or nothing (sets spark.packages)",
+    ),
     "SPARK_SHUFFLE_PARTITIONS": (
         "0",
         "SPARK_SHUFFLE_PARTITIONS=0: expected an integer from 1 to 100000 (sets spark.shuffle_partitions)",
