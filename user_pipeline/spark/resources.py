@@ -65,8 +65,8 @@ class SparkSettings(SettingsResource):
     packages: Annotated[str, checked_by(check_packages)] = Field(
         default="",
         description="`--packages`: Maven coordinates (group:artifact:version, comma-separated) spark-submit "
-        "fetches for the job; it needs Maven Central (or the `spark.jars.repositories` set in Spark's "
-        "spark-defaults.conf) reachable.",
+        "fetches for the job; it needs Maven Central, or the `spark.jars.repositories` of the "
+        "spark-defaults.conf in `SPARK_CONF_DIR`, reachable.",
     )
     shuffle_partitions: int = Field(
         default=4, ge=1, le=100_000, description="`spark.sql.shuffle.partitions`, sized for a small daily batch."
