@@ -9,7 +9,7 @@ from user_pipeline.shared.conditions import day_landed
 from user_pipeline.shared.errors import InvalidSettingError
 from user_pipeline.shared.queues import SPARK_QUEUE_TAGS
 from user_pipeline.spark.resources import SparkSettings
-from user_pipeline.spark.submit import spark_home, submit_environment
+from user_pipeline.spark.submit import submit_environment
 from user_pipeline.users.resources import PartitionFiles
 
 # What spark_jobs/ingest_users.py sends through Dagster Pipes (its PIPES_* names; the job is not
@@ -56,7 +56,7 @@ def users_parquet(
         )
     except InvalidSettingError as error:
         raise dg.Failure(description=str(error), allow_retries=False) from None
-    invocation = dg.PipesSubprocessClient(env=submit_environment(spark_home())).run(
+    invocation = dg.PipesSubprocessClient(env=submit_environment()).run(
         context=context, command=command, extras={MASTER_WEB_UI_URL: spark.master_web_ui_url}
     )
     for message in invocation.get_custom_messages():

@@ -34,8 +34,8 @@ def spark_submit_executable(home: str) -> str:
     return os.path.join(home, "bin", "spark-submit")
 
 
-def submit_environment(home: str) -> dict[str, str]:
+def submit_environment() -> dict[str, str]:
     """The variables spark-submit needs on top of this process's environment: SPARK_HOME, and this
     interpreter for the job's driver and Python workers, so they see the same packages (PySpark,
     and dagster-pipes for the driver under Dagster)."""
-    return {"SPARK_HOME": home, "PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable}
+    return {"SPARK_HOME": spark_home(), "PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable}
