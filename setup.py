@@ -14,6 +14,9 @@ setup(
         "dagster-webserver==1.13.27",
         "dagster-pyspark==0.29.27",
         "dagster-postgres==0.29.27",
+        # spark_jobs/ingest_users.py reports to users_parquet through Dagster Pipes (dagster itself
+        # depends on it; named here because the job imports it).
+        "dagster-pipes==1.13.27",
         # The `dg` CLI (dg dev, dg check defs, dg list defs, dg launch).
         "dagster-dg-cli==1.13.27",
         # Steps on Celery workers (USER_PIPELINE_EXECUTOR=celery, user_pipeline/executors.py), with

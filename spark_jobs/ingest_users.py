@@ -1,19 +1,24 @@
 """Ingest the daily normalized user CSVs into partitioned Parquet datasets.
 
-Plain PySpark (no Dagster, no ``user_pipeline`` import) so the very same file can be
+Plain PySpark (no Dagster, no ``user_pipeline`` import) so the very same file runs
 
-* shipped with ``spark-submit`` (local master or a standalone cluster)::
+* under plain ``spark-submit`` (local master or a standalone cluster)::
 
-      spark-submit spark_jobs/ingest_users.py \\
+      spark-submit [--master local[*]] spark_jobs/ingest_users.py \\
           --input-dir DIR --start-date 2026-11-03 --end-date 2026-11-05 \\
-          --output-dir OUT [--master local[*]] [--shuffle-partitions 4]
+          --output-dir OUT [--shuffle-partitions 4]
 
-  which prints exactly one final stdout line ``INGESTION_SUMMARY {json}``;
+  which logs its progress (``ingest_users: ...`` on the driver's stderr, which spark-submit
+  passes on to its stdout) and prints exactly one final stdout line ``INGESTION_SUMMARY {json}``
+  (exit status 0; 1 for a bad input, named in an ``ERROR:`` line);
 
-* imported and called in-process on an existing session (the Dagster asset)::
+* under Dagster: the ``users_parquet`` asset launches the same spark-submit command through
+  Dagster Pipes (``dagster.PipesSubprocessClient``). The job then also reports its
+  materialization's metadata (``materialization_metadata``) and sends its progress lines to the
+  run's log with ``dagster_pipes``, a small dependency-free package imported only when Dagster
+  launched the job; a bad input is reported as an ``ingestion_error`` message (see ``main``).
 
-      from spark_jobs.ingest_users import run_ingestion
-      summary = run_ingestion(spark, input_dir=..., start_date=..., end_date=..., output_dir=...)
+``run_ingestion(spark, ...)`` also runs on an existing session (the tests do).
 
 Input: ``<input_dir>/<YYYY-MM-DD>.csv`` per day, in the pipeline's CSV format
 (``user_pipeline/users/csv_format.py``): UTF-8, a header, every text value quoted (RFC 4180,
@@ -47,8 +52,10 @@ error names the offending path and leaves existing output untouched.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import json
+import logging
 import os
 import re
 import sys
@@ -72,6 +79,13 @@ from pyspark.sql.types import (
 
 APP_NAME = "user_pipeline.ingest_users"
 SUMMARY_PREFIX = "INGESTION_SUMMARY "
+#: Under Dagster Pipes: the custom message carrying a bad input's error, and the extra naming the
+#: standalone master's web UI (for the Spark UI link); user_pipeline/spark/assets.py uses both.
+PIPES_INGESTION_ERROR = "ingestion_error"
+PIPES_MASTER_WEB_UI_URL = "spark_master_web_ui_url"
+
+#: Progress lines; run_ingestion's default when no logger is given (silent unless configured).
+LOG = logging.getLogger("ingest_users")
 
 USERS_DATASET = "users"
 AGG_DATASET = "users_by_country_age_band"
@@ -536,8 +550,10 @@ def run_ingestion(
     start_date: dt.date | str,
     end_date: dt.date | str,
     output_dir: str | os.PathLike,
+    log: logging.Logger = LOG,
 ) -> dict[str, Any]:
-    """Ingest every day of [start_date, end_date] (inclusive) on the given session.
+    """Ingest every day of [start_date, end_date] (inclusive) on the given session; progress lines
+    go to ``log`` at INFO (what it read, what it wrote, a day emptied).
 
     Returns a JSON-serialisable summary::
 
@@ -567,6 +583,7 @@ def run_ingestion(
     agg_path = f"{out_dir}/{AGG_DATASET}"
     paths = [input_path(in_dir, d) for d in days]
 
+    log.info("reading %s to %s from %s", days[0], days[-1], in_dir)
     fs = _FileSystem(spark)
     _check_inputs_exist(fs, paths)
 
@@ -576,6 +593,7 @@ def run_ingestion(
     agg_df: DataFrame | None = None
     try:
         typed, user_rows = _read_and_validate(spark, fs, days, paths)
+        log.info("read %d CSV file(s), %d row(s): %s", len(paths), sum(user_rows.values()), json.dumps(user_rows))
         users_df = typed.select(*CSV_COLUMNS)
 
         agg_df = (
@@ -595,6 +613,8 @@ def run_ingestion(
             if rows == 0:
                 for dataset_path in (users_path, agg_path):
                     fs.delete_dir(f"{dataset_path}/{PARTITION_COLUMN}={day}")
+                log.info("%s has no rows: its partitions are removed", day)
+        log.info("wrote %s and %s", users_path, agg_path)
 
         agg_rows = {d.isoformat(): 0 for d in days}
         for row in agg_df.groupBy(PARTITION_COLUMN).count().collect():
@@ -690,38 +710,101 @@ def build_session(
     return builder.getOrCreate()
 
 
+def dagster_pipes_context() -> Any:
+    """The Dagster Pipes context (``dagster_pipes.PipesContext``) when Dagster launched this job,
+    else None: under plain spark-submit, Pipes stays off even where dagster-pipes is installed."""
+    try:
+        from dagster_pipes import PipesEnvVarParamsLoader, open_dagster_pipes
+    except ImportError:
+        if os.environ.get("DAGSTER_PIPES_CONTEXT"):
+            print("WARNING: launched by Dagster, but dagster_pipes is not importable here", file=sys.stderr)
+        return None
+    if not PipesEnvVarParamsLoader().is_dagster_pipes_process():
+        return None
+    return open_dagster_pipes()
+
+
+def stderr_logger() -> logging.Logger:
+    """Progress lines on stderr, for a user of plain spark-submit."""
+    if not LOG.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("ingest_users: %(message)s"))
+        LOG.addHandler(handler)
+        LOG.setLevel(logging.INFO)
+        LOG.propagate = False
+    return LOG
+
+
+def _metadata_value(raw_value: Any, kind: str) -> dict[str, Any]:
+    return {"raw_value": raw_value, "type": kind}
+
+
+def materialization_metadata(summary: dict[str, Any], master_web_ui_url: str = "") -> dict[str, dict[str, Any]]:
+    """The users_parquet materialization's metadata from a run's summary, as Dagster Pipes values
+    (``{"raw_value", "type"}``). ``spark_ui`` links the application on the standalone master's
+    web UI (``<url>/app/?appId=<id>``) when that URL is given."""
+    users, aggregate = summary[USERS_DATASET], summary[AGG_DATASET]
+    metadata = {
+        "dagster/row_count": _metadata_value(users["total_rows"], "int"),
+        "rows_by_day": _metadata_value(users["rows"], "json"),
+        "files": _metadata_value(users["files"], "int"),
+        "bytes": _metadata_value(users["bytes"], "int"),
+        "path": _metadata_value(users["path"], "path"),
+        "aggregate_path": _metadata_value(aggregate["path"], "path"),
+        "aggregate_rows": _metadata_value(aggregate["total_rows"], "int"),
+        "spark_application_id": _metadata_value(summary["app_id"], "text"),
+        "spark_master": _metadata_value(summary["master"], "text"),
+    }
+    if master_web_ui_url:
+        link = f"{master_web_ui_url.rstrip('/')}/app/?appId={summary['app_id']}"
+        metadata["spark_ui"] = _metadata_value(link, "url")
+    return metadata
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """The spark-submit entry point: 0 when the days are written; 1 for a bad input (the error on
+    stderr), 2 for bad arguments.
+
+    Under Dagster Pipes the outcome travels through Pipes: a materialization with its metadata, or
+    a bad input as a ``{PIPES_INGESTION_ERROR: message}`` message with exit status 0 (the job ran
+    to a verdict; the asset fails the step with that message and no retry). Any other exception
+    ends the process non-zero, reported to Dagster with its traceback by ``open_dagster_pipes``.
+    """
     args = build_arg_parser().parse_args(argv)
     if args.end_date < args.start_date:
         print(f"ERROR: --end-date {args.end_date} is before --start-date {args.start_date}", file=sys.stderr)
         return 2
-    spark = build_session(app_name=args.app_name, master=args.master, shuffle_partitions=args.shuffle_partitions)
-    try:
-        spark.sparkContext.setLogLevel(args.log_level)
+    pipes = dagster_pipes_context()
+    with pipes or contextlib.nullcontext():
+        log = pipes.log if pipes else stderr_logger()
+        spark = build_session(app_name=args.app_name, master=args.master, shuffle_partitions=args.shuffle_partitions)
         try:
-            summary = run_ingestion(
-                spark,
-                input_dir=args.input_dir,
-                start_date=args.start_date,
-                end_date=args.end_date,
-                output_dir=args.output_dir,
-            )
-        except IngestionError as exc:
-            print(f"ERROR: {exc}", file=sys.stderr)
-            return 1
-    finally:
-        spark.stop()
-    sys.stdout.flush()
-    print(SUMMARY_PREFIX + json.dumps(summary, sort_keys=True), flush=True)
+            spark.sparkContext.setLogLevel(args.log_level)
+            log.info("Spark application %s on %s", *_spark_identity(spark))
+            try:
+                summary = run_ingestion(
+                    spark,
+                    input_dir=args.input_dir,
+                    start_date=args.start_date,
+                    end_date=args.end_date,
+                    output_dir=args.output_dir,
+                    log=log,
+                )
+            except IngestionError as exc:
+                print(f"ERROR: {exc}", file=sys.stderr)
+                if pipes is None:
+                    return 1
+                log.error("%s", exc)
+                pipes.report_custom_message({PIPES_INGESTION_ERROR: str(exc)})
+                return 0
+        finally:
+            spark.stop()
+        sys.stdout.flush()
+        print(SUMMARY_PREFIX + json.dumps(summary, sort_keys=True), flush=True)
+        if pipes is not None:
+            web_ui_url = pipes.extras.get(PIPES_MASTER_WEB_UI_URL) or ""
+            pipes.report_asset_materialization(metadata=materialization_metadata(summary, web_ui_url))
     return 0
-
-
-def parse_summary_line(stdout: str) -> dict[str, Any]:
-    """Return the summary dict from a spark-submit stdout (last INGESTION_SUMMARY line)."""
-    for line in reversed(stdout.splitlines()):
-        if line.startswith(SUMMARY_PREFIX):
-            return json.loads(line[len(SUMMARY_PREFIX) :])
-    raise ValueError("no INGESTION_SUMMARY line in output")
 
 
 if __name__ == "__main__":

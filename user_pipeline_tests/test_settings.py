@@ -72,6 +72,15 @@ BAD = {
         "yarn",
         "SPARK_MASTER='yarn': expected local, local[N], local[*] or spark://host:port (sets spark.master)",
     ),
+    "SPARK_EXECUTOR_CORES": (
+        "0",
+        "SPARK_EXECUTOR_CORES=0: expected an integer from 1 to 1024 (sets spark.executor_cores)",
+    ),
+    "SPARK_PACKAGES": (
+        "org.apache.spark:spark-avro_2.13",
+        "SPARK_PACKAGES='org.apache.spark:spark-avro_2.13': expected Maven coordinates groupId:artifactId:version, "
+        "separated by commas, or nothing (sets spark.packages)",
+    ),
     "SPARK_SHUFFLE_PARTITIONS": (
         "0",
         "SPARK_SHUFFLE_PARTITIONS=0: expected an integer from 1 to 100000 (sets spark.shuffle_partitions)",
@@ -203,8 +212,11 @@ def test_importing_the_pipeline_reads_no_setting_from_the_environment():
         print(json.dumps(sorted(key for key in asked if key.startswith(("USER_PIPELINE_", "SPARK_")))))
         """
     )
+    # Unset in the child: a library copying the whole environment at import (Dagster's vendored
+    # croniter does) is not reading a setting, and a SparkContext of this process sets SPARK_* ones.
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("USER_PIPELINE_", "SPARK_"))}
     result = subprocess.run(
-        [sys.executable, "-c", script], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300, check=True
+        [sys.executable, "-c", script], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300, check=True
     )
     assert result.stdout.strip().splitlines()[-1] == "[]"
 

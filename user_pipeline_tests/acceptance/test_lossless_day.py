@@ -89,11 +89,13 @@ def as_sent(users: list[dict]) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index("user_id").sort_index()
 
 
-def test_hostile_values_reach_csv_table_and_parquet_exactly(users_api_server, local_spark, tmp_path, warehouse_url):
+def test_hostile_values_reach_csv_table_and_parquet_exactly(users_api_server, tmp_path, warehouse_url):
     users_api_server.add_fault("alter_users", seeds=[DAY], users=HOSTILE_USERS, set=HOSTILE_FIELDS)
     data_dir = tmp_path / "data dir [v1]"
+    # Spark reads the normalized CSV, not the table: one warehouse is enough to follow it into Parquet.
+    with_parquet = warehouse_url.startswith("sqlite")
     result = dg.materialize(
-        [daily_users, users_parquet],
+        [daily_users, users_parquet] if with_parquet else [daily_users],
         partition_key=DAY,
         resources={
             "users_api": RandomUserApi(base_url=users_api_server.base_url, users_per_partition=USERS),
@@ -117,8 +119,9 @@ def test_hostile_values_reach_csv_table_and_parquet_exactly(users_api_server, lo
     layers = {
         "csv": read_normalized_csv(data_dir / "normalized_users" / f"{DAY}.csv"),
         "table": open_warehouse(warehouse_url).read_partition(DAY),
-        "parquet": pq.read_table(data_dir / "parquet" / "users" / f"partition_date={DAY}").to_pandas(),
     }
+    if with_parquet:
+        layers["parquet"] = pq.read_table(data_dir / "parquet" / "users" / f"partition_date={DAY}").to_pandas()
     for layer, frame in layers.items():
         frame = frame.set_index("user_id").sort_index()
         assert len(frame) == USERS, layer

@@ -213,9 +213,15 @@ FAULTS = [
     ),
     Fault(
         "A corrupt CSV for one day of a Spark range",
-        "the Spark run fails, no Parquet partition changes",
+        "the Spark job fails before writing, no Parquet partition changes; in a run, the step fails as below",
         "the error names the CSV file and the reason",
-        f"{SPARK}::test_a_corrupt_day_fails_the_run_naming_the_file_and_keeps_the_parquet",
+        f"{SPARK_JOB}::test_corrupt_day_fails_naming_file_and_keeps_output",
+    ),
+    Fault(
+        "A day's CSV missing from a Spark range",
+        "the run fails at once, no retry, no Parquet partition changes",
+        "step `users_parquet` failed: `Missing input CSV for 1 day(s) of the requested range: .../2026-11-04.csv`, also the job's own error line in the run log (through Dagster Pipes)",
+        f"{SPARK}::test_a_missing_day_fails_the_run_at_once_naming_it_and_keeps_the_parquet",
     ),
     Fault(
         "SQLite warehouse locked by another writer",

@@ -9,14 +9,11 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import dagster as dg
 import pandas as pd
 import pytest
 
-from user_pipeline.spark.assets import users_parquet
-from user_pipeline.spark.resources import SparkSettings
+from spark_jobs.ingest_users import run_ingestion
 from user_pipeline.users.normalize import read_normalized_csv
-from user_pipeline.users.resources import PartitionFiles
 from user_pipeline.users.warehouse import open_warehouse
 from user_pipeline_tests.runs import materialize_command, materialize_users
 from user_pipeline_tests.spark_jobs.support import read_users
@@ -163,17 +160,15 @@ def test_a_full_run_killed_while_loading_the_table_leaves_all_three_layers_as_th
 
 
 def test_killed_while_writing_parquet(users_api_server, local_spark, good_day, data_dir, tmp_path):
-    settings = SparkSettings(shuffle_partitions=2)
-
     def spark_run() -> None:
-        assert dg.materialize(
-            [users_parquet],
-            partition_key=DAY,
-            resources={
-                "files": PartitionFiles(data_dir=str(data_dir)),
-                "spark": settings,
-            },
-        ).success
+        """The same job, on this process's session: the good partition before the kill, the re-run after it."""
+        run_ingestion(
+            local_spark,
+            input_dir=data_dir / "normalized_users",
+            start_date=DAY,
+            end_date=DAY,
+            output_dir=data_dir / "parquet",
+        )
 
     spark_run()
     users_dir = data_dir / "parquet" / "users"

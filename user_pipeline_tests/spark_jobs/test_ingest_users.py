@@ -1,10 +1,14 @@
-"""Protects the PySpark ingestion job: exact Parquet output, idempotent dynamic overwrite, fail-before-write, spark-submit."""
+"""Protects the PySpark ingestion job: exact Parquet output, idempotent dynamic overwrite, fail-before-write, and
+plain spark-submit without anything of Dagster."""
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -19,6 +23,7 @@ from pyspark.sql.types import (
 
 from spark_jobs import ingest_users
 from spark_jobs.ingest_users import CorruptInputError, MissingInputError, run_ingestion
+from user_pipeline.spark.submit import JOB_FILE, spark_home
 
 from . import golden
 from .support import (
@@ -37,21 +42,70 @@ def _ingest(spark, input_dir: Path, output_dir: Path, start: str, end: str) -> d
     return run_ingestion(spark, input_dir=str(input_dir), start_date=start, end_date=end, output_dir=str(output_dir))
 
 
+def python_without_site_packages(directory: Path) -> Path:
+    """This interpreter with `-S`: no site-packages, so neither dagster_pipes nor anything else installed; under
+    spark-submit it still finds PySpark, on the PYTHONPATH spark-submit gives its driver and workers."""
+    wrapper = directory / "python-without-site-packages"
+    wrapper.write_text(f'#!/bin/sh\nexec "{sys.executable}" -S "$@"\n')
+    wrapper.chmod(0o755)
+    return wrapper
+
+
+def plain_spark_submit(python: Path, *job_args: str) -> subprocess.CompletedProcess:
+    """`spark-submit spark_jobs/ingest_users.py ...` as the README shows it, outside Dagster."""
+    home = spark_home()
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("DAGSTER_", "PYTHONPATH"))}
+    env.update(SPARK_HOME=home, PYSPARK_PYTHON=str(python), PYSPARK_DRIVER_PYTHON=str(python))
+    command = [os.path.join(home, "bin", "spark-submit"), "--master", "local[2]", str(JOB_FILE), *job_args]
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=600, check=False)
+
+
 @pytest.fixture(scope="module")
 def baseline(local_spark, tmp_path_factory):
-    """Golden inputs for 3 days ingested once into a fresh output dir."""
+    """Golden inputs for 3 days ingested once into a fresh output dir by plain spark-submit, with a Python that
+    has PySpark and nothing of Dagster."""
     root = tmp_path_factory.mktemp("ingest_baseline")
     input_dir = golden.write_days(root / "in")
     output_dir = root / "out"
-    summary = _ingest(local_spark, input_dir, output_dir, DAY1, DAY3)
+    python = python_without_site_packages(root)
+    done = plain_spark_submit(
+        python,
+        *("--input-dir", str(input_dir), "--output-dir", str(output_dir)),
+        *("--start-date", DAY1, "--end-date", DAY3, "--shuffle-partitions", "2"),
+    )
+    assert done.returncode == 0, done.stderr[-5000:]
+    summary_lines = [line for line in done.stdout.splitlines() if line.startswith(ingest_users.SUMMARY_PREFIX)]
     return {
         "root": root,
         "input_dir": input_dir,
         "output_dir": output_dir,
-        "summary": summary,
+        "python": python,
+        "submitted": done,
+        "summary_lines": summary_lines,
+        "summary": json.loads(summary_lines[-1].removeprefix(ingest_users.SUMMARY_PREFIX)) if summary_lines else {},
         "users": read_users(local_spark, output_dir),
         "agg": read_agg(local_spark, output_dir),
     }
+
+
+def test_plain_spark_submit_needs_nothing_of_dagster_and_prints_its_summary_and_log(baseline):
+    no_pipes = subprocess.run(
+        [str(baseline["python"]), "-c", "import dagster_pipes"], capture_output=True, text=True, check=False
+    )
+    assert "No module named 'dagster_pipes'" in no_pipes.stderr
+    # One summary line, the last line of stdout, for the caller to parse.
+    assert baseline["summary_lines"] == [baseline["submitted"].stdout.splitlines()[-1]]
+    assert baseline["summary"]["users"]["rows"] == {DAY1: 3, DAY2: 3, DAY3: 4}
+    # Its progress lines, on the driver's stderr, which spark-submit passes on to its stdout.
+    progress = [line for line in baseline["submitted"].stdout.splitlines() if line.startswith("ingest_users: ")]
+    app_id = baseline["summary"]["app_id"]
+    out = baseline["output_dir"]
+    assert progress == [
+        f"ingest_users: Spark application {app_id} on local[2]",
+        f"ingest_users: reading {DAY1} to {DAY3} from {baseline['input_dir']}",
+        f'ingest_users: read 3 CSV file(s), 10 row(s): {{"{DAY1}": 3, "{DAY2}": 3, "{DAY3}": 4}}',
+        f"ingest_users: wrote {out / 'users'} and {out / 'users_by_country_age_band'}",
+    ]
 
 
 def test_csv_contract_matches_job_schema():
@@ -125,7 +179,8 @@ def test_golden_output_exact(local_spark, baseline):
     json.dumps(summary)  # JSON-serialisable for the spark-submit caller
     assert summary["partitions"] == golden.DAYS
     assert summary["master"] == "local[2]"
-    assert summary["app_id"] == local_spark.sparkContext.applicationId
+    # spark-submit's own application, not this process's session.
+    assert summary["app_id"].startswith("local-") and summary["app_id"] != local_spark.sparkContext.applicationId
     assert summary["users"]["rows"] == {DAY1: 3, DAY2: 3, DAY3: 4}
     assert summary["users"]["total_rows"] == 10
     assert summary["users_by_country_age_band"]["rows"] == {DAY1: 3, DAY2: 3, DAY3: 3}
