@@ -147,7 +147,9 @@ def build_run_failure_alerts(minimum_interval_seconds: int) -> dg.SensorDefiniti
     def run_failure_alerts(context: dg.SensorEvaluationContext, alerts: AlertChannel) -> dg.SkipReason:
         """Airflow's on_failure_callback: every failed run of this code location's jobs and assets,
         however it was launched (daemon, UI, `dagster asset materialize`, `dg launch`, the Python API
-        on this instance), gives exactly one alert: the log, and the webhook if set.
+        on this instance), gives exactly one alert: the log, and the webhook if set. A run stopped at
+        its maximum run time is alerted naming it (`daily_users_job run exceeded its maximum run time
+        of 3600 s (USER_PIPELINE_INGESTION_MAX_RUNTIME_SECONDS=3600)`) and the steps it stopped.
 
         Reads the instance's RUN_FAILURE events with its own cursor (a run launched outside the
         daemon's code location is seen too). An alert the webhook does not accept (error, timeout)
