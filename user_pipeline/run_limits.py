@@ -174,7 +174,12 @@ def tag_max_runtime(
             return f"Maximum run time: {INSTANCE_MAX_RUNTIME} (this run materializes neither the ingestion nor Spark)."
         instance.add_run_tags(run.run_id, tags)
         run = run.with_tags({**run.tags, **tags})
-    seconds = int(float(run.tags[MAX_RUNTIME_TAG]))
+    given = run.tags[MAX_RUNTIME_TAG]
+    try:
+        seconds = int(float(given))
+    except ValueError:
+        # The run monitor logs it and applies no maximum at all (run_monitoring.py, check_run_timeout).
+        return f"Maximum run time: none: the run's {MAX_RUNTIME_TAG} tag {given!r} is not a number of seconds."
     return (
         f"Maximum run time: {seconds} s ({max_runtime_source(run.tags, seconds)}); the daemon's run monitoring "
         "stops the run after that."

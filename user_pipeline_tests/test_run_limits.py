@@ -177,6 +177,21 @@ def test_a_run_launched_without_the_tag_takes_its_assets_maximum_run_time_when_i
         assert "Maximum run time: 7200 s (USER_PIPELINE_SPARK_MAX_RUNTIME_SECONDS=7200); " in "\n".join(logged)
 
 
+def test_a_run_launched_with_its_own_maximum_run_time_keeps_it_and_a_bad_one_is_said_in_its_log():
+    with dg.instance_for_test() as instance:
+        for given, line in (
+            ("60", "Maximum run time: 60 s (the run's dagster/max_runtime tag); "),
+            (
+                "an hour",
+                "Maximum run time: none: the run's dagster/max_runtime tag 'an hour' is not a number of seconds.",
+            ),
+        ):
+            result = dg.execute_job(dg.reconstructable(parquet_job), instance=instance, tags={MAX_RUNTIME_TAG: given})
+            assert result.success
+            assert instance.get_run_by_id(result.run_id).tags[MAX_RUNTIME_TAG] == given
+            assert line in "\n".join(entry.message for entry in instance.all_logs(result.run_id))
+
+
 def test_a_run_stopped_at_its_maximum_run_time_retries_no_step_and_its_alert_names_the_timeout(monkeypatch):
     monkeypatch.setenv("USER_PIPELINE_INGESTION_MAX_RUNTIME_SECONDS", "20")
     ATTEMPTS.clear()
