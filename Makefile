@@ -6,7 +6,7 @@ API_PORT ?= 8765
 UI_PORT ?= 3000
 export DAGSTER_HOME := $(CURDIR)/dagster_home
 
-.PHONY: install system-deps demo test lint ui spark-cluster spark-cluster-stop benchmark benchmark-smoke benchmark-airflow-setup clean
+.PHONY: install system-deps demo test lint ui pools instance-files spark-cluster spark-cluster-stop benchmark benchmark-smoke benchmark-airflow-setup clean
 
 $(BIN)/.installed: setup.py pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -69,6 +69,16 @@ spark-cluster: install
 
 spark-cluster-stop:
 	$(BIN)/python -m user_pipeline_tools.spark_cluster stop
+
+# The users_api pool's limit in the instance (DAGSTER_HOME), from USER_PIPELINE_USERS_API_POOL_LIMIT
+# (default 2); `make ui` applies it too. Other pools stay unlimited.
+pools: install
+	$(BIN)/python -m user_pipeline_tools.pools
+
+# dagster_home/postgres/dagster.yaml is dagster_home/dagster.yaml plus a storage block: edit the
+# latter, then write the former with this (a test checks they agree).
+instance-files:
+	$(BIN)/python -m user_pipeline_tools.instance_files
 
 # Orchestration overhead and scaling against the same work without an orchestrator
 # (a table on stdout; docs/benchmarks.md holds one run). The smoke mode also runs in `make test`.

@@ -25,18 +25,12 @@ from user_pipeline.automation.sensors import (
     build_run_failure_alerts,
     build_users_api_sensor,
 )
-from user_pipeline.day_job import day_assets_job
 from user_pipeline.executors import build_executor
-from user_pipeline.jobs import (
-    daily_users_job,
-    daily_users_report_job,
-    spark_ingestion_job,
-    user_registry_job,
-)
+from user_pipeline.jobs import build_jobs
 from user_pipeline.partitions import daily_partitions
 from user_pipeline.report import assets as report_assets
 from user_pipeline.run_checks import executor_checking_settings
-from user_pipeline.settings import automation_settings, resource_fields, setting_value
+from user_pipeline.settings import automation_settings, resource_fields, run_limits, setting_value
 from user_pipeline.spark import assets as spark_assets
 from user_pipeline.spark.resources import SparkSettings
 from user_pipeline.users import assets as users_assets
@@ -82,16 +76,20 @@ def defs() -> dg.Definitions:
     # The settings the schedule, sensors and freshness checks are built from, read now (as the
     # code location loads); a bad one fails the load with one line naming its variable.
     automation = automation_settings()
+    # The ingestion's and Spark's maximum run times, as their jobs' run tags (user_pipeline/run_limits.py).
+    jobs = build_jobs(run_limits())
     freshness_checks = build_freshness_checks(automation.freshness_deadline_cron)
     return dg.Definitions(
         assets=dg.load_assets_from_modules([users_assets, spark_assets, report_assets]),
         asset_checks=[*dg.load_asset_checks_from_modules([users_assets]), *freshness_checks],
-        jobs=[daily_users_job, user_registry_job, spark_ingestion_job, daily_users_report_job, day_assets_job],
+        jobs=jobs.all,
         # The ingestion starts from users_api_sensor (or this schedule); everything after it from
         # the automation condition sensor, when the day it needs has landed.
-        schedules=[build_daily_users_schedule(automation.schedule_cron, automation.schedule_timezone)],
+        schedules=[
+            build_daily_users_schedule(automation.schedule_cron, automation.schedule_timezone, jobs.daily_users)
+        ],
         sensors=[
-            build_users_api_sensor(automation.api_sensor_interval_seconds),
+            build_users_api_sensor(automation.api_sensor_interval_seconds, jobs.daily_users),
             build_automation_sensor(),
             build_run_failure_alerts(automation.alert_sensor_interval_seconds),
             build_freshness_checks_sensor(freshness_checks),

@@ -40,6 +40,7 @@ from pydantic.fields import FieldInfo
 
 from user_pipeline.automation.resources import AlertChannel
 from user_pipeline.executors import ExecutorSettings
+from user_pipeline.run_limits import MaxRuntime, RunLimits, RunLimitSettings
 from user_pipeline.shared.errors import InvalidSettingError
 from user_pipeline.shared.settings_fields import checked_by
 from user_pipeline.spark.resources import SparkSettings
@@ -262,6 +263,11 @@ SETTINGS: tuple[Setting, ...] = (
         shown=lambda text: "***",
     ),
     Setting("USER_PIPELINE_CELERY_VISIBILITY_TIMEOUT_SECONDS", None, ExecutorSettings, "visibility_timeout_seconds"),
+    # The limits on runs (user_pipeline/run_limits.py): read when the definitions load (the jobs'
+    # tags) and when a run starts (the tags of a run launched without them, the pool's limit).
+    Setting("USER_PIPELINE_INGESTION_MAX_RUNTIME_SECONDS", None, RunLimitSettings, "ingestion_max_runtime_seconds"),
+    Setting("USER_PIPELINE_SPARK_MAX_RUNTIME_SECONDS", None, RunLimitSettings, "spark_max_runtime_seconds"),
+    Setting("USER_PIPELINE_USERS_API_POOL_LIMIT", None, RunLimitSettings, "users_api_pool_limit"),
 )
 
 
@@ -302,6 +308,33 @@ def automation_settings(environ: Mapping[str, str] | None = None) -> AutomationS
         raise InvalidSettingsError("; ".join(problems))
     return AutomationSettings(
         **{setting.field: setting.parse(environ[setting.env_var]) for setting in mine if setting.env_var in environ}
+    )
+
+
+def run_limits(environ: Mapping[str, str] | None = None) -> RunLimits:
+    """The limits on runs from `environ` (default: the process environment, read now), each with
+    the variable that sets it; raises InvalidSettingsError with one line per bad variable."""
+    environ = os.environ if environ is None else environ
+    mine = {setting.field: setting for setting in SETTINGS if setting.model is RunLimitSettings}
+    problems = [problem for setting in mine.values() if (problem := setting.problem(environ))]
+    if problems:
+        raise InvalidSettingsError("; ".join(problems))
+    values = RunLimitSettings(
+        **{
+            field: setting.parse(environ[setting.env_var])
+            for field, setting in mine.items()
+            if setting.env_var in environ
+        }
+    )
+
+    def max_runtime(field: str) -> MaxRuntime:
+        return MaxRuntime(getattr(values, field), mine[field].env_var)
+
+    return RunLimits(
+        ingestion=max_runtime("ingestion_max_runtime_seconds"),
+        spark=max_runtime("spark_max_runtime_seconds"),
+        users_api_pool_limit=values.users_api_pool_limit,
+        users_api_pool_setting=mine["users_api_pool_limit"].env_var,
     )
 
 

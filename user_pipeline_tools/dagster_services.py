@@ -66,13 +66,14 @@ class DagsterServices:
             raise
 
     def _create_instance_storage(self) -> None:
-        """Creates the instance's storage (tables, schema version) once, before the processes start.
+        """Creates the instance's storage (tables, schema version) once, before the processes start,
+        and gives the `users_api` pool its limit, as `make pools` does (user_pipeline_tools/pools.py).
 
         Started together on a fresh DAGSTER_HOME, the webserver and the daemon both create the
         SQLite schedule/run storage and one of them can die on "table ... already exists".
         """
         created = subprocess.run(
-            [sys.executable, "-c", "import dagster; dagster.DagsterInstance.get().dispose()"],
+            [sys.executable, "-m", "user_pipeline_tools.pools"],
             check=False,
             cwd=REPO_ROOT,
             env=self.env,

@@ -7,10 +7,9 @@ Why not a plain `dg dev` in the foreground: on Ctrl-C the whole terminal group g
 once, and dagster's code server (`dagster api grpc`, dagster/_grpc/server.py) only shuts down
 "once all current executions finish": a run in progress keeps it, and the run's processes, alive
 after `dg dev` has exited (its `dagster code-server start` proxy gives up after 30 s and leaves
-them orphaned), and the run stays STARTED. A run does not stop at once when terminated either: an
-interrupted step that has a RetryPolicy is turned into a retry (dagster/_core/execution/plan/utils.py,
-"respect retry policy when interrupts occur"), and the run is canceled only after the retry's
-delay (daily_users: about 5 s for the first retry). So `dg dev` and the bundled API server run in their own process
+them orphaned), and the run stays STARTED. A run takes a moment to stop when terminated
+(its step is interrupted, and user_pipeline/run_checks.py ends the run instead of the retry
+Dagster would start for a step with a RetryPolicy). So `dg dev` and the bundled API server run in their own process
 groups (the terminal's Ctrl-C reaches only this supervisor), and a stop
 (1) terminates the runs in progress through the webserver's GraphQL `terminateRuns`, as the UI's
 Terminate does; those not ended after RUNS_STOP_SECONDS are marked CANCELED at once
@@ -71,8 +70,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     ui_url = f"http://127.0.0.1:{args.ui_port}"
 
+    from user_pipeline_tools.pools import apply_pool_limits
     from user_pipeline_tools.randomuser_server.launcher import RandomUserServer
 
+    # The users_api pool's limit, from USER_PIPELINE_USERS_API_POOL_LIMIT (as `make pools`).
+    print(apply_pool_limits(), flush=True)
     signal.signal(signal.SIGINT, _raise_stop)
     signal.signal(signal.SIGTERM, _raise_stop)
     try:

@@ -4,12 +4,12 @@ at a fixed time. Everything downstream runs on automation conditions, not on sch
 import dagster as dg
 
 from user_pipeline.automation.sensors import INGESTION_ASSETS
-from user_pipeline.jobs import daily_users_job
 from user_pipeline.partitions import daily_partitions
 
 
-def build_daily_users_schedule(cron: str, timezone: str) -> dg.ScheduleDefinition:
-    """`daily_users_schedule`: at each tick of `cron` (in `timezone`), runs `daily_users_job` for the
+def build_daily_users_schedule(cron: str, timezone: str, daily_users_job) -> dg.ScheduleDefinition:
+    """`daily_users_schedule`: at each tick of `cron` (in `timezone`), runs `daily_users_job` (its
+    runs get the job's run tags, the maximum run time among them) for the
     UTC day that closed most recently before the tick. The run key is the day, so a day is
     requested once per tick.
 

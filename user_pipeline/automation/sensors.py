@@ -17,8 +17,8 @@ from user_pipeline.automation.freshness import (
     why_not_ready,
 )
 from user_pipeline.automation.resources import AlertChannel
-from user_pipeline.jobs import daily_users_job
 from user_pipeline.partitions import InvalidPartitionKeyError, check_partition_key, daily_partitions
+from user_pipeline.run_limits import run_timeout
 from user_pipeline.users.resources import UsersApi
 from user_pipeline.users.warehouse import WarehouseUnavailableError
 
@@ -43,8 +43,9 @@ def documented_sensor(**kwargs):
     return decorate
 
 
-def build_users_api_sensor(minimum_interval_seconds: int) -> dg.SensorDefinition:
-    """`users_api_sensor`, ticking at most every `minimum_interval_seconds`; stopped by default."""
+def build_users_api_sensor(minimum_interval_seconds: int, daily_users_job) -> dg.SensorDefinition:
+    """`users_api_sensor`, requesting runs of `daily_users_job` (whose run tags, the maximum run
+    time, its runs get), ticking at most every `minimum_interval_seconds`; stopped by default."""
 
     @documented_sensor(
         job=daily_users_job,
@@ -152,7 +153,9 @@ def build_run_failure_alerts(minimum_interval_seconds: int) -> dg.SensorDefiniti
     def run_failure_alerts(context: dg.SensorEvaluationContext, alerts: AlertChannel) -> dg.SkipReason:
         """Airflow's on_failure_callback: every failed run of this code location's jobs and assets,
         however it was launched (daemon, UI, `dagster asset materialize`, `dg launch`, the Python API
-        on this instance), gives exactly one alert: the log, and the webhook if set.
+        on this instance), gives exactly one alert: the log, and the webhook if set. A run stopped at
+        its maximum run time is alerted naming it (`daily_users_job run exceeded its maximum run time
+        of 3600 s (USER_PIPELINE_INGESTION_MAX_RUNTIME_SECONDS=3600)`) and the steps it stopped.
 
         Reads the instance's RUN_FAILURE events with its own cursor (a run launched outside the
         daemon's code location is seen too). An alert the webhook does not accept (error, timeout)
@@ -281,7 +284,26 @@ def run_failure_cause(entry: dg.EventLogEntry) -> str:
 
 
 def run_failure_alert(instance: dg.DagsterInstance, run: dg.DagsterRun, alerts: AlertChannel) -> RunFailureAlert:
-    """The alert of a failed run: job, partition, failed steps and their errors, a link to the run."""
+    """The alert of a failed run: job, partition, failed steps and their errors, a link to the run.
+
+    A run stopped by its maximum run time is alerted as such: the error is the timeout in the
+    operator's words (`daily_users_job run exceeded its maximum run time of 3600 s
+    (USER_PIPELINE_INGESTION_MAX_RUNTIME_SECONDS=3600)`), the failed steps those it stopped (the
+    interrupted step's own failure, if any, is the interruption, not the cause)."""
+    if timeout := run_timeout(instance, run):
+        stopped = [
+            stats.step_key
+            for stats in instance.get_run_step_stats(run.run_id)
+            if stats.status is None or stats.status.value not in ("SUCCESS", "SKIPPED")
+        ]
+        return RunFailureAlert(
+            job=run.job_name,
+            run_id=run.run_id,
+            partition=_alert_partition(run),
+            failed_steps=stopped,
+            error=timeout.message,
+            run_url=alerts.run_url(run.run_id),
+        )
     step_failures = [
         entry.dagster_event for entry in instance.all_logs(run.run_id, of_type=dg.DagsterEventType.STEP_FAILURE)
     ]
@@ -292,20 +314,24 @@ def run_failure_alert(instance: dg.DagsterInstance, run: dg.DagsterRun, alerts: 
     return RunFailureAlert(
         job=run.job_name,
         run_id=run.run_id,
-        partition=run.tags.get("dagster/partition")
-        or (
-            "...".join(
-                filter(
-                    None,
-                    (
-                        run.tags.get("dagster/asset_partition_range_start"),
-                        run.tags.get("dagster/asset_partition_range_end"),
-                    ),
-                )
-            )
-            or None
-        ),
+        partition=_alert_partition(run),
         failed_steps=[event.step_key for event in step_failures if event.step_key],
         error="\n".join(errors) or (run_failure_cause(run_failure[-1]) if run_failure else "") or "unknown error",
         run_url=alerts.run_url(run.run_id),
+    )
+
+
+def _alert_partition(run: dg.DagsterRun) -> str | None:
+    """The run's day, or its range of days (first...last)."""
+    return run.tags.get("dagster/partition") or (
+        "...".join(
+            filter(
+                None,
+                (
+                    run.tags.get("dagster/asset_partition_range_start"),
+                    run.tags.get("dagster/asset_partition_range_end"),
+                ),
+            )
+        )
+        or None
     )

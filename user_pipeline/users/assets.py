@@ -22,6 +22,7 @@ from user_pipeline.partitions import check_run_inputs, daily_backfill_policy, da
 from user_pipeline.shared.conditions import day_landed
 from user_pipeline.shared.errors import InvalidSettingError
 from user_pipeline.shared.metadata import check_over_days, run_metadata
+from user_pipeline.shared.pools import USERS_API_POOL
 from user_pipeline.shared.queues import USERS_API_QUEUE_TAGS
 from user_pipeline.users.api_errors import CircuitOpenError, TransientUsersApiError, UsersApiError
 from user_pipeline.users.circuit_breaker import CircuitBreaker
@@ -481,7 +482,7 @@ def _chain_spec(
     ],
     partitions_def=daily_partitions,
     backfill_policy=daily_backfill_policy,
-    pool="users_api",
+    pool=USERS_API_POOL,
     # On the Celery executor, its own queue: the workers serving it cap the calls to the users API.
     op_tags=USERS_API_QUEUE_TAGS,
     retry_policy=RETRY_POLICY,

@@ -13,7 +13,8 @@ import pytest
 
 from user_pipeline.automation.schedules import build_daily_users_schedule
 from user_pipeline.definitions import defs as load_definitions
-from user_pipeline.settings import SETTINGS, AutomationSettings, InvalidSettingsError, automation_settings
+from user_pipeline.jobs import build_jobs
+from user_pipeline.settings import SETTINGS, AutomationSettings, InvalidSettingsError, automation_settings, run_limits
 
 defs = load_definitions()
 
@@ -35,7 +36,7 @@ def test_a_tick_late_in_the_day_still_materializes_the_last_closed_utc_day():
 
 
 def test_a_schedule_in_another_timezone_still_materializes_utc_days():
-    schedule = build_daily_users_schedule("30 0 * * *", "Pacific/Auckland")
+    schedule = build_daily_users_schedule("30 0 * * *", "Pacific/Auckland", build_jobs(run_limits({})).daily_users)
     # 00:30 in Auckland on the 25th is 11:30 UTC on the 24th: the last closed UTC day is the 23rd.
     at = datetime(2026, 11, 25, 0, 30, tzinfo=ZoneInfo("Pacific/Auckland"))
     assert tick(at, schedule).partition_key == "2026-11-23"

@@ -406,12 +406,23 @@ def test_the_deployment_doc_creates_every_object_the_values_name(values: dict, d
 # --- The instance --------------------------------------------------------------------------------
 
 
-def test_concurrency_and_run_retries_mirror_the_local_instance(values: dict, instance_yaml: dict) -> None:
+def test_concurrency_run_retries_and_the_default_maximum_run_time_mirror_the_local_instance(
+    values: dict, instance_yaml: dict
+) -> None:
     local = yaml.safe_load(LOCAL_INSTANCE_PATH.read_text())
     chart_concurrency = {key: value for key, value in values["concurrency"].items() if key != "enabled"}
     assert values["concurrency"]["enabled"] is True
     assert camel_to_snake(chart_concurrency) == local["concurrency"] == instance_yaml["concurrency"]
+    assert "default_limit" not in local["concurrency"]["pools"], "it would limit every pool, not only users_api"
     assert camel_to_snake(values["dagsterDaemon"]["runRetries"]) == local["run_retries"] == instance_yaml["run_retries"]
+    # A run without its own dagster/max_runtime tag is stopped after the same time everywhere.
+    monitoring = values["dagsterDaemon"]["runMonitoring"]
+    assert monitoring["enabled"] is local["run_monitoring"]["enabled"] is True
+    assert (
+        monitoring["maxRuntimeSeconds"]
+        == local["run_monitoring"]["max_runtime_seconds"]
+        == instance_yaml["run_monitoring"]["max_runtime_seconds"]
+    )
     # The chart refuses limits set both here and on the run coordinator (templates/helpers/instance/_concurrency.tpl),
     # and Dagster refuses an instance with both (dagster_instance_config).
     queued = values["dagsterDaemon"]["runCoordinator"]["config"]["queuedRunCoordinator"]
@@ -503,7 +514,8 @@ def test_instance_yaml_loads_with_dagsters_validation(
         assert instance.run_monitoring_enabled
         assert instance.run_monitoring_start_timeout_seconds == 300
         assert instance.run_retries_enabled and instance.run_retries_max_retries == 1
-        assert instance.get_concurrency_config().pool_config.default_pool_limit == 2
+        assert instance.run_monitoring_max_runtime_seconds == 10800
+        assert instance.get_concurrency_config().pool_config.default_pool_limit is None
         assert instance.get_runs() == []  # storage reached and migrated on the real server
 
 

@@ -97,6 +97,8 @@ def assert_backfill_landed(
 ) -> None:
     """Every day SUCCESS and materialized by the backfill, and its data equal to an in-process run's."""
     assert_every_day_run_once_and_succeeded(services, runs, "daily_users_job", partitions)
+    # A job backfill's runs carry the job's run tags: the ingestion's maximum run time among them.
+    assert {run["tags"].get("dagster/max_runtime") for run in runs} == {"3600"}
     run_of_day = {day: {run["runId"]} for run in runs for day in run_days(run)}
     for asset in DAILY_ASSETS:
         materialized = materializations(services, asset, partitions)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -70,6 +71,20 @@ def test_slow(api: RandomUserServer) -> None:
     resp = get(api)
     assert time.monotonic() - started >= 0.4
     assert resp.content == get(api).content
+
+
+def test_clearing_the_faults_ends_a_slow_answer_in_progress(api: RandomUserServer) -> None:
+    """A test that hangs a request (a run's timeout) leaves no request being served behind it."""
+    api.add_fault("slow", times=1, delay_seconds=600)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        started = time.monotonic()
+        answer = pool.submit(get, api)
+        time.sleep(0.5)
+        assert api.concurrency()["in_flight"] == 1
+        api.clear_faults()
+        assert answer.result(timeout=10).status_code == 200
+    assert time.monotonic() - started < 10
+    assert api.concurrency()["in_flight"] == 0
 
 
 def test_truncated(api: RandomUserServer) -> None:

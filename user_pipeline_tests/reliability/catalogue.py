@@ -68,6 +68,16 @@ FAULTS = [
         f"{API}::test_transient_faults_recover_by_retry_to_exactly_the_good_data",
     ),
     Fault(
+        "API: an answer that never comes while each request may wait longer than the run may last",
+        "the daemon's run monitoring stops the run at its maximum run time (`USER_PIPELINE_INGESTION_MAX_RUNTIME_SECONDS`): "
+        "its step is interrupted and not retried, its process exits, nothing of the day changes; the instance retries "
+        "the run once",
+        "`Exceeded maximum runtime of N seconds.`; in the run's log and the one alert: `daily_users_job run exceeded "
+        "its maximum run time of N s (USER_PIPELINE_INGESTION_MAX_RUNTIME_SECONDS=N)`",
+        "user_pipeline_tests/e2e/test_cli_triggers.py::"
+        "test_a_hung_step_is_stopped_at_the_runs_maximum_run_time_with_one_alert_and_the_day_intact",
+    ),
+    Fault(
         "API: truncated JSON body",
         "retried (a cut body is a network fault)",
         "`invalid JSON (N bytes, ... at offset M)` retry warnings",

@@ -81,6 +81,7 @@ class FaultRegistry:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._faults: list[dict[str, Any]] = []
+        self._cleared = threading.Event()
 
     def add(self, spec: Any) -> dict[str, Any]:
         fault = validate_fault(spec)
@@ -89,8 +90,18 @@ class FaultRegistry:
         return dict(fault)
 
     def clear(self) -> None:
+        """Removes every fault, and ends the delays of `slow` faults still being served."""
         with self._lock:
             self._faults.clear()
+            self._cleared.set()
+            self._cleared = threading.Event()
+
+    def delay(self, seconds: float) -> None:
+        """A `slow` fault's delay: `seconds`, or less if the faults are cleared meanwhile (a hung
+        answer does not outlive the test that asked for it)."""
+        with self._lock:
+            cleared = self._cleared
+        cleared.wait(max(0.0, seconds))
 
     def list(self) -> list[dict[str, Any]]:
         with self._lock:

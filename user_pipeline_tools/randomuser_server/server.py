@@ -15,6 +15,7 @@ import re
 import secrets
 import sys
 import time
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -97,8 +98,11 @@ def alter_users(users: list[dict[str, Any]], fault: dict[str, Any], first_user: 
                 _set_path(user, dotted, value)
 
 
-def build_api_response(req: dict[str, Any], fault: dict[str, Any] | None) -> tuple[int, bytes, dict[str, str]]:
-    """(status, body, extra headers) for an API request, with an optional fault applied."""
+def build_api_response(
+    req: dict[str, Any], fault: dict[str, Any] | None, delay: Callable[[float], None] = time.sleep
+) -> tuple[int, bytes, dict[str, str]]:
+    """(status, body, extra headers) for an API request, with an optional fault applied; a `slow`
+    fault waits with `delay`."""
     kind = fault["kind"] if fault else None
     if kind in ("error_body", "server_error"):
         return fault["status"], dumps({"error": ERROR_MESSAGE}), {}
@@ -109,7 +113,7 @@ def build_api_response(req: dict[str, Any], fault: dict[str, Any] | None) -> tup
             headers["Retry-After"] = str(int(ra)) if float(ra).is_integer() else str(ra)
         return 429, dumps({"error": RATE_LIMIT_MESSAGE}), headers
     if kind == "slow":
-        time.sleep(max(0.0, float(fault["delay_seconds"])))
+        delay(max(0.0, float(fault["delay_seconds"])))
 
     info = {"seed": req["seed"], "results": req["results"], "page": req["page"], "version": API_VERSION}
     if kind == "missing_results":
@@ -196,7 +200,7 @@ class RandomUserHandler(BaseHTTPRequestHandler):
             # Counted while the answer is built (delays included), not while it is written: a
             # client holding its answer must already see the request as finished.
             with self.server.in_flight.request():
-                answer = build_api_response(req, self.server.faults.take(req["seed"]))
+                answer = build_api_response(req, self.server.faults.take(req["seed"]), self.server.faults.delay)
             self._send(*answer)
         elif _OTHER_VERSION.fullmatch(url.path):
             self._send_json(404, {"error": f"Unknown API version; this server implements {API_VERSION}"})
