@@ -64,14 +64,15 @@ def test_the_schedules_and_the_api_sensors_runs_get_the_ingestion_jobs_maximum_r
     )
     [scheduled] = schedule.evaluate_tick(context).run_requests
     sensor = defs.resolve_sensor_def("users_api_sensor")
-    with dg.instance_for_test() as instance:
-        result = sensor.evaluate_tick(
-            dg.build_sensor_context(
-                instance=instance,
-                definitions=defs,
-                resources={"users_api": RandomUserApi(base_url=users_api_server.base_url, timeout_seconds=2)},
-            )
-        )
+    with (
+        dg.instance_for_test() as instance,
+        dg.build_sensor_context(
+            instance=instance,
+            definitions=defs,
+            resources={"users_api": RandomUserApi(base_url=users_api_server.base_url, timeout_seconds=2)},
+        ) as context,
+    ):
+        result = sensor.evaluate_tick(context)
     [sensed] = result.run_requests
     job_tags = defs.resolve_job_def("daily_users_job").run_tags
     for request, job_name in ((scheduled, schedule.job_name), (sensed, sensor.job_name)):
