@@ -24,6 +24,7 @@ from user_pipeline.users.circuit_breaker import CircuitBreaker
 from user_pipeline.users.days import (
     CheckResults,
     RowDropRefused,
+    SamePassCsv,
     fetch_day,
     load_checks,
     load_day,
@@ -73,11 +74,18 @@ def run(days: list[str]) -> dict[str, int]:
                 cooldown_seconds=s["circuit_cooldown"],
             ),
         )
+        # The CSV is written in the same pass as the raw file, as daily_users does when it runs both.
+        same_pass = SamePassCsv(day, csv_path)
         with client:
-            fetched = fetch_day(day, client.iter_pages(seed=day, users=s["users"]), raw_path)
+            fetched = fetch_day(day, client.iter_pages(seed=day, users=s["users"]), raw_path, same_pass=same_pass)
         try:
             normalized = normalize_day(
-                day, raw_path, csv_path, previous_csv=csv_path, max_row_drop_fraction=s["max_row_drop_fraction"]
+                day,
+                raw_path,
+                csv_path,
+                previous_csv=csv_path,
+                max_row_drop_fraction=s["max_row_drop_fraction"],
+                same_pass=same_pass,
             )
         except RowDropRefused as refused:
             raise SystemExit(str(refused)) from None

@@ -59,6 +59,9 @@ class UsersPage:
     seed: str
     page: int
     users: list[dict]
+    has_floats: bool = True
+    """Whether the answer held a JSON number with a fraction or exponent, or NaN/Infinity (their
+    text is what json.dumps writes differently from orjson: raw_files.py); unknown: True."""
 
 
 @dataclass(frozen=True)
@@ -162,7 +165,7 @@ class UsersApiClient:
         for page in range(1, pages + 1):
             fetched = self.fetch_page(seed=seed, page=page, results=page_size)
             keep = min(page_size, users - (page - 1) * page_size)
-            yield UsersPage(seed=seed, page=page, users=fetched.users[:keep])
+            yield UsersPage(seed=seed, page=page, users=fetched.users[:keep], has_floats=fetched.has_floats)
 
     def probe(self) -> str | None:
         """None when the API serves a user right now; otherwise why not. One attempt, no retry."""
@@ -231,8 +234,9 @@ class UsersApiClient:
             raise UsersApiError(
                 f"users API answer for {where} is not UTF-8: bad byte at offset {error.start}"
             ) from None
+        floats: list[str] = []
         try:
-            payload = json.loads(text)
+            payload = json.loads(text, parse_float=_noting(floats), parse_constant=_noting(floats))
         except json.JSONDecodeError as error:
             # A body cut short by the network parses as invalid JSON: worth another attempt.
             raise _Retryable(f"invalid JSON ({len(body)} bytes, {error.msg} at offset {error.pos})") from None
@@ -245,7 +249,7 @@ class UsersApiClient:
         users = check_results_list(payload["results"], seed=seed, page=page)
         if len(users) != results:
             raise UsersApiError(f"users API returned {len(users)} users for {where}, asked for {results}")
-        return UsersPage(seed=seed, page=page, users=users)
+        return UsersPage(seed=seed, page=page, users=users, has_floats=bool(floats))
 
 
 class _Retryable(Exception):
@@ -253,6 +257,16 @@ class _Retryable(Exception):
         super().__init__(reason)
         self.reason = reason
         self.retry_after = retry_after
+
+
+def _noting(seen: list[str]) -> Callable[[str], float]:
+    """json.loads' parse_float/parse_constant: the same float, and the text noted in `seen`."""
+
+    def parse(text: str) -> float:
+        seen.append(text)
+        return float(text)
+
+    return parse
 
 
 def _retry_after_seconds(header: str | None) -> float | None:

@@ -31,10 +31,13 @@ from user_pipeline.users.api_client import (
 )
 from user_pipeline.users.circuit_breaker import CircuitBreaker
 from user_pipeline.users.day_commit import RunStaging, finish_interrupted_commits, remove_stale_staging
+from user_pipeline.users.receipts import fingerprints_path
 from user_pipeline.users.warehouse import Warehouse, open_warehouse
 
 CONTRACT_VIOLATION_MODES = ("fail", "quarantine")
 RAW_USERS, NORMALIZED_USERS, REJECTS = "raw_users.jsonl", "normalized_users.csv", "rejects.jsonl"
+# The CSV's row fingerprints, kept beside it for the day's next receipt (users/receipts.py).
+NORMALIZED_FINGERPRINTS = "normalized_users.fingerprints.arrow"
 WAREHOUSE_SCHEMES = ("sqlite", "postgresql", "postgres")
 
 
@@ -243,6 +246,7 @@ class PartitionFiles(SettingsResource):
                 RAW_USERS: self.committed_raw_users(partition_key),
                 REJECTS: self.rejects(partition_key),
                 NORMALIZED_USERS: self.committed_normalized_users(partition_key),
+                NORMALIZED_FINGERPRINTS: fingerprints_path(self.committed_normalized_users(partition_key)),
             },
         )
 
