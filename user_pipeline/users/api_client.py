@@ -234,9 +234,8 @@ class UsersApiClient:
             raise UsersApiError(
                 f"users API answer for {where} is not UTF-8: bad byte at offset {error.start}"
             ) from None
-        floats: list[str] = []
         try:
-            payload = json.loads(text, parse_float=_noting(floats), parse_constant=_noting(floats))
+            payload, has_floats = loads_noting_floats(text)
         except json.JSONDecodeError as error:
             # A body cut short by the network parses as invalid JSON: worth another attempt.
             raise _Retryable(f"invalid JSON ({len(body)} bytes, {error.msg} at offset {error.pos})") from None
@@ -249,7 +248,7 @@ class UsersApiClient:
         users = check_results_list(payload["results"], seed=seed, page=page)
         if len(users) != results:
             raise UsersApiError(f"users API returned {len(users)} users for {where}, asked for {results}")
-        return UsersPage(seed=seed, page=page, users=users, has_floats=bool(floats))
+        return UsersPage(seed=seed, page=page, users=users, has_floats=has_floats)
 
 
 class _Retryable(Exception):
@@ -259,14 +258,16 @@ class _Retryable(Exception):
         self.retry_after = retry_after
 
 
-def _noting(seen: list[str]) -> Callable[[str], float]:
-    """json.loads' parse_float/parse_constant: the same float, and the text noted in `seen`."""
+def loads_noting_floats(text: str) -> tuple[object, bool]:
+    """`json.loads(text)`, and whether the text held a number with a fraction or an exponent, or
+    NaN/Infinity (UsersPage.has_floats). Raises json.JSONDecodeError."""
+    seen: list[str] = []
 
-    def parse(text: str) -> float:
-        seen.append(text)
-        return float(text)
+    def parse(number: str) -> float:
+        seen.append(number)
+        return float(number)
 
-    return parse
+    return json.loads(text, parse_float=parse, parse_constant=parse), bool(seen)
 
 
 def _retry_after_seconds(header: str | None) -> float | None:

@@ -204,8 +204,8 @@ _PATH_DICTS = [path for path in _PATH_DICTS if any(d.startswith(".".join(path) +
 _NONE = type(None)
 # The value types each kind of column takes on this path, and which json_normalize's frame turns
 # into the same values. Others (a float postcode, an int beside a null, booleans) take its path.
-_TEXT_TYPES = ({str}, {str, _NONE})
-_TEXT_OR_INT_TYPES = ({str}, {str, _NONE}, {str, int}, {int})
+_TEXT_TYPES = ({str}, {str, _NONE}, {_NONE})
+_TEXT_OR_INT_TYPES = (*_TEXT_TYPES, {str, int}, {int})
 _INT64_BOUNDS = (-(2**63), 2**63 - 1)
 
 

@@ -116,7 +116,7 @@ def write_fingerprints(path: Path, fingerprints: pd.Series, *, csv_path: Path, c
     metadata = {"csv_bytes": str(csv_path.stat().st_size), "csv_sha256": csv_sha256}
     table = pa.table(
         {
-            "user_id": pa.array(fingerprints.index.to_numpy(), type=pa.string(), from_pandas=True),
+            "user_id": pa.array(fingerprints.index.to_numpy(dtype=object), type=pa.string(), from_pandas=True),
             "fingerprint": pa.array(fingerprints.to_numpy(dtype="uint64"), type=pa.uint64()),
         },
         schema=_FINGERPRINTS_SCHEMA.with_metadata(metadata),
@@ -139,6 +139,8 @@ def read_fingerprints(path: Path, csv_path: Path) -> pd.Series | None:
     with csv_path.open("rb") as csv_file:
         if hashlib.file_digest(csv_file, "sha256").hexdigest() != metadata.get("csv_sha256"):
             return None
+    if table.num_rows == 0:
+        return pd.Series([], dtype="uint64")
     # row_fingerprints' index: the CSV's user_ids as objects, pd.NA where one is missing.
     user_ids = table.column("user_id").to_pandas(types_mapper={pa.string(): pd.StringDtype()}.get).to_numpy()
     return pd.Series(table.column("fingerprint").to_numpy(), index=user_ids)
