@@ -22,6 +22,7 @@ import hashlib
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
+from itertools import chain
 from pathlib import Path
 from typing import IO
 
@@ -201,6 +202,7 @@ def normalize_users_by_json_normalize(users: list[dict], partition_date: str) ->
 # flattened name in json_normalize, whose last write wins: such users take its path).
 _PATH_DICTS = sorted({tuple(dotted.split("."))[:depth] for dotted in _SOURCE_FIELDS for depth in range(1, 3)})
 _PATH_DICTS = [path for path in _PATH_DICTS if any(d.startswith(".".join(path) + ".") for d in _SOURCE_FIELDS)]
+_FIELD_PATHS = [(column, tuple(dotted.split("."))) for dotted, column in _SOURCE_FIELDS.items()]
 _NONE = type(None)
 # The value types each kind of column takes on this path, and which json_normalize's frame turns
 # into the same values. Others (a float postcode, an int beside a null, booleans) take its path.
@@ -214,27 +216,19 @@ def _flatten_declared_shape(users: list[dict]) -> pd.DataFrame | None:
     shaped so that field-by-field reading equals json_normalize's (then it decides)."""
     if not users:
         return None
+    # The dicts on each path, level by level (users, then users' "location", then its "street"...).
+    nodes: dict[tuple[str, ...], list] = {(): users}
     values: dict[str, list] = {}
     try:
-        for user in users:
-            for path in _PATH_DICTS:
-                node = user
-                for key in path:
-                    node = node[key]
-                if not isinstance(node, dict) or "." in "".join(node):
-                    return None
-            if "." in "".join(user):
+        for path in ((), *_PATH_DICTS):
+            if path:
+                nodes[path] = [node[path[-1]] for node in nodes[path[:-1]]]
+            level = nodes[path]
+            if set(map(type, level)) != {dict} or "." in "".join(chain.from_iterable(level)):
                 return None
-        for dotted, column in _SOURCE_FIELDS.items():
-            path = dotted.split(".")
-            if len(path) == 1:
-                values[column] = [user[path[0]] for user in users]
-            elif len(path) == 2:
-                first, second = path
-                values[column] = [user[first][second] for user in users]
-            else:
-                first, second, third = path
-                values[column] = [user[first][second][third] for user in users]
+        for column, path in _FIELD_PATHS:
+            leaf = path[-1]
+            values[column] = [node[leaf] for node in nodes[path[:-1]]]
     except (KeyError, TypeError):
         return None
     columns: dict[str, object] = {}

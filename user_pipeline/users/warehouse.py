@@ -22,6 +22,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
+from itertools import repeat
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -421,6 +422,11 @@ def _users_frame(records: list[tuple]) -> pd.DataFrame:
 
 
 def _rows_for_sql(chunk: pd.DataFrame, partition_date: Any) -> list[tuple]:
-    values = chunk.astype(object).where(chunk.notna(), None)
-    values["partition_date"] = partition_date
-    return list(values.itertuples(index=False, name=None))
+    """The rows as tuples of USER_COLUMNS' Python values (str, int, float), None where missing."""
+    columns = [
+        repeat(partition_date, len(chunk))
+        if name == "partition_date"
+        else chunk[name].to_numpy(dtype=object, na_value=None).tolist()
+        for name in USER_COLUMNS
+    ]
+    return list(zip(*columns, strict=False))
