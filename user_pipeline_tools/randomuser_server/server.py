@@ -6,6 +6,10 @@ Routes:
   POST|GET|DELETE /_control/faults       add / list / clear injected faults
   GET|DELETE /_control/stats             API request counts / reset them
   GET|DELETE /_control/concurrency       API requests in flight and their maximum / reset it
+
+An answer built without a fault is kept, serialized, in an LRU page cache (`--cache-mb`): the
+same request is answered again byte for byte without generating its users (benchmarks/run.py
+asks each mode's pages once before timing it).
 """
 
 from __future__ import annotations
