@@ -15,16 +15,17 @@ metadata and the asset checks' bookkeeping. A day refused by a blocking check st
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
-from user_pipeline.settings import setting_value
 from user_pipeline.users.api_client import RetrySettings, UsersApiClient
 from user_pipeline.users.circuit_breaker import CircuitBreaker
 from user_pipeline.users.circuit_store import circuit_store_for
 from user_pipeline.users.days import (
     CheckResults,
     RowDropRefused,
+    SamePassCsv,
     fetch_day,
     load_checks,
     load_day,
@@ -32,12 +33,23 @@ from user_pipeline.users.days import (
     normalize_day,
     refusing_checks,
 )
+from user_pipeline.users.setting_models import users_setting
 from user_pipeline.users.warehouse import open_warehouse
+
+
+def setting_value(env_var: str) -> object:
+    """The value the environment sets (the declared default when unset); a bad one stops the
+    script with the line a run would fail with, naming the variable and its bounds."""
+    setting = users_setting(env_var)
+    if problem := setting.problem(os.environ):
+        raise SystemExit(problem)
+    return setting.value(os.environ)
 
 
 def settings() -> dict:
     """The settings the assets would get, read from the environment by the product's own
-    declarations (user_pipeline/settings.py: the same variables, defaults and bounds)."""
+    declarations (user_pipeline/users/setting_models.py: the same variables, defaults and bounds,
+    which user_pipeline/settings.py binds for the definitions), without importing Dagster."""
     data_dir = Path(setting_value("USER_PIPELINE_DATA_DIR")).resolve()
     return {
         "api_url": setting_value("USER_PIPELINE_API_URL"),
@@ -75,11 +87,18 @@ def run(days: list[str]) -> dict[str, int]:
                 cooldown_seconds=s["circuit_cooldown"],
             ),
         )
+        # The CSV is written in the same pass as the raw file, as daily_users does when it runs both.
+        same_pass = SamePassCsv(day, csv_path)
         with client:
-            fetched = fetch_day(day, client.iter_pages(seed=day, users=s["users"]), raw_path)
+            fetched = fetch_day(day, client.iter_pages(seed=day, users=s["users"]), raw_path, same_pass=same_pass)
         try:
             normalized = normalize_day(
-                day, raw_path, csv_path, previous_csv=csv_path, max_row_drop_fraction=s["max_row_drop_fraction"]
+                day,
+                raw_path,
+                csv_path,
+                previous_csv=csv_path,
+                max_row_drop_fraction=s["max_row_drop_fraction"],
+                same_pass=same_pass,
             )
         except RowDropRefused as refused:
             raise SystemExit(str(refused)) from None

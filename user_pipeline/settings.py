@@ -1,7 +1,9 @@
 """Which environment variable sets which setting, and nothing else: each setting's default, bounds
-and description are declared once, on its field (the resource classes, and `AutomationSettings`
-below for what the definitions are built from), with pydantic `Field(default=..., ge=..., le=...,
-description=...)` or a check in the field's annotation; everything here is derived from them.
+and description are declared once, on its field (the resource classes, or for the users domain the
+plain models they are built on, users/setting_models.py, which also binds their variables; and
+`AutomationSettings` below for what the definitions are built from), with pydantic
+`Field(default=..., ge=..., le=..., description=...)` or a check in the field's annotation;
+everything here is derived from them.
 
 When the environment is read (never at import):
 - When the code location loads, that is when the `@dg.definitions` function in definitions.py is
@@ -28,30 +30,20 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import annotated_types
 import dagster as dg
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
-from pydantic.fields import FieldInfo
+from pydantic import BaseModel, ConfigDict, Field
 
 from user_pipeline.automation.resources import AlertChannel
 from user_pipeline.executors import ExecutorSettings
 from user_pipeline.run_limits import MaxRuntime, RunLimits, RunLimitSettings
 from user_pipeline.shared.errors import InvalidSettingError
-from user_pipeline.shared.settings_fields import checked_by
+from user_pipeline.shared.setting_checks import Setting, checked_by
 from user_pipeline.spark.resources import SparkSettings
-from user_pipeline.users.resources import (
-    DayLimits,
-    PartitionFiles,
-    RandomUserApi,
-    UserRegistrySettings,
-    WarehouseResource,
-)
-from user_pipeline.users.warehouse import redact_url
+from user_pipeline.users.setting_models import USERS_SETTINGS
 
 
 def check_cron(cron: str) -> str:
@@ -102,137 +94,9 @@ class AutomationSettings(BaseModel):
         return f"0 {self.freshness_deadline_hour} * * *"
 
 
-@dataclass(frozen=True)
-class Setting:
-    """`env_var` sets the field `field` of `model`, the class of the resource `resource` (None: a
-    definition-time setting of AutomationSettings). `default_text` stands for a default the
-    definitions derive when they load (the warehouse URL in the data directory); `shown` is how the
-    operator's value appears in messages (a URL's password redacted)."""
-
-    env_var: str
-    resource: str | None
-    model: type[BaseModel]
-    field: str
-    default_text: str | None = None
-    shown: Callable[[str], str] = lambda text: text
-
-    @property
-    def info(self) -> FieldInfo:
-        return self.model.model_fields[self.field]
-
-    @property
-    def is_int(self) -> bool:
-        return self.info.annotation is int
-
-    @property
-    def is_float(self) -> bool:
-        return self.info.annotation is float
-
-    @property
-    def target(self) -> str:
-        return f"{self.resource}.{self.field}" if self.resource else f"the definitions' {self.field}"
-
-    @property
-    def is_number(self) -> bool:
-        return self.is_int or self.is_float
-
-    def bound(self, environ: Mapping[str, str]) -> Any:
-        """The field's value in the definitions: `dg.EnvVar` naming the variable (an int field:
-        `dg.EnvVar.int`). Dagster binds no variable to a float field: it gets the number the variable
-        holds now, or its default if that is out of bounds (the definitions still load, and every
-        run fails when it starts, naming the variable)."""
-        if self.is_float:
-            return self.info.default if self.problem(environ) else self.parse(environ[self.env_var])
-        return dg.EnvVar.int(self.env_var) if self.is_int else dg.EnvVar(self.env_var)
-
-    def parse(self, text: str) -> Any:
-        """The value the variable's text sets, checked against the field's declaration; raises
-        InvalidSettingError whose `expected` is the bounds in words."""
-        value: Any = text
-        if self.is_number:
-            try:
-                value = int(text.strip()) if self.is_int else float(text.strip())
-            except ValueError:
-                raise InvalidSettingError(self.field, text, "an integer" if self.is_int else "a number") from None
-        try:
-            return _adapter(self.model, self.field).validate_python(value)
-        except ValidationError as error:
-            raise InvalidSettingError(self.field, text, self.expected(error)) from None
-
-    def expected(self, error: ValidationError | None = None) -> str:
-        """The field's bounds in words: from its `ge`/`le`, or what its check says it expects."""
-        for item in error.errors() if error else ():
-            cause = (item.get("ctx") or {}).get("error")
-            if isinstance(cause, InvalidSettingError):
-                return cause.expected
-        low = next((rule.ge for rule in self.info.metadata if isinstance(rule, annotated_types.Ge)), None)
-        high = next((rule.le for rule in self.info.metadata if isinstance(rule, annotated_types.Le)), None)
-        kind = "an integer" if self.is_int else "a number"
-        if low is not None and high is not None:
-            return f"{kind} from {_number(low)} to {_number(high)}"
-        if low is not None:
-            return f"{kind} of at least {_number(low)}"
-        return error.errors()[0]["msg"].removeprefix("Input should be ") if error else "a valid value"
-
-    def problem(self, environ: Mapping[str, str]) -> str | None:
-        """None if the variable is unset or valid, else one line naming it, the value and the bounds."""
-        if self.env_var not in environ:
-            return None
-        text = environ[self.env_var]
-        try:
-            self.parse(text)
-        except InvalidSettingError as error:
-            # What the operator typed: a number as is, a text quoted (a URL's password redacted).
-            shown = f"{self.env_var}={text}" if self.is_number else f"{self.env_var}={self.shown(text)!r}"
-            return f"{shown}: expected {error.expected} (sets {self.target})"
-        return None
-
-
-def _number(bound: float) -> str:
-    """A bound as the operator writes it: 1000000, 0, 1, 0.5."""
-    return str(int(bound)) if float(bound).is_integer() else str(bound)
-
-
-_ADAPTERS: dict[tuple[type, str], TypeAdapter] = {}
-
-
-def _adapter(model: type[BaseModel], field: str) -> TypeAdapter:
-    """Validates one field of `model` alone, by its declaration (type, bounds, checks)."""
-    key = (model, field)
-    if key not in _ADAPTERS:
-        info = model.model_fields[field]
-        _ADAPTERS[key] = TypeAdapter(Annotated[(info.annotation, *info.metadata)] if info.metadata else info.annotation)
-    return _ADAPTERS[key]
-
-
 SETTINGS: tuple[Setting, ...] = (
-    Setting("USER_PIPELINE_API_URL", "users_api", RandomUserApi, "base_url"),
-    Setting("USER_PIPELINE_USERS_PER_PARTITION", "users_api", RandomUserApi, "users_per_partition"),
-    Setting("USER_PIPELINE_PAGE_SIZE", "users_api", RandomUserApi, "page_size"),
-    Setting("USER_PIPELINE_NATIONALITIES", "users_api", RandomUserApi, "nationalities"),
-    Setting("USER_PIPELINE_API_TIMEOUT_SECONDS", "users_api", RandomUserApi, "timeout_seconds"),
-    Setting("USER_PIPELINE_API_MAX_ATTEMPTS", "users_api", RandomUserApi, "max_attempts"),
-    Setting("USER_PIPELINE_CIRCUIT_FAILURES", "users_api", RandomUserApi, "circuit_failure_threshold"),
-    Setting("USER_PIPELINE_CIRCUIT_COOLDOWN_SECONDS", "users_api", RandomUserApi, "circuit_cooldown_seconds"),
-    Setting("USER_PIPELINE_CONTRACT_VIOLATIONS", "users_api", RandomUserApi, "contract_violations"),
-    Setting("USER_PIPELINE_MAX_REJECTED_FRACTION", "users_api", RandomUserApi, "max_rejected_fraction"),
-    Setting("USER_PIPELINE_DATA_DIR", "files", PartitionFiles, "data_dir"),
-    Setting(
-        "USER_PIPELINE_WAREHOUSE_URL",
-        "warehouse",
-        WarehouseResource,
-        "url",
-        default_text="sqlite:///<data dir>/warehouse.sqlite",
-        shown=redact_url,
-    ),
-    Setting("USER_PIPELINE_MAX_ROW_DROP_FRACTION", "day_limits", DayLimits, "max_row_drop_fraction"),
-    Setting(
-        "USER_PIPELINE_REGISTRY_START_DATE",
-        "registry_settings",
-        UserRegistrySettings,
-        "first_day",
-        default_text="the first partition",
-    ),
+    # The users domain's, declared with its models (readable without Dagster: benchmarks/bare.py).
+    *USERS_SETTINGS,
     Setting("USER_PIPELINE_ALERT_WEBHOOK_URL", "alerts", AlertChannel, "webhook_url"),
     Setting("USER_PIPELINE_UI_URL", "alerts", AlertChannel, "ui_base_url"),
     Setting("USER_PIPELINE_ALERT_TIMEOUT_SECONDS", "alerts", AlertChannel, "timeout_seconds"),
@@ -280,10 +144,20 @@ def resource_fields(resource: str, environ: Mapping[str, str] | None = None) -> 
     `dg.EnvVar`; an unset variable leaves its field out, so the field's declared default applies."""
     environ = os.environ if environ is None else environ
     return {
-        setting.field: setting.bound(environ)
+        setting.field: bound(setting, environ)
         for setting in SETTINGS
         if setting.resource == resource and setting.env_var in environ
     }
+
+
+def bound(setting: Setting, environ: Mapping[str, str]) -> Any:
+    """The field's value in the definitions: `dg.EnvVar` naming the variable (an int field:
+    `dg.EnvVar.int`). Dagster binds no variable to a float field: it gets the number the variable
+    holds now, or its default if that is out of bounds (the definitions still load, and every
+    run fails when it starts, naming the variable)."""
+    if setting.is_float:
+        return setting.info.default if setting.problem(environ) else setting.parse(environ[setting.env_var])
+    return dg.EnvVar.int(setting.env_var) if setting.is_int else dg.EnvVar(setting.env_var)
 
 
 def setting_value(env_var: str, environ: Mapping[str, str] | None = None) -> Any:
@@ -291,11 +165,9 @@ def setting_value(env_var: str, environ: Mapping[str, str] | None = None) -> Any
     For the few values the definitions need when they load (the data directory)."""
     environ = os.environ if environ is None else environ
     [setting] = [setting for setting in SETTINGS if setting.env_var == env_var]
-    if env_var not in environ:
-        return None if setting.info.is_required() else setting.info.default
     if problem := setting.problem(environ):
         raise InvalidSettingsError(problem)
-    return setting.parse(environ[env_var])
+    return setting.value(environ)
 
 
 def automation_settings(environ: Mapping[str, str] | None = None) -> AutomationSettings:

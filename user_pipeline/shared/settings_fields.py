@@ -1,6 +1,7 @@
 """How a resource declares its settings: each field's default and bounds once, with pydantic
 (`Field(default=..., ge=..., le=..., description=...)`, or a check in the field's annotation), on
-a `SettingsResource`. `user_pipeline/settings.py` binds each field to its environment variable and
+a `SettingsResource` (or on a plain pydantic model it inherits them from, which scripts can read
+without importing Dagster: users/setting_models.py). `user_pipeline/settings.py` binds each field to its environment variable and
 derives defaults, bounds and the operator's error messages from these declarations.
 
 Source of the mechanics: dagster/_config/pythonic_config (Dagster 1.13). A `dg.EnvVar` stands in
@@ -13,14 +14,15 @@ user_pipeline/settings.py gives a float field its value when the definitions loa
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
-from urllib.parse import urlsplit
 
 import dagster as dg
-from pydantic import AfterValidator, ValidatorFunctionWrapHandler, field_validator
+from pydantic import ValidatorFunctionWrapHandler, field_validator
 
-from user_pipeline.shared.errors import InvalidSettingError
+# The checks a field's annotation uses, which need no Dagster (shared/setting_checks.py).
+from user_pipeline.shared.setting_checks import check_http_url, check_one_of, checked_by
+
+__all__ = ["SettingsResource", "check_http_url", "check_one_of", "checked_by"]
 
 
 class SettingsResource(dg.ConfigurableResource):
@@ -33,40 +35,3 @@ class SettingsResource(dg.ConfigurableResource):
         if hasattr(value, "env_var_name"):  # dg.EnvVar or dg.EnvVar.int, resolved when a run starts
             return value
         return handler(value)
-
-
-def checked_by(check: Callable[[Any], object]) -> AfterValidator:
-    """A field validator running `check`, which raises InvalidSettingError when the value is out of
-    bounds; the field keeps the value as given (a check never rewrites a setting)."""
-
-    def validate(value: Any) -> Any:
-        check(value)
-        return value
-
-    return AfterValidator(validate)
-
-
-def check_one_of(*choices: str) -> Callable[[object], str]:
-    """A check accepting exactly one of `choices` (a Literal field cannot be bound to an
-    environment variable: Dagster makes it an enum config type)."""
-
-    def check(value: object) -> str:
-        if value not in choices:
-            raise InvalidSettingError("value", value, " or ".join(repr(choice) for choice in choices))
-        return value
-
-    return check
-
-
-def check_http_url(*, optional: bool = False) -> Callable[[str], str]:
-    """A check accepting an http(s) URL with a host (or, if `optional`, nothing)."""
-
-    def check(url: str) -> str:
-        if optional and url == "":
-            return url
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise InvalidSettingError("url", url, "an http(s) URL" + (" or nothing" if optional else ""))
-        return url
-
-    return check

@@ -59,6 +59,9 @@ class UsersPage:
     seed: str
     page: int
     users: list[dict]
+    has_floats: bool = True
+    """Whether the answer held a JSON number with a fraction or exponent, or NaN/Infinity (their
+    text is what json.dumps writes differently from orjson: raw_files.py); unknown: True."""
 
 
 @dataclass(frozen=True)
@@ -162,7 +165,7 @@ class UsersApiClient:
         for page in range(1, pages + 1):
             fetched = self.fetch_page(seed=seed, page=page, results=page_size)
             keep = min(page_size, users - (page - 1) * page_size)
-            yield UsersPage(seed=seed, page=page, users=fetched.users[:keep])
+            yield UsersPage(seed=seed, page=page, users=fetched.users[:keep], has_floats=fetched.has_floats)
 
     def probe(self) -> str | None:
         """None when the API serves a user right now; otherwise why not. One attempt, no retry."""
@@ -232,7 +235,7 @@ class UsersApiClient:
                 f"users API answer for {where} is not UTF-8: bad byte at offset {error.start}"
             ) from None
         try:
-            payload = json.loads(text)
+            payload, has_floats = loads_noting_floats(text)
         except json.JSONDecodeError as error:
             # A body cut short by the network parses as invalid JSON: worth another attempt.
             raise _Retryable(f"invalid JSON ({len(body)} bytes, {error.msg} at offset {error.pos})") from None
@@ -245,7 +248,7 @@ class UsersApiClient:
         users = check_results_list(payload["results"], seed=seed, page=page)
         if len(users) != results:
             raise UsersApiError(f"users API returned {len(users)} users for {where}, asked for {results}")
-        return UsersPage(seed=seed, page=page, users=users)
+        return UsersPage(seed=seed, page=page, users=users, has_floats=has_floats)
 
 
 class _Retryable(Exception):
@@ -253,6 +256,18 @@ class _Retryable(Exception):
         super().__init__(reason)
         self.reason = reason
         self.retry_after = retry_after
+
+
+def loads_noting_floats(text: str) -> tuple[object, bool]:
+    """`json.loads(text)`, and whether the text held a number with a fraction or an exponent, or
+    NaN/Infinity (UsersPage.has_floats). Raises json.JSONDecodeError."""
+    seen: list[str] = []
+
+    def parse(number: str) -> float:
+        seen.append(number)
+        return float(number)
+
+    return json.loads(text, parse_float=parse, parse_constant=parse), bool(seen)
 
 
 def _retry_after_seconds(header: str | None) -> float | None:

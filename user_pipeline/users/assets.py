@@ -34,6 +34,7 @@ from user_pipeline.users.days import (
     LoadedDay,
     NormalizedDay,
     RowDropRefused,
+    SamePassCsv,
     fetch_checks,
     fetch_day,
     load_checks,
@@ -150,6 +151,8 @@ class DayOutcome:
     fetched: FetchedDay | None = None
     normalized: NormalizedDay | None = None
     loaded: LoadedDay | None = None
+    same_pass: SamePassCsv | None = None
+    """The day's CSV written while its raw file is, when the run normalizes the day it fetches."""
     checks: dict[str, tuple[bool, dict]] = field(default_factory=dict)
     refusals: list[dg.AssetCheckResult] = field(default_factory=list)
 
@@ -291,14 +294,22 @@ def run_fetch(
     *,
     quarantine: bool,
     max_rejected: float,
+    normalize: bool = False,
 ) -> None:
-    """raw_users for the day: fetch into the day's staged raw file; the rejected share's check."""
+    """raw_users for the day: fetch into the day's staged raw file (and, if `normalize`, its
+    staged CSV in the same pass, finished by run_normalize); the rejected share's check."""
     day = outcome.day
     try:
         # Pages first: a bad setting raises here, before any folder or file is created.
         pages = users_api.iter_pages(day, on_retry=context.log.warning)
+        if normalize:
+            outcome.same_pass = SamePassCsv(day, files.staged_normalized_users(day))
         fetched = fetch_day(
-            day, pages, files.staged_raw_users(day), rejects_path=files.staged_rejects(day) if quarantine else None
+            day,
+            pages,
+            files.staged_raw_users(day),
+            rejects_path=files.staged_rejects(day) if quarantine else None,
+            same_pass=outcome.same_pass,
         )
     except CircuitOpenError as error:
         # No call was made; the users API sensor backfills the day once the circuit closes.
@@ -348,6 +359,7 @@ def run_normalize(
             files.staged_normalized_users(day),
             previous_csv=files.committed_normalized_users(day),
             max_row_drop_fraction=limits.max_row_drop_fraction,
+            same_pass=outcome.same_pass,
         )
     except RowDropRefused as refused:
         outcome.checks["row_drop_within_limit"] = (False, {"row_drop_fraction": refused.receipt.row_drop_fraction})
@@ -538,10 +550,23 @@ def daily_users(
                 run.recorded.add(day)
                 continue
             outcome = DayOutcome(day)
-            if RAW_USERS in assets:
-                run_fetch(context, users_api, files, outcome, quarantine=quarantine, max_rejected=max_rejected)
-            if NORMALIZED_USERS in assets and not outcome.refusals:
-                run_normalize(context, files, day_limits, outcome)
+            try:
+                if RAW_USERS in assets:
+                    run_fetch(
+                        context,
+                        users_api,
+                        files,
+                        outcome,
+                        quarantine=quarantine,
+                        max_rejected=max_rejected,
+                        normalize=NORMALIZED_USERS in assets,
+                    )
+                if NORMALIZED_USERS in assets and not outcome.refusals:
+                    run_normalize(context, files, day_limits, outcome)
+            finally:
+                # A day refused or failed before its CSV was finished leaves no temporary file.
+                if outcome.same_pass is not None:
+                    outcome.same_pass.abort()
             if USERS_TABLE in assets and not outcome.refusals:
                 run_load(context, files, store, outcome)
             if outcome.refusals:

@@ -93,7 +93,9 @@ def _convert_options(columns: Mapping[str, str], include: list[str] | None) -> p
 
 def _to_pandas(batch: pa.RecordBatch | pa.Table, columns: Mapping[str, str]) -> pd.DataFrame:
     frame = batch.to_pandas(types_mapper=_PANDAS_TYPES.get)
-    return frame.astype({name: dtype for name, dtype in columns.items() if name in frame.columns})
+    # Columns already of their dtype are left alone: astype would copy and check every string again.
+    retyped = {name: dtype for name, dtype in columns.items() if name in frame.columns and frame[name].dtype != dtype}
+    return frame.astype(retyped) if retyped else frame
 
 
 def read_header(path: Path) -> list[str]:

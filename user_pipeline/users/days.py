@@ -26,12 +26,19 @@ from user_pipeline.users.csv_format import read_header
 from user_pipeline.users.normalize import (
     USER_COLUMNS,
     CsvAudit,
+    NormalizedCsvWriter,
     NormalizeSummary,
     read_normalized_csv,
-    write_normalized_csv,
 )
 from user_pipeline.users.raw_files import RawUsersSummary, read_raw_users, write_raw_users
-from user_pipeline.users.receipts import PartitionReceipt, make_receipt, row_fingerprints
+from user_pipeline.users.receipts import (
+    PartitionReceipt,
+    fingerprints_path,
+    make_receipt,
+    read_fingerprints,
+    row_fingerprints,
+    write_fingerprints,
+)
 from user_pipeline.users.warehouse import Warehouse
 
 CHUNK_ROWS = 5000
@@ -47,14 +54,82 @@ class FetchedDay:
     rejects_path: Path | None = None
 
 
-def fetch_day(day: str, pages: Iterable[UsersPage], raw_path: Path, *, rejects_path: Path | None = None) -> FetchedDay:
-    """Writes the day's pages to `raw_path`, every user checked against the contract.
+class SamePassCsv:
+    """normalized_users written in the same pass as raw_users: `fetch_day` hands it each page's
+    users as it writes them (`add`), and `normalize_day(same_pass=...)` finishes the CSV, so the
+    raw file is never read back. The users are normalized in chunks of `chunk_rows`, as
+    `normalize_day` reads them from the raw file, so both ways write the same bytes.
+
+    A value the CSV cannot hold does not stop the fetch: the raw file is complete, and
+    `normalize_day` raises the ValueError (as it would reading the raw file). Call `abort` when
+    the day goes no further (its temporary file is removed; idempotent)."""
+
+    def __init__(self, day: str, csv_path: Path, chunk_rows: int = CHUNK_ROWS):
+        self.day, self.path, self._chunk_rows = day, csv_path, chunk_rows
+        self.fingerprints: list[pd.Series] = []
+        self.writer = NormalizedCsvWriter(
+            csv_path, day, on_frame=lambda frame: self.fingerprints.append(row_fingerprints([frame]))
+        )
+        self.error: ValueError | None = None
+        self._pending: list[dict] = []
+        self._finished = False
+
+    def add(self, users: list[dict]) -> None:
+        self._pending.extend(users)
+        while len(self._pending) >= self._chunk_rows:
+            self._write(self._pending[: self._chunk_rows])
+            del self._pending[: self._chunk_rows]
+
+    def finish(self) -> NormalizeSummary:
+        """Writes what is left; raises the ValueError of a value that could not be written."""
+        if not self._finished:
+            self._finished = True
+            if self._pending:
+                self._write(self._pending)
+                self._pending = []
+        if self.error is not None:
+            self.abort()
+            raise self.error
+        return self.writer.finish()
+
+    def abort(self) -> None:
+        self._pending = []
+        self.writer.abort()
+
+    def _write(self, users: list[dict]) -> None:
+        if self.error is not None:
+            return
+        try:
+            self.writer.add(users)
+        except ValueError as error:
+            self.error = error
+            self.writer.abort()
+
+
+def fetch_day(
+    day: str,
+    pages: Iterable[UsersPage],
+    raw_path: Path,
+    *,
+    rejects_path: Path | None = None,
+    same_pass: SamePassCsv | None = None,
+) -> FetchedDay:
+    """Writes the day's pages to `raw_path`, every user checked against the contract, and hands
+    the users written to `same_pass` when given (normalized_users in the same pass).
 
     Raises contract.ContractViolation (seed, page, user, field, value) at the first violating user
     unless `rejects_path` is given (quarantine: violating users go there with their reasons);
-    the API client's errors (api_client.UsersApiError and subclasses) pass through. `raw_path`
-    is replaced only once every page arrived."""
-    return FetchedDay(day, raw_path, write_raw_users(pages, raw_path, rejects_path=rejects_path), rejects_path)
+    the API client's errors (api_client.UsersApiError and subclasses) pass through, and then
+    `same_pass` is aborted. `raw_path` is replaced only once every page arrived."""
+    try:
+        raw = write_raw_users(
+            pages, raw_path, rejects_path=rejects_path, on_users=same_pass.add if same_pass else lambda users: None
+        )
+    except BaseException:
+        if same_pass is not None:
+            same_pass.abort()
+        raise
+    return FetchedDay(day, raw_path, raw, rejects_path)
 
 
 class RowDropRefused(Exception):
@@ -92,9 +167,15 @@ class NormalizedDay:
 
 def previous_fingerprints(csv_path: Path, chunk_rows: int = CHUNK_ROWS) -> tuple[pd.Series | None, str | None]:
     """The receipt's "before": the fingerprints of the day's current CSV (None if there is none),
-    and a note when it is not comparable (other columns than USER_COLUMNS: an older format)."""
+    and a note when it is not comparable (other columns than USER_COLUMNS: an older format).
+
+    They are read from the CSV's fingerprints file (`fingerprints_path`) when that file was written
+    with this very CSV (its size and SHA-256 agree), else computed from the CSV."""
     if not csv_path.exists():
         return None, None
+    kept = read_fingerprints(fingerprints_path(csv_path), csv_path)
+    if kept is not None:
+        return kept, None
     if read_header(csv_path) != list(USER_COLUMNS):
         return (
             None,
@@ -111,31 +192,37 @@ def normalize_day(
     previous_csv: Path,
     max_row_drop_fraction: float,
     chunk_rows: int = CHUNK_ROWS,
+    same_pass: SamePassCsv | None = None,
 ) -> NormalizedDay:
     """Normalizes the raw file into `csv_path`, with the receipt against `previous_csv` (the day's
-    committed CSV).
+    committed CSV), and writes the CSV's fingerprints file beside it (`fingerprints_path`), the
+    next receipt's "before". With `same_pass` (fed by fetch_day, for `csv_path`), the CSV was
+    written while the raw file was, and the raw file is not read.
 
     Raises RowDropRefused (and keeps `csv_path` as it was) when the new rows are more than
     `max_row_drop_fraction` (0..1) fewer than the previous CSV's; FileNotFoundError when
     `raw_path` does not exist; ValueError naming user and column for a value that cannot be written."""
     previous, note = previous_fingerprints(previous_csv, chunk_rows)
-    fingerprints: list[pd.Series] = []
-    receipts: list[PartitionReceipt] = []
-
-    def refuse_row_drop(summary: NormalizeSummary) -> None:
-        current = pd.concat(fingerprints) if fingerprints else pd.Series([], dtype="uint64")
-        receipts.append(make_receipt(previous, current))
-        if receipts[0].row_drop_fraction > max_row_drop_fraction:
-            raise RowDropRefused(day, receipts[0], max_row_drop_fraction)
-
-    summary = write_normalized_csv(
-        read_raw_users(raw_path, chunk_users=chunk_rows),
-        csv_path,
-        day,
-        before_commit=refuse_row_drop,
-        on_frame=lambda frame: fingerprints.append(row_fingerprints([frame])),
-    )
-    return NormalizedDay(day, csv_path, summary, receipts[0], note)
+    if same_pass is None:
+        same_pass = SamePassCsv(day, csv_path, chunk_rows)
+        try:
+            for users in read_raw_users(raw_path, chunk_users=chunk_rows):
+                same_pass.add(users)
+        except BaseException:
+            same_pass.abort()
+            raise
+    summary = same_pass.finish()
+    try:
+        current = pd.concat(same_pass.fingerprints) if same_pass.fingerprints else pd.Series([], dtype="uint64")
+        receipt = make_receipt(previous, current)
+        if receipt.row_drop_fraction > max_row_drop_fraction:
+            raise RowDropRefused(day, receipt, max_row_drop_fraction)
+    except BaseException:
+        same_pass.abort()
+        raise
+    same_pass.writer.commit()
+    write_fingerprints(fingerprints_path(csv_path), current, csv_path=csv_path, csv_sha256=same_pass.writer.sha256)
+    return NormalizedDay(day, csv_path, summary, receipt, note)
 
 
 @dataclass(frozen=True)

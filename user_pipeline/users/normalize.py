@@ -18,9 +18,13 @@ The plaintext `login.password` is never read: only the API's salt and salted SHA
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass
+from itertools import chain
 from pathlib import Path
+from typing import IO
 
 import pandas as pd
 
@@ -161,7 +165,23 @@ class NormalizeSummary:
 
 
 def normalize_users(users: list[dict], partition_date: str) -> pd.DataFrame:
-    """Flattens API user objects into USER_COLUMNS, typed; order is the API's."""
+    """Flattens API user objects into USER_COLUMNS, typed; order is the API's.
+
+    Users shaped as the contract declares (contract.py) are flattened field by field; any other
+    shape takes `pd.json_normalize` (`normalize_users_by_json_normalize`), whose result is the
+    definition: both give the same frame wherever the first applies (pinned by
+    user_pipeline_tests/users/test_normalize_paths.py, on hostile generated users)."""
+    frame = _flatten_declared_shape(users)
+    if frame is None:
+        return normalize_users_by_json_normalize(users, partition_date)
+    frame.insert(0, "partition_date", pd.array([partition_date] * len(frame), dtype="string"))
+    frame.insert(3, "email_key", email_keys(frame["email"]))
+    return frame
+
+
+def normalize_users_by_json_normalize(users: list[dict], partition_date: str) -> pd.DataFrame:
+    """`normalize_users` by `pd.json_normalize`: any shape of user objects, fields missing on some
+    users included (null there); raises ValueError when no user has one of the fields."""
     flat = pd.json_normalize(users)
     missing = sorted(set(_SOURCE_FIELDS) - set(flat.columns))
     if missing:
@@ -178,6 +198,69 @@ def normalize_users(users: list[dict], partition_date: str) -> pd.DataFrame:
     return frame[list(USER_COLUMNS)].astype(USER_COLUMNS)
 
 
+# The dicts on the way to the fields read (a key holding "." in one of them could collide with a
+# flattened name in json_normalize, whose last write wins: such users take its path).
+_PATH_DICTS = sorted({tuple(dotted.split("."))[:depth] for dotted in _SOURCE_FIELDS for depth in range(1, 3)})
+_PATH_DICTS = [path for path in _PATH_DICTS if any(d.startswith(".".join(path) + ".") for d in _SOURCE_FIELDS)]
+_FIELD_PATHS = [(column, tuple(dotted.split("."))) for dotted, column in _SOURCE_FIELDS.items()]
+_NONE = type(None)
+# The value types each kind of column takes on this path, and which json_normalize's frame turns
+# into the same values. Others (a float postcode, an int beside a null, booleans) take its path.
+_TEXT_TYPES = ({str}, {str, _NONE}, {_NONE})
+_TEXT_OR_INT_TYPES = (*_TEXT_TYPES, {str, int}, {int})
+_INT64_BOUNDS = (-(2**63), 2**63 - 1)
+
+
+def _flatten_declared_shape(users: list[dict]) -> pd.DataFrame | None:
+    """The frame of USER_COLUMNS but partition_date and email_key, or None when a user is not
+    shaped so that field-by-field reading equals json_normalize's (then it decides)."""
+    if not users:
+        return None
+    # The dicts on each path, level by level (users, then users' "location", then its "street"...).
+    nodes: dict[tuple[str, ...], list] = {(): users}
+    values: dict[str, list] = {}
+    try:
+        for path in ((), *_PATH_DICTS):
+            if path:
+                nodes[path] = [node[path[-1]] for node in nodes[path[:-1]]]
+            level = nodes[path]
+            if set(map(type, level)) != {dict} or "." in "".join(chain.from_iterable(level)):
+                return None
+        for column, path in _FIELD_PATHS:
+            leaf = path[-1]
+            values[column] = [node[leaf] for node in nodes[path[:-1]]]
+    except (KeyError, TypeError):
+        return None
+    columns: dict[str, object] = {}
+    for column, dtype in USER_COLUMNS.items():
+        if column in ("partition_date", "email_key"):
+            continue
+        column_values = values[column]
+        types = set(map(type, column_values))
+        if column in ("postcode", "id_value"):
+            if types not in _TEXT_OR_INT_TYPES:
+                return None
+            if int in types:
+                column_values = [value if type(value) is str else str(value) for value in column_values]
+            columns[column] = pd.array(column_values, dtype="string")
+        elif dtype == "string":
+            if types not in _TEXT_TYPES:
+                return None
+            columns[column] = pd.array(column_values, dtype="string")
+        elif dtype == "Int64":
+            if types != {int} or min(column_values) < _INT64_BOUNDS[0] or max(column_values) > _INT64_BOUNDS[1]:
+                return None
+            columns[column] = pd.array(column_values, dtype="Int64")
+        else:
+            # json_normalize's frame holds numbers as numbers and text as text; to_numeric reads
+            # both the same way from an object column, so the result is the same floats.
+            if not types <= {str, int, float, _NONE} or (_NONE in types and int in types):
+                return None
+            numbers = pd.to_numeric(pd.Series(column_values, dtype=object), errors="raise") + 0.0
+            columns[column] = numbers.astype("float64").to_numpy()
+    return pd.DataFrame(columns)
+
+
 def email_keys(emails: pd.Series) -> pd.Series:
     """The email identity: trimmed (Unicode whitespace) and case-folded (`str.casefold`); null stays null."""
     return emails.str.strip().map(str.casefold, na_action="ignore").astype("string")
@@ -191,6 +274,99 @@ def drop_duplicate_emails(frame: pd.DataFrame, seen_emails: set[str]) -> pd.Data
     return frame[keep]
 
 
+class NormalizedCsvWriter:
+    """One day's CSV, written chunk by chunk of API users (`add`) to a temporary file that replaces
+    `csv_path` on `commit` (or is removed by `abort`). Counts, audit and preview come from the
+    frames as they are written, and `on_frame` sees each of them (for the receipt's
+    fingerprints), so the new file is never read back; `sha256` is the digest of the bytes as
+    written. Memory: one chunk of users, and the audit's sets."""
+
+    def __init__(
+        self,
+        csv_path: Path,
+        partition_date: str,
+        *,
+        preview_rows: int = 10,
+        on_frame: Callable[[pd.DataFrame], None] = lambda frame: None,
+    ):
+        self.path, self.partition_date = csv_path, partition_date
+        self._preview_rows, self._on_frame = preview_rows, on_frame
+        self._seen_emails: set[str] = set()
+        self._users_read = self._rows_written = 0
+        self._previews: list[pd.DataFrame] = []
+        self._auditor = CsvAuditor(USER_COLUMNS)
+        self._summary: NormalizeSummary | None = None
+        self._files = ExitStack()
+        self._handle = self._files.enter_context(atomic_write(csv_path))
+        self._hashing = _HashingWriter(self._handle)
+        self._writer = CsvWriter(self._hashing, USER_COLUMNS)
+
+    def add(self, users: list[dict]) -> None:
+        """Normalizes and writes the next users in API order; raises ValueError (see CsvWriter.write)."""
+        self._users_read += len(users)
+        if not users:
+            return
+        frame = drop_duplicate_emails(normalize_users(users, self.partition_date), self._seen_emails)
+        self._writer.write(frame)
+        self._auditor.add(frame)
+        self._on_frame(frame)
+        if sum(map(len, self._previews)) < self._preview_rows:
+            self._previews.append(frame.head(self._preview_rows))
+        self._rows_written += len(frame)
+
+    def finish(self) -> NormalizeSummary:
+        """The summary of the complete file, flushed but not yet in place."""
+        if self._summary is None:
+            self._writer.close()
+            self._handle.flush()
+            preview = pd.concat(self._previews).head(self._preview_rows) if self._previews else empty_users_frame()
+            self._summary = NormalizeSummary(
+                users_read=self._users_read,
+                rows_written=self._rows_written,
+                duplicates_dropped=self._users_read - self._rows_written,
+                preview=preview,
+                audit=self._auditor.result(),
+                bytes=self._handle.tell(),
+            )
+        return self._summary
+
+    @property
+    def sha256(self) -> str:
+        return self._hashing.digest.hexdigest()
+
+    def commit(self) -> NormalizeSummary:
+        """Replaces `csv_path` by the new file."""
+        summary = self.finish()
+        self._files.close()
+        return summary
+
+    def abort(self) -> None:
+        """Removes the temporary file: `csv_path` stays as it was. Idempotent."""
+        self._files.__exit__(_Aborted, _Aborted(), None)
+
+
+class _Aborted(Exception):
+    pass
+
+
+class _HashingWriter:
+    """A binary file object that digests what passes through it (SHA-256)."""
+
+    def __init__(self, handle: IO[bytes]):
+        self._handle, self.digest = handle, hashlib.sha256()
+
+    def write(self, data: bytes) -> int:
+        self.digest.update(data)
+        return self._handle.write(data)
+
+    def flush(self) -> None:
+        self._handle.flush()
+
+    @property
+    def closed(self) -> bool:
+        return self._handle.closed
+
+
 def write_normalized_csv(
     raw_chunks: Iterable[list[dict]],
     csv_path: Path,
@@ -199,39 +375,19 @@ def write_normalized_csv(
     before_commit: Callable[[NormalizeSummary], None] = lambda written: None,
     on_frame: Callable[[pd.DataFrame], None] = lambda frame: None,
 ) -> NormalizeSummary:
-    """Normalizes chunk by chunk into one CSV, replaced atomically. The summary's counts and audit
-    are taken from the frames as they are written, and `on_frame` sees each of them (for the
-    receipt's fingerprints), so the new file is never read back.
+    """Normalizes chunk by chunk into one CSV, replaced atomically (NormalizedCsvWriter).
 
     `before_commit` sees the summary of the complete new file before it replaces the old one;
     raising there keeps the old file."""
-    seen_emails: set[str] = set()
-    users_read = rows_written = 0
-    preview = empty_users_frame()
-    auditor = CsvAuditor(USER_COLUMNS)
-    with atomic_write(csv_path) as handle:
-        writer = CsvWriter(handle, USER_COLUMNS)
+    writer = NormalizedCsvWriter(csv_path, partition_date, preview_rows=preview_rows, on_frame=on_frame)
+    try:
         for users in raw_chunks:
-            users_read += len(users)
-            frame = drop_duplicate_emails(normalize_users(users, partition_date), seen_emails)
-            writer.write(frame)
-            auditor.add(frame)
-            on_frame(frame)
-            if rows_written == 0:
-                preview = frame.head(preview_rows)
-            rows_written += len(frame)
-        writer.close()
-        handle.flush()
-        summary = NormalizeSummary(
-            users_read=users_read,
-            rows_written=rows_written,
-            duplicates_dropped=users_read - rows_written,
-            preview=preview,
-            audit=auditor.result(),
-            bytes=handle.tell(),
-        )
-        before_commit(summary)
-    return summary
+            writer.add(users)
+        before_commit(writer.finish())
+    except BaseException:
+        writer.abort()
+        raise
+    return writer.commit()
 
 
 def empty_users_frame() -> pd.DataFrame:

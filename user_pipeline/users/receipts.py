@@ -13,9 +13,12 @@ after the API stops repeating the id works.
 import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
 
+from user_pipeline.shared.atomic_files import atomic_write
 from user_pipeline.users.normalize import USER_COLUMNS
 
 
@@ -94,3 +97,50 @@ def make_receipt(previous: pd.Series | None, current: pd.Series) -> PartitionRec
         removed=len(before.keys() - now.keys()),
         changed=sum(now[user_id] != before[user_id] for user_id in now.keys() & before.keys()),
     )
+
+
+# The fingerprints of a day's CSV, kept beside it (<day>.fingerprints.arrow, Arrow IPC: user_id,
+# fingerprint, in the CSV's row order) so that the next receipt of the day need not parse the CSV
+# again. The CSV's size and SHA-256 are in the schema's metadata: a file written with another
+# version of the CSV is ignored.
+_FINGERPRINTS_SCHEMA = pa.schema([pa.field("user_id", pa.string()), pa.field("fingerprint", pa.uint64())])
+
+
+def fingerprints_path(csv_path: Path) -> Path:
+    """Where the fingerprints of `csv_path` are kept: <day>.fingerprints.arrow beside <day>.csv."""
+    return csv_path.with_suffix(".fingerprints.arrow")
+
+
+def write_fingerprints(path: Path, fingerprints: pd.Series, *, csv_path: Path, csv_sha256: str) -> None:
+    """Keeps `fingerprints` (row_fingerprints of the CSV at `csv_path`, whose bytes have `csv_sha256`)."""
+    metadata = {"csv_bytes": str(csv_path.stat().st_size), "csv_sha256": csv_sha256}
+    table = pa.table(
+        {
+            "user_id": pa.array(fingerprints.index.to_numpy(dtype=object), type=pa.string(), from_pandas=True),
+            "fingerprint": pa.array(fingerprints.to_numpy(dtype="uint64"), type=pa.uint64()),
+        },
+        schema=_FINGERPRINTS_SCHEMA.with_metadata(metadata),
+    )
+    with atomic_write(path) as handle, pa.ipc.new_file(handle, table.schema) as writer:
+        writer.write_table(table)
+
+
+def read_fingerprints(path: Path, csv_path: Path) -> pd.Series | None:
+    """The fingerprints kept for `csv_path` (as row_fingerprints gives them), or None when there
+    are none or they were written with other bytes than the CSV's now."""
+    try:
+        with pa.ipc.open_file(path) as reader:
+            table = reader.read_all()
+    except (FileNotFoundError, pa.ArrowInvalid):
+        return None
+    metadata = {key.decode(): value.decode() for key, value in (table.schema.metadata or {}).items()}
+    if metadata.get("csv_bytes") != str(csv_path.stat().st_size):
+        return None
+    with csv_path.open("rb") as csv_file:
+        if hashlib.file_digest(csv_file, "sha256").hexdigest() != metadata.get("csv_sha256"):
+            return None
+    if table.num_rows == 0:
+        return pd.Series([], dtype="uint64")
+    # row_fingerprints' index: the CSV's user_ids as objects, pd.NA where one is missing.
+    user_ids = table.column("user_id").to_pandas(types_mapper={pa.string(): pd.StringDtype()}.get).to_numpy()
+    return pd.Series(table.column("fingerprint").to_numpy(), index=user_ids)

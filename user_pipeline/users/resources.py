@@ -1,8 +1,8 @@
 """Resources of the users pipeline: where users come from, where files go, which warehouse.
 
-Each setting is a field whose default and bounds are declared here, once
-(user_pipeline/shared/settings_fields.py); user_pipeline/settings.py binds them to their
-environment variables.
+Each setting is a field whose default and bounds are declared once, on the plain model a resource
+is built on (users/setting_models.py, readable without Dagster); user_pipeline/settings.py binds
+them to their environment variables.
 """
 
 from __future__ import annotations
@@ -10,69 +10,41 @@ from __future__ import annotations
 import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
-from datetime import date
 from pathlib import Path
-from typing import Annotated
-from urllib.parse import urlsplit
 
 import dagster as dg
 from pydantic import Field, PrivateAttr
 
-from user_pipeline.shared.errors import InvalidSettingError
-from user_pipeline.shared.settings_fields import SettingsResource, check_one_of, checked_by
-from user_pipeline.users.api_client import (
-    MAX_PAGE_SIZE,
-    MAX_USERS_PER_PARTITION,
-    RetrySettings,
-    UsersApiClient,
-    UsersPage,
-    validate_base_url,
-    validate_nationalities,
-)
+from user_pipeline.shared.settings_fields import SettingsResource
+from user_pipeline.users.api_client import RetrySettings, UsersApiClient, UsersPage
 from user_pipeline.users.circuit_breaker import CircuitBreaker
 from user_pipeline.users.circuit_store import circuit_store_for
 from user_pipeline.users.day_commit import RunStaging, finish_interrupted_commits, remove_stale_staging
+from user_pipeline.users.receipts import fingerprints_path
+from user_pipeline.users.setting_models import (
+    DayLimitsFields,
+    PartitionFilesFields,
+    RandomUserApiFields,
+    UserRegistryFields,
+    UsersApiFields,
+    WarehouseFields,
+    check_day,
+    validate_contract_violations,
+)
 from user_pipeline.users.warehouse import Warehouse, open_warehouse
 
-CONTRACT_VIOLATION_MODES = ("fail", "quarantine")
 RAW_USERS, NORMALIZED_USERS, REJECTS = "raw_users.jsonl", "normalized_users.csv", "rejects.jsonl"
-WAREHOUSE_SCHEMES = ("sqlite", "postgresql", "postgres")
+# The CSV's row fingerprints, kept beside it for the day's next receipt (users/receipts.py).
+NORMALIZED_FINGERPRINTS = "normalized_users.fingerprints.arrow"
 
 
-def validate_contract_violations(mode: object) -> str:
-    """What a contract violation does: 'fail' the day, or 'quarantine' the user."""
-    return check_one_of(*CONTRACT_VIOLATION_MODES)(mode)
-
-
-def check_warehouse_url(url: str) -> str:
-    """sqlite:///path or postgresql://user@host:port/database; the message never shows a password."""
-    if urlsplit(url).scheme not in WAREHOUSE_SCHEMES:
-        raise InvalidSettingError("url", "<not shown>", "a sqlite:///path or postgresql://user@host:port/database URL")
-    return url
-
-
-def check_day(text: str) -> str:
-    try:
-        return date.fromisoformat(text).isoformat()
-    except (TypeError, ValueError):
-        raise InvalidSettingError("day", text, "a date YYYY-MM-DD") from None
-
-
-class WarehouseResource(SettingsResource):
+class WarehouseResource(SettingsResource, WarehouseFields):
     """The SQL warehouse: sqlite:///path or postgresql://user@host:port/database. Its database
     also keeps the users API circuit breaker's state (circuit_store.py; with SQLite, in a file
     beside the warehouse file).
 
     Keep a PostgreSQL password out of the URL: PGPASSWORD or ~/.pgpass supply it.
     """
-
-    # No default here: the definitions derive it from the data directory.
-    url: Annotated[str, checked_by(check_warehouse_url)] = Field(
-        description="Or `postgresql://user@host:5432/database` (several nodes); also keeps the circuit breaker's "
-        "state. A password put in the URL is redacted wherever the URL is shown (keep it in PGPASSWORD or "
-        "`~/.pgpass`)."
-    )
-    lock_timeout_seconds: int = Field(default=30, ge=1, le=3600, description="Seconds to wait for the table's lock.")
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         # Parsing the URL here fails a run with a bad one before any step fetches or writes.
@@ -82,28 +54,8 @@ class WarehouseResource(SettingsResource):
         return open_warehouse(self.url, self.lock_timeout_seconds)
 
 
-class UsersApi(SettingsResource, ABC):
+class UsersApi(SettingsResource, UsersApiFields, ABC):
     """A source of one day's users, keyed by the day (the seed)."""
-
-    users_per_partition: int = Field(
-        default=100,
-        ge=1,
-        le=MAX_USERS_PER_PARTITION,
-        description="Users fetched per day (more than a page means several pages).",
-    )
-    # Not a Literal: Dagster makes that an enum config type, which no environment variable can set.
-    contract_violations: Annotated[str, checked_by(validate_contract_violations)] = Field(
-        default="fail",
-        description="`fail`: a user breaking the contract fails the day; `quarantine`: such users are left out "
-        "and written to `data/rejects/`.",
-    )
-    max_rejected_fraction: float = Field(
-        default=0.01,
-        ge=0.0,
-        le=1.0,
-        description="With quarantine, the largest share of a day's users that may be left out; more fails "
-        "`rejected_share_within_limit`.",
-    )
 
     def quarantines(self) -> bool:
         """True when users that break the contract are quarantined, False when they fail the day."""
@@ -134,38 +86,14 @@ class UsersApi(SettingsResource, ABC):
         return None
 
 
-class RandomUserApi(UsersApi):
+class RandomUserApi(UsersApi, RandomUserApiFields):
     """The Random User Generator HTTP API (randomuser.me or a compatible server)."""
 
-    base_url: Annotated[str, checked_by(validate_base_url)] = Field(
-        default="https://randomuser.me/api/",
-        description="Users API base URL (`make demo`/`make ui` point it at the bundled server).",
-    )
-    page_size: int = Field(
-        default=MAX_PAGE_SIZE, ge=1, le=MAX_PAGE_SIZE, description="Users per API request (the API's limit is 5000)."
-    )
-    nationalities: Annotated[str, checked_by(validate_nationalities)] = Field(
-        default="", description="Comma list, e.g. `us,gb,fr`; empty: all."
-    )
-    timeout_seconds: int = Field(default=30, ge=1, le=3600, description="Seconds per API request.")
-    max_attempts: int = Field(
-        default=5, ge=1, le=100, description="Attempts per request on 429, 5xx, timeouts, refused connections."
-    )
-    backoff_seconds: float = Field(
-        default=1.0, ge=0.0, le=3600.0, description="First retry's backoff ceiling (full jitter, doubling)."
-    )
-    max_backoff_seconds: float = Field(default=60.0, ge=0.0, le=3600.0, description="Longest wait between attempts.")
     # A resource, not a setting: the definitions give the warehouse (every node reaches it).
     circuit_store: WarehouseResource | None = Field(
         default=None,
         description="The warehouse whose database keeps the circuit breaker's state (circuit_store.py); none: no "
         "breaker.",
-    )
-    circuit_failure_threshold: int = Field(
-        default=5, ge=1, le=1000, description="Transient failures in a row that open the circuit."
-    )
-    circuit_cooldown_seconds: int = Field(
-        default=300, ge=0, le=86400, description="Seconds the open circuit waits before a trial call."
     )
 
     @property
@@ -213,7 +141,7 @@ def _close_after(client: UsersApiClient, pages: Iterator[UsersPage]) -> Iterator
         yield from pages
 
 
-class PartitionFiles(SettingsResource):
+class PartitionFiles(SettingsResource, PartitionFilesFields):
     """The local folder holding one file per partition and asset.
 
     Inside a run, a day's raw users, normalized CSV and rejects are staged (`staged_*`) and only
@@ -222,12 +150,6 @@ class PartitionFiles(SettingsResource):
     this run staged for the day, else the committed file. Outside a run they are the committed files.
     """
 
-    data_dir: str = Field(
-        default="data",
-        min_length=1,
-        description="Everything passed between steps: partition files, staging, reports, Parquet "
-        "(one shared mount for every node).",
-    )
     _staging: RunStaging | None = PrivateAttr(default=None)
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
@@ -276,6 +198,7 @@ class PartitionFiles(SettingsResource):
                 RAW_USERS: self.committed_raw_users(partition_key),
                 REJECTS: self.rejects(partition_key),
                 NORMALIZED_USERS: self.committed_normalized_users(partition_key),
+                NORMALIZED_FINGERPRINTS: fingerprints_path(self.committed_normalized_users(partition_key)),
             },
         )
 
@@ -312,26 +235,13 @@ class PartitionFiles(SettingsResource):
         return Path(self.data_dir) / "user_registry" / f"{partition_key}.csv"
 
 
-class UserRegistrySettings(SettingsResource):
+class UserRegistrySettings(SettingsResource, UserRegistryFields):
     """The user registry's first day (YYYY-MM-DD): it starts empty there, and every later day
     needs the day before."""
-
-    # No default here: the definitions give the partitions' first day.
-    first_day: Annotated[str, checked_by(check_day)] = Field(
-        description="The registry's first day, where it starts empty."
-    )
 
     def validated_first_day(self) -> str:
         return check_day(self.first_day)
 
 
-class DayLimits(SettingsResource):
+class DayLimits(SettingsResource, DayLimitsFields):
     """Limits a day's new data must keep to before it replaces the day's previous version."""
-
-    max_row_drop_fraction: float = Field(
-        default=0.2,
-        ge=0.0,
-        le=1.0,
-        description="A re-run that would shrink a day by more than this fraction of its rows keeps the previous day "
-        "instead.",
-    )

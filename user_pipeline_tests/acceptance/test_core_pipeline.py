@@ -53,7 +53,11 @@ def test_materializing_a_day_twice_leaves_exactly_what_one_run_leaves(users_api_
     rows_once = open_warehouse(warehouse_url).read_partition(DAY)
     assert materialize(users_api_server.base_url, data_dir, warehouse_url).success
     assert partition_files(data_dir) == files_once
-    assert sorted(files_once) == [f"normalized_users/{DAY}.csv", f"raw_users/{DAY}.jsonl"]
+    assert sorted(files_once) == [
+        f"normalized_users/{DAY}.csv",
+        f"normalized_users/{DAY}.fingerprints.arrow",
+        f"raw_users/{DAY}.jsonl",
+    ]
     pd.testing.assert_frame_equal(open_warehouse(warehouse_url).read_partition(DAY), rows_once)
     assert open_warehouse(warehouse_url).count_rows() == len(rows_once)
 

@@ -18,7 +18,7 @@ from user_pipeline.users.days import (
 )
 from user_pipeline.users.normalize import audit_normalized_csv, read_normalized_csv
 from user_pipeline.users.raw_files import without_plaintext_password
-from user_pipeline.users.receipts import content_hash, row_fingerprints
+from user_pipeline.users.receipts import content_hash, fingerprints_path, read_fingerprints, row_fingerprints
 from user_pipeline.users.warehouse import TableMismatchError, open_warehouse
 from user_pipeline_tests.conftest import FIXTURES_DIR
 
@@ -59,20 +59,41 @@ class ReadCounter:
         return read
 
 
-def test_normalize_day_reads_the_raw_file_and_the_previous_csv_once_and_never_reads_its_csv_back(
+def test_normalize_day_reads_the_raw_file_once_and_the_previous_csvs_kept_fingerprints_not_the_csv(
     users, tmp_path, monkeypatch
 ):
     raw = write_raw(tmp_path / "raw.jsonl", users)
     previous = tmp_path / "committed.csv"
     normalize_day(DAY, raw, previous, previous_csv=tmp_path / "none.csv", max_row_drop_fraction=0.2)
+    assert fingerprints_path(previous).exists()
     counter = ReadCounter(monkeypatch)
 
     normalized = normalize_day(
         DAY, raw, tmp_path / "new.csv", previous_csv=previous, max_row_drop_fraction=0.2, chunk_rows=300
     )
 
-    assert sorted(counter.reads) == ["committed.csv", "raw.jsonl"]
+    assert counter.reads == ["raw.jsonl"]
     assert normalized.receipt.previous_rows == normalized.rows == 1994
+    assert (normalized.receipt.added, normalized.receipt.removed, normalized.receipt.changed) == (0, 0, 0)
+    kept = read_fingerprints(fingerprints_path(previous), previous)
+    pd.testing.assert_series_equal(kept, row_fingerprints(read_normalized_csv(previous, chunk_rows=300)))
+
+
+def test_fingerprints_kept_for_other_bytes_than_the_csvs_are_ignored_and_the_csv_is_read(users, tmp_path, monkeypatch):
+    raw = write_raw(tmp_path / "raw.jsonl", users[:50])
+    previous = tmp_path / "committed.csv"
+    normalize_day(DAY, raw, previous, previous_csv=previous, max_row_drop_fraction=0.2)
+    # The same size, one value changed: only the digest tells.
+    text = previous.read_text(encoding="utf-8")
+    first = users[0]["name"]["first"]
+    previous.write_text(text.replace(first, first[::-1] if first[::-1] != first else first.upper(), 1), "utf-8")
+    assert read_fingerprints(fingerprints_path(previous), previous) is None
+    counter = ReadCounter(monkeypatch)
+
+    normalized = normalize_day(DAY, raw, tmp_path / "new.csv", previous_csv=previous, max_row_drop_fraction=0.2)
+
+    assert sorted(counter.reads) == ["committed.csv", "raw.jsonl"]
+    assert (normalized.receipt.previous_rows, normalized.receipt.changed) == (50, 1)
 
 
 def test_the_one_pass_receipt_and_audit_equal_a_read_back_of_the_written_csv(users, tmp_path):

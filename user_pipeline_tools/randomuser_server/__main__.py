@@ -1,4 +1,4 @@
-"""python -m user_pipeline_tools.randomuser_server --host 127.0.0.1 --port 8765 [--fault JSON] [--verbose]"""
+"""python -m user_pipeline_tools.randomuser_server --host 127.0.0.1 --port 8765 [--fault JSON] [--verbose] [--cache-mb N]"""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import json
 import signal
 import sys
 
-from .server import make_server
+from .server import DEFAULT_CACHE_BYTES, make_server
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -25,9 +25,15 @@ def main(argv: list[str] | None = None) -> int:
         help='start with a fault, e.g. \'{"kind": "rate_limit", "times": 2, "retry_after": 1}\' (repeatable)',
     )
     parser.add_argument("--verbose", action="store_true", help="log every request to stderr")
+    parser.add_argument(
+        "--cache-mb",
+        type=int,
+        default=DEFAULT_CACHE_BYTES // 2**20,
+        help="pages answered without a fault are kept, serialized, up to this many MiB (0: none)",
+    )
     args = parser.parse_args(argv)
 
-    server = make_server(args.host, args.port, verbose=args.verbose)
+    server = make_server(args.host, args.port, verbose=args.verbose, cache_bytes=args.cache_mb * 2**20)
     try:
         for spec in args.fault:
             server.faults.add(json.loads(spec))
