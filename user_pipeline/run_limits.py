@@ -202,7 +202,15 @@ def apply_users_api_pool_limit(instance: dg.DagsterInstance, limits: RunLimits, 
     current = users_api_pool_limit(instance)
     if current == limits.users_api_pool_limit or (current is not None and not replace):
         return None
-    instance.event_log_storage.set_concurrency_slots(USERS_API_POOL, limits.users_api_pool_limit)
+    try:
+        instance.event_log_storage.set_concurrency_slots(USERS_API_POOL, limits.users_api_pool_limit)
+    except Exception:
+        # Runs starting together on a pool without a limit all set it: on SQLite, Dagster's
+        # select-for-update does not lock, and the second insert of the pool's row breaks its
+        # unique key. The limit another run set is the one wanted (the same setting).
+        if replace or users_api_pool_limit(instance) is None:
+            raise
+        return None
     before = "had no limit" if current is None else f"was limited to {current}"
     return (
         f"Pool {USERS_API_POOL} {before}: now at most {limits.users_api_pool_limit} step(s) at once "

@@ -5,6 +5,7 @@ pool alone is limited, by its setting."""
 import os
 import subprocess
 import sys
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -271,3 +272,41 @@ def test_the_ingestion_the_maximum_run_time_names_is_the_one_the_sensor_and_sche
 
 def _environ() -> dict[str, str]:
     return {key: value for key, value in os.environ.items() if not key.startswith("USER_PIPELINE_")}
+
+
+RACERS = 8
+RACE = """
+import sys, time
+import dagster as dg
+from user_pipeline.run_limits import apply_users_api_pool_limit
+from user_pipeline.settings import run_limits
+start = float(sys.argv[1])
+with dg.DagsterInstance.get() as instance:
+    instance.event_log_storage.get_pool_limits()  # storage open before the start line
+    time.sleep(max(0.0, start - time.time()))
+    print(apply_users_api_pool_limit(instance, run_limits({}), replace=False))
+"""
+
+
+def test_runs_starting_together_on_a_pool_without_a_limit_all_start(instance_home: Path):
+    """Several first runs of a fresh instance each find the pool without a limit and set it at the
+    same moment (seen in CI as an IntegrityError failing one of three first runs): one sets it, the
+    others see it set, none fails."""
+    with dg.DagsterInstance.get():
+        pass  # storage created, as `make install` does
+    start = time.time() + 4
+    racers = [
+        subprocess.Popen(
+            [sys.executable, "-c", RACE, str(start)],
+            cwd=REPO_ROOT,
+            env={**_environ(), "DAGSTER_HOME": str(instance_home)},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(RACERS)
+    ]
+    outputs = [racer.communicate(timeout=120) for racer in racers]
+    assert [racer.returncode for racer in racers] == [0] * RACERS, [err[-1500:] for _, err in outputs]
+    with dg.DagsterInstance.get() as instance:
+        assert users_api_pool_limit(instance) == 2
