@@ -28,6 +28,7 @@ from user_pipeline.users.warehouse import (
     SqliteWarehouse,
     Warehouse,
     WarehouseUnavailableError,
+    postgres_transaction,
     redact_url,
 )
 
@@ -170,9 +171,6 @@ class PostgresCircuitStore(SqlCircuitStore):
     _row_lock = " FOR UPDATE"
 
     def __init__(self, url: str, lock_timeout_seconds: float = 30.0):
-        import psycopg  # Imported here so that SQLite users need no PostgreSQL client library.
-
-        self._psycopg = psycopg
         self.url = url
         self.display_url = redact_url(url)
         self.lock_timeout_seconds = lock_timeout_seconds
@@ -180,26 +178,20 @@ class PostgresCircuitStore(SqlCircuitStore):
 
     @contextmanager
     def _transaction(self) -> Iterator[Any]:
-        try:
-            with (
-                self._psycopg.connect(
-                    self.url, connect_timeout=10, options=f"-c lock_timeout={int(self.lock_timeout_seconds * 1000)}"
-                ) as connection,
-                connection.cursor() as cursor,
-            ):
-                if not self._schema_ready:
-                    with connection.transaction():
-                        # Nodes starting together would race on CREATE ... IF NOT EXISTS; one lock orders them.
-                        cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"{STATE_TABLE}:schema",))
-                        for statement in _CREATE_TABLES:
-                            cursor.execute(statement)
-                    self._schema_ready = True
-                with connection.transaction():
-                    yield cursor
-        except self._psycopg.OperationalError as error:
-            # Down, restarting or locked: libpq's first line says which, and never holds the password.
-            reason = str(error).strip().splitlines()[0]
-            raise WarehouseUnavailableError(f"circuit breaker state {self.display_url} unavailable: {reason}") from None
+        with postgres_transaction(
+            self.url,
+            self.lock_timeout_seconds,
+            f"circuit breaker state {self.display_url}",
+            create_schema=None if self._schema_ready else self._create_schema,
+        ) as cursor:
+            yield cursor
+
+    def _create_schema(self, cursor: Any) -> None:
+        # Nodes starting together would race on CREATE ... IF NOT EXISTS; one lock orders them.
+        cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"{STATE_TABLE}:schema",))
+        for statement in _CREATE_TABLES:
+            cursor.execute(statement)
+        self._schema_ready = True
 
 
 def circuit_store_for(warehouse: Warehouse) -> SqlCircuitStore:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 import sqlite3
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
@@ -316,37 +316,53 @@ class SqliteWarehouse(Warehouse):
         return day.isoformat()
 
 
+@contextmanager
+def postgres_transaction(
+    url: str, lock_timeout_seconds: float, what: str, *, create_schema: Callable[[Any], None] | None = None
+) -> Iterator[Any]:
+    """A psycopg 3 cursor in one transaction on the PostgreSQL database at `url`, waiting at most
+    `lock_timeout_seconds` for a lock; `create_schema(cursor)` runs first, in a transaction of its
+    own, when given. A database down, restarting or locked raises WarehouseUnavailableError naming
+    `what` (e.g. "warehouse postgresql://user@host/db", a URL already redacted) and libpq's reason."""
+    import psycopg  # Imported here so that SQLite users need no PostgreSQL client library.
+
+    try:
+        with (
+            psycopg.connect(
+                url, connect_timeout=10, options=f"-c lock_timeout={int(lock_timeout_seconds * 1000)}"
+            ) as connection,
+            connection.cursor() as cursor,
+        ):
+            if create_schema is not None:
+                with connection.transaction():
+                    create_schema(cursor)
+            with connection.transaction():
+                yield cursor
+    except psycopg.OperationalError as error:
+        # libpq's first line says which, and never holds the password.
+        reason = str(error).strip().splitlines()[0]
+        raise WarehouseUnavailableError(f"{what} unavailable: {reason}") from None
+
+
 class PostgresWarehouse(Warehouse):
     """PostgreSQL through psycopg 3; put the password in PGPASSWORD or ~/.pgpass, not in the URL."""
 
     _param = "%s"
 
     def __init__(self, url: str, lock_timeout_seconds: float = 30.0):
-        import psycopg  # Imported here so that SQLite users need no PostgreSQL client library.
-
-        self._psycopg = psycopg
         self.url = url
         self.lock_timeout_seconds = lock_timeout_seconds
         self._schema_ready = False
 
     @contextmanager
     def _transaction(self, *, write: bool) -> Iterator[Any]:
-        try:
-            with (
-                self._psycopg.connect(
-                    self.url, connect_timeout=10, options=f"-c lock_timeout={int(self.lock_timeout_seconds * 1000)}"
-                ) as connection,
-                connection.cursor() as cursor,
-            ):
-                if not self._schema_ready:
-                    with connection.transaction():
-                        self._create_schema(cursor)
-                with connection.transaction():
-                    yield cursor
-        except self._psycopg.OperationalError as error:
-            # Down, restarting or locked: libpq's first line says which, and never holds the password.
-            reason = str(error).strip().splitlines()[0]
-            raise WarehouseUnavailableError(f"warehouse {self.display_url} unavailable: {reason}") from None
+        with postgres_transaction(
+            self.url,
+            self.lock_timeout_seconds,
+            f"warehouse {self.display_url}",
+            create_schema=None if self._schema_ready else self._create_schema,
+        ) as cursor:
+            yield cursor
 
     def _create_schema(self, cursor: Any) -> None:
         # Concurrent first runs would race on CREATE ... IF NOT EXISTS; one lock orders them.
