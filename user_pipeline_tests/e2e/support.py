@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -140,6 +141,14 @@ def wait_until(check: Callable[[], T], timeout: float, what: str | Callable[[], 
 
 def daemon_log(services: DagsterServices) -> str:
     return f"\n--- daemon log (end) ---\n{services.logs('daemon')[-3000:]}"
+
+
+def job_launch(services: DagsterServices, day: str, job: str = "daily_users_job") -> subprocess.CompletedProcess:
+    """The README's `dagster job launch -w workspace.yaml -j JOB --tags '{"dagster/partition": DAY}'`
+    against the services (queued for their daemon); the finished CLI process."""
+    return services.dagster(
+        "job", "launch", "-w", "workspace.yaml", "-j", job, "--tags", json.dumps({"dagster/partition": day})
+    )
 
 
 def graphql_triggers(services: DagsterServices, *args: str) -> subprocess.CompletedProcess:

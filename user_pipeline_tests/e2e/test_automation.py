@@ -12,7 +12,7 @@ import pytest
 import requests
 
 from user_pipeline.partitions import daily_partitions
-from user_pipeline_tests.e2e.support import daemon_log, sensor_ticks, start_sensor, wait_until
+from user_pipeline_tests.e2e.support import daemon_log, job_launch, sensor_ticks, start_sensor, wait_until
 from user_pipeline_tools.dagster_services import TERMINAL_RUN_STATUSES
 
 DAY = daily_partitions.get_last_partition_key()  # what users_api_sensor requests
@@ -156,16 +156,7 @@ def test_a_day_refused_by_a_blocking_check_is_not_carried_downstream(api_down_th
     sent = requests.get(api.base_url, params={"seed": REFUSED_DAY, "results": 20}, timeout=30).json()["results"]
     # Two users share a login.uuid: the blocking check user_ids_unique fails for the day.
     api.add_fault("alter_users", seeds=[REFUSED_DAY], users=[7], set={"login.uuid": sent[2]["login"]["uuid"]})
-    launched = services.dagster(
-        "job",
-        "launch",
-        "-w",
-        "workspace.yaml",
-        "-j",
-        "daily_users_job",
-        "--tags",
-        f'{{"dagster/partition": "{REFUSED_DAY}"}}',
-    )
+    launched = job_launch(services, REFUSED_DAY)
     assert launched.returncode == 0, launched.stderr[-3000:]
     [run] = services.wait_for_runs(1, timeout=300, tags=[{"key": "dagster/partition", "value": REFUSED_DAY}])
     assert run["status"] == "FAILURE"

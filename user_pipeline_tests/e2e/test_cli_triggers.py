@@ -2,7 +2,6 @@
 that hangs is stopped at its maximum run time (Airflow's execution_timeout), with one alert naming
 it, no process of it left, the previous good day intact, and Dagster's one run retry landing it."""
 
-import json
 import re
 from pathlib import Path
 
@@ -12,6 +11,7 @@ import pytest
 from user_pipeline.users.warehouse import open_warehouse
 from user_pipeline_tests.e2e.support import (
     daemon_log,
+    job_launch,
     materializations,
     partition_files,
     run_events,
@@ -46,16 +46,7 @@ def no_automation(dagster_services) -> None:
 
 def launch(services, day: str) -> None:
     """`dagster job launch` of daily_users_job for `day`, as the README's Triggers section does it."""
-    launched = services.dagster(
-        "job",
-        "launch",
-        "-w",
-        "workspace.yaml",
-        "-j",
-        "daily_users_job",
-        "--tags",
-        json.dumps({"dagster/partition": day}),
-    )
+    launched = job_launch(services, day)
     assert launched.returncode == 0, launched.stderr[-3000:]
 
 

@@ -10,7 +10,7 @@ import pytest
 from user_pipeline.users.normalize import read_normalized_csv
 from user_pipeline.users.warehouse import open_warehouse
 from user_pipeline_tests.e2e.conftest import USERS_PER_PARTITION
-from user_pipeline_tests.e2e.support import run_events
+from user_pipeline_tests.e2e.support import job_launch, run_events
 from user_pipeline_tests.postgres_cluster import USER
 from user_pipeline_tools.dagster_services import REPO_ROOT, DagsterServices
 
@@ -80,16 +80,7 @@ def test_a_cli_launched_day_lands_on_postgres_and_the_password_is_in_no_log(
 ):
     services = postgres_services
     monkeypatch.setenv("PGPASSWORD", postgres.password)  # For this process's reads of the warehouse.
-    launched = services.dagster(
-        "job",
-        "launch",
-        "-w",
-        "workspace.yaml",
-        "-j",
-        "daily_users_job",
-        "--tags",
-        json.dumps({"dagster/partition": DAY}),
-    )
+    launched = job_launch(services, DAY)
     assert "NOTIFY run_events" not in launched.stderr, (
         "PostgreSQL instance storage cannot store events: SQLAlchemy 2.1 connects to postgresql:// with "
         "psycopg 3, whose server-side binding rejects dagster-postgres's `NOTIFY run_events, :id`. "
