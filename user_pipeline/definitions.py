@@ -90,7 +90,7 @@ def defs() -> dg.Definitions:
         ],
         sensors=[
             build_users_api_sensor(automation.api_sensor_interval_seconds, jobs.daily_users),
-            build_automation_sensor(),
+            build_automation_sensor(automation.automation_sensor_interval_seconds),
             build_run_failure_alerts(automation.alert_sensor_interval_seconds),
             build_freshness_checks_sensor(freshness_checks),
             build_freshness_alerts(automation.alert_sensor_interval_seconds),

@@ -78,6 +78,15 @@ class AutomationSettings(BaseModel):
     api_sensor_interval_seconds: int = Field(
         default=60, ge=1, le=86400, description="How often `users_api_sensor` ticks, in seconds."
     )
+    automation_sensor_interval_seconds: int = Field(
+        default=30,
+        ge=5,
+        le=86400,
+        description=(
+            "How often `automation_condition_sensor` evaluates the assets' automation conditions, in seconds"
+            " (Dagster's default is 30)."
+        ),
+    )
     alert_sensor_interval_seconds: int = Field(
         default=30,
         ge=1,
@@ -111,6 +120,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("USER_PIPELINE_SCHEDULE_CRON", None, AutomationSettings, "schedule_cron"),
     Setting("USER_PIPELINE_SCHEDULE_TIMEZONE", None, AutomationSettings, "schedule_timezone"),
     Setting("USER_PIPELINE_API_SENSOR_INTERVAL_SECONDS", None, AutomationSettings, "api_sensor_interval_seconds"),
+    Setting(
+        "USER_PIPELINE_AUTOMATION_SENSOR_INTERVAL_SECONDS",
+        None,
+        AutomationSettings,
+        "automation_sensor_interval_seconds",
+    ),
     Setting("USER_PIPELINE_ALERT_SENSOR_INTERVAL_SECONDS", None, AutomationSettings, "alert_sensor_interval_seconds"),
     Setting("USER_PIPELINE_FRESHNESS_DEADLINE_HOUR", None, AutomationSettings, "freshness_deadline_hour"),
     # The executor (user_pipeline/executors.py): chosen when the definitions load; the Celery

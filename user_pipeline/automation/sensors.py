@@ -112,11 +112,12 @@ def _materialized(instance: dg.DagsterInstance, day: str, asset_key: dg.AssetKey
     )
 
 
-def build_automation_sensor() -> dg.AutomationConditionSensorDefinition:
+def build_automation_sensor(minimum_interval_seconds: int = 30) -> dg.AutomationConditionSensorDefinition:
     """The automation condition sensor: evaluates every asset's `automation_condition` (see
-    `user_pipeline/shared/conditions.py`) on each tick, every 30 s (Dagster's default), in the
-    daemon. RUNNING by default, as Dagster's own default automation sensor is: a day's registry,
-    report and Parquet follow its ingestion without anyone switching anything on. Stop it with
+    `user_pipeline/shared/conditions.py`) on each tick, every `minimum_interval_seconds`
+    (USER_PIPELINE_AUTOMATION_SENSOR_INTERVAL_SECONDS; 30 s, Dagster's default), in the daemon.
+    RUNNING by default, as Dagster's own default automation sensor is: a day's registry, report and
+    Parquet follow its ingestion without anyone switching anything on. Stop it with
     `dagster sensor stop automation_condition_sensor -w workspace.yaml` or the UI's toggle.
 
     Several days landing in one tick become one backfill (`emit_backfills`), which materializes
@@ -125,6 +126,7 @@ def build_automation_sensor() -> dg.AutomationConditionSensorDefinition:
         AUTOMATION_SENSOR_NAME,
         target=dg.AssetSelection.all(),
         default_status=dg.DefaultSensorStatus.RUNNING,
+        minimum_interval_seconds=minimum_interval_seconds,
         description=inspect.cleandoc(build_automation_sensor.__doc__ or "").split("\n\n")[0],
     )
 

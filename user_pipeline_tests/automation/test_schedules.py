@@ -58,6 +58,12 @@ def test_the_definition_time_settings_come_from_their_variables_when_asked():
     assert automation_settings({}).api_sensor_interval_seconds == 60
 
 
+def test_the_automation_sensor_ticks_at_its_setting(monkeypatch):
+    assert load_definitions().get_sensor_def("automation_condition_sensor").minimum_interval_seconds == 30
+    monkeypatch.setenv("USER_PIPELINE_AUTOMATION_SENSOR_INTERVAL_SECONDS", "7")
+    assert load_definitions().get_sensor_def("automation_condition_sensor").minimum_interval_seconds == 7
+
+
 @pytest.mark.parametrize(
     ("environ", "message"),
     [
@@ -75,6 +81,11 @@ def test_the_definition_time_settings_come_from_their_variables_when_asked():
             {"USER_PIPELINE_FRESHNESS_DEADLINE_HOUR": "24"},
             "USER_PIPELINE_FRESHNESS_DEADLINE_HOUR=24: expected an integer from 0 to 23 "
             "(sets the definitions' freshness_deadline_hour)",
+        ),
+        (
+            {"USER_PIPELINE_AUTOMATION_SENSOR_INTERVAL_SECONDS": "1"},
+            "USER_PIPELINE_AUTOMATION_SENSOR_INTERVAL_SECONDS=1: expected an integer from 5 to 86400 "
+            "(sets the definitions' automation_sensor_interval_seconds)",
         ),
         (
             {"USER_PIPELINE_API_SENSOR_INTERVAL_SECONDS": "often"},
