@@ -56,11 +56,20 @@ mutation Terminate($runIds: [String!]!, $policy: TerminateRunPolicy!) {
 
 
 class _Stop(Exception):
-    """Raised in the main thread by SIGINT or SIGTERM."""
+    """Raised in the main thread by the first SIGINT or SIGTERM."""
+
+
+_stop_signals: list[int] = []  # the stop signals received, in order
 
 
 def _raise_stop(signum: int, _frame: FrameType | None) -> None:
-    raise _Stop(signal.Signals(signum).name)
+    """Raises _Stop for the first stop signal only. A second one must not cut the shutdown short
+    (runs left STARTED, processes orphaned), and it comes unasked: `make ui` runs this module under
+    GNU make, which on SIGTERM sends SIGTERM again to its children (make's fatal_error_signal), so a
+    `kill -TERM` of the group reaches this process twice within a moment."""
+    _stop_signals.append(signum)
+    if len(_stop_signals) == 1:
+        raise _Stop(signal.Signals(signum).name)
 
 
 def main(argv: list[str] | None = None) -> int:

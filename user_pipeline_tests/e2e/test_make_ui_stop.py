@@ -15,6 +15,7 @@ import pytest
 import requests
 
 from user_pipeline.graphql_triggers import DagsterGraphQL
+from user_pipeline_tools import ui_stack
 from user_pipeline_tools.dagster_services import REPO_ROOT, MakeUi
 
 STOP_BOUND_SECONDS = 30  # a correctness bound on shutdown, not a speed target
@@ -95,3 +96,15 @@ def test_make_ui_stops_every_process_with_a_run_in_progress(tmp_path: Path, sign
         for pid in alive(started):  # only what this test's `make ui` started
             os.kill(pid, signal.SIGKILL)
         stack.stop()
+
+
+def test_a_second_stop_signal_does_not_cut_the_shutdown_short(monkeypatch):
+    """GNU make sends SIGTERM again to its children when it gets one, so `kill -TERM` of `make ui`'s
+    group reaches the supervisor twice: the second must not interrupt the shutdown the first began
+    (it did: the run was left STARTED and the code server killed, `make ui` exiting 130)."""
+    monkeypatch.setattr(ui_stack, "_stop_signals", [])
+    with pytest.raises(ui_stack._Stop, match="SIGTERM"):
+        ui_stack._raise_stop(signal.SIGTERM, None)
+    ui_stack._raise_stop(signal.SIGTERM, None)  # make's own SIGTERM, a moment later
+    ui_stack._raise_stop(signal.SIGINT, None)  # an impatient Ctrl-C
+    assert ui_stack._stop_signals == [signal.SIGTERM, signal.SIGTERM, signal.SIGINT]
