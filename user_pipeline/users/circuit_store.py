@@ -24,11 +24,11 @@ from typing import Any
 
 from user_pipeline.users.circuit_breaker import STATES, CircuitState, CircuitStore
 from user_pipeline.users.warehouse import (
+    PostgresDatabase,
     PostgresWarehouse,
+    SqliteDatabase,
     SqliteWarehouse,
     Warehouse,
-    WarehouseUnavailableError,
-    postgres_transaction,
     redact_url,
 )
 
@@ -118,73 +118,28 @@ class SqlCircuitStore(CircuitStore):
         the tables in place; WarehouseUnavailableError when the database cannot be reached or locked."""
 
 
-class SqliteCircuitStore(SqlCircuitStore):
-    _param = "?"
-    _row_lock = ""  # BEGIN IMMEDIATE holds the database's single write lock
+class SqliteCircuitStore(SqliteDatabase, SqlCircuitStore):
+    """The states in a SQLite file beside the warehouse's; BEGIN IMMEDIATE holds its single write lock."""
+
+    what = "circuit breaker state"
+    _row_lock = ""
 
     def __init__(self, path: Path, lock_timeout_seconds: float = 30.0):
-        self.path = path
-        self.display_url = f"sqlite:///{path}"
-        self.lock_timeout_seconds = lock_timeout_seconds
-        self._schema_ready = False
+        super().__init__(f"sqlite:///{path}", lock_timeout_seconds)
 
-    @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Cursor]:
-        try:
-            with self._sqlite_transaction() as cursor:
-                yield cursor
-        except sqlite3.OperationalError as error:
-            if "locked" not in str(error) and "unable to open" not in str(error):
-                raise
-            raise WarehouseUnavailableError(
-                f"circuit breaker state {self.display_url} unavailable: {error} "
-                f"(waited {self.lock_timeout_seconds:g}s for the lock)"
-            ) from error
-
-    @contextmanager
-    def _sqlite_transaction(self) -> Iterator[sqlite3.Cursor]:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        connection = sqlite3.connect(self.path, timeout=self.lock_timeout_seconds, isolation_level=None)
-        try:
-            cursor = connection.cursor()
-            if not self._schema_ready:
-                cursor.execute("BEGIN IMMEDIATE")
-                for statement in _CREATE_TABLES:
-                    cursor.execute(statement)
-                cursor.execute("COMMIT")
-                self._schema_ready = True
-            cursor.execute("BEGIN IMMEDIATE")
-            try:
-                yield cursor
-            except BaseException:
-                connection.rollback()
-                raise
-            connection.commit()
-        finally:
-            connection.close()
+    def _create_schema(self, cursor: sqlite3.Cursor) -> None:
+        cursor.execute("BEGIN IMMEDIATE")
+        for statement in _CREATE_TABLES:
+            cursor.execute(statement)
+        cursor.execute("COMMIT")
+        self._schema_ready = True
 
 
-class PostgresCircuitStore(SqlCircuitStore):
-    """Through psycopg 3, like the warehouse; the password comes from PGPASSWORD or ~/.pgpass."""
+class PostgresCircuitStore(PostgresDatabase, SqlCircuitStore):
+    """The states in PostgreSQL (the warehouse's database), reached like the warehouse."""
 
-    _param = "%s"
+    what = "circuit breaker state"
     _row_lock = " FOR UPDATE"
-
-    def __init__(self, url: str, lock_timeout_seconds: float = 30.0):
-        self.url = url
-        self.display_url = redact_url(url)
-        self.lock_timeout_seconds = lock_timeout_seconds
-        self._schema_ready = False
-
-    @contextmanager
-    def _transaction(self) -> Iterator[Any]:
-        with postgres_transaction(
-            self.url,
-            self.lock_timeout_seconds,
-            f"circuit breaker state {self.display_url}",
-            create_schema=None if self._schema_ready else self._create_schema,
-        ) as cursor:
-            yield cursor
 
     def _create_schema(self, cursor: Any) -> None:
         # Nodes starting together would race on CREATE ... IF NOT EXISTS; one lock orders them.

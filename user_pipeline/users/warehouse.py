@@ -248,19 +248,43 @@ class Warehouse(ABC):
         return day
 
 
-class SqliteWarehouse(Warehouse):
-    _param = "?"
+class SqlDatabase:
+    """A SQL database at `url` whose schema the first transaction of the object creates
+    (`_create_schema`); `what` and the redacted URL name it in errors."""
+
+    _param: str
+    what = "database"
 
     def __init__(self, url: str, lock_timeout_seconds: float = 30.0):
         self.url = url
-        self.path = Path(url.removeprefix("sqlite:///").removeprefix("sqlite://"))
-        if not str(self.path) or str(self.path) == ".":
-            raise InvalidSettingError("warehouse_url", url, "sqlite:///path/to/file.sqlite")
         self.lock_timeout_seconds = lock_timeout_seconds
         self._schema_ready = False
 
+    @property
+    def display_url(self) -> str:
+        return redact_url(self.url)
+
+    def _create_schema(self, cursor: Any) -> None:
+        """Creates what is missing (idempotent), in a transaction of its own, and sets `_schema_ready`."""
+        raise NotImplementedError
+
+
+class SqliteDatabase(SqlDatabase):
+    """A SQLite database file at `url` (sqlite:///path): each `_transaction()` one transaction
+    (BEGIN IMMEDIATE when writing: the database's single write lock, waited for at most
+    `lock_timeout_seconds`), the first of the object preceded by `_create_schema`; a database
+    locked or unopenable raises WarehouseUnavailableError naming it as `what` and its URL."""
+
+    _param = "?"
+
+    def __init__(self, url: str, lock_timeout_seconds: float = 30.0):
+        super().__init__(url, lock_timeout_seconds)
+        self.path = Path(url.removeprefix("sqlite:///").removeprefix("sqlite://"))
+        if not str(self.path) or str(self.path) == ".":
+            raise InvalidSettingError("warehouse_url", url, "sqlite:///path/to/file.sqlite")
+
     @contextmanager
-    def _transaction(self, *, write: bool) -> Iterator[sqlite3.Cursor]:
+    def _transaction(self, *, write: bool = True) -> Iterator[sqlite3.Cursor]:
         try:
             with self._sqlite_transaction(write=write) as cursor:
                 yield cursor
@@ -268,7 +292,7 @@ class SqliteWarehouse(Warehouse):
             if "locked" not in str(error) and "unable to open" not in str(error):
                 raise
             raise WarehouseUnavailableError(
-                f"warehouse {self.display_url} unavailable: {error} (waited {self.lock_timeout_seconds:g}s for the lock)"
+                f"{self.what} {self.display_url} unavailable: {error} (waited {self.lock_timeout_seconds:g}s for the lock)"
             ) from error
 
     @contextmanager
@@ -279,7 +303,7 @@ class SqliteWarehouse(Warehouse):
             cursor = connection.cursor()
             if not self._schema_ready:
                 self._create_schema(cursor)
-            # IMMEDIATE takes the write lock up front: two loads of one day queue, never interleave.
+            # IMMEDIATE takes the write lock up front: two writers queue, never interleave.
             cursor.execute("BEGIN IMMEDIATE" if write else "BEGIN")
             try:
                 yield cursor
@@ -289,6 +313,12 @@ class SqliteWarehouse(Warehouse):
             connection.commit()
         finally:
             connection.close()
+
+
+class SqliteWarehouse(SqliteDatabase, Warehouse):
+    """The users table and view in a SQLite file (WAL journal: readers do not wait for a load)."""
+
+    what = "warehouse"
 
     def _create_schema(self, cursor: sqlite3.Cursor) -> None:
         cursor.execute("PRAGMA journal_mode=WAL")
@@ -344,25 +374,28 @@ def postgres_transaction(
         raise WarehouseUnavailableError(f"{what} unavailable: {reason}") from None
 
 
-class PostgresWarehouse(Warehouse):
-    """PostgreSQL through psycopg 3; put the password in PGPASSWORD or ~/.pgpass, not in the URL."""
+class PostgresDatabase(SqlDatabase):
+    """A PostgreSQL database at `url`, through psycopg 3 (the password in PGPASSWORD or ~/.pgpass,
+    not in the URL): each `_transaction()` is one `postgres_transaction`, the first of a process
+    preceded by `_create_schema`; errors name it as `what` and its redacted URL."""
 
     _param = "%s"
 
-    def __init__(self, url: str, lock_timeout_seconds: float = 30.0):
-        self.url = url
-        self.lock_timeout_seconds = lock_timeout_seconds
-        self._schema_ready = False
-
     @contextmanager
-    def _transaction(self, *, write: bool) -> Iterator[Any]:
+    def _transaction(self, *, write: bool = True) -> Iterator[Any]:
         with postgres_transaction(
             self.url,
             self.lock_timeout_seconds,
-            f"warehouse {self.display_url}",
+            f"{self.what} {self.display_url}",
             create_schema=None if self._schema_ready else self._create_schema,
         ) as cursor:
             yield cursor
+
+
+class PostgresWarehouse(PostgresDatabase, Warehouse):
+    """The users table and view in PostgreSQL."""
+
+    what = "warehouse"
 
     def _create_schema(self, cursor: Any) -> None:
         # Concurrent first runs would race on CREATE ... IF NOT EXISTS; one lock orders them.
