@@ -23,6 +23,12 @@ def dagster_services(request, api_server, webhook, tmp_path_factory) -> Iterator
 
     A test module may define `services_env(root: Path) -> dict[str, str]` to add or override
     environment variables of its services (e.g. USER_PIPELINE_REGISTRY_START_DATE).
+
+    The automation condition sensor (running by default) is stopped as the services start, as the
+    README advises while launching and backfilling by hand: the registry, report and Spark runs it
+    would add for every day a module lands are not what the module checks, and they compete for
+    the machine and the day's runs. A module that tests the automation sets
+    `AUTOMATION_RUNNING = True` (test_automation.py; test_demo_timeline.py runs the demo's own daemon).
     """
     root: Path = tmp_path_factory.mktemp("e2e")
     env = {
@@ -40,4 +46,8 @@ def dagster_services(request, api_server, webhook, tmp_path_factory) -> Iterator
         services.root = root
         services.data_dir = Path(env["USER_PIPELINE_DATA_DIR"])
         services.warehouse_url = env["USER_PIPELINE_WAREHOUSE_URL"]
+        if not getattr(request.module, "AUTOMATION_RUNNING", False):
+            from user_pipeline_tests.e2e.support import stop_sensor  # support imports this module
+
+            stop_sensor(services, "automation_condition_sensor")
         yield services

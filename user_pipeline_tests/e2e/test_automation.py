@@ -15,9 +15,12 @@ from user_pipeline.partitions import daily_partitions
 from user_pipeline_tests.e2e.support import daemon_log, job_launch, sensor_ticks, start_sensor, wait_until
 from user_pipeline_tools.dagster_services import TERMINAL_RUN_STATUSES
 
-DAY = daily_partitions.get_last_partition_key()  # what users_api_sensor requests
+# What users_api_sensor requests: the latest closed day, and the day before it (both set again
+# when the module starts, by `latest_day`).
+DAY = daily_partitions.get_last_partition_key()
 PREVIOUS_DAY = (date.fromisoformat(DAY) - timedelta(days=1)).isoformat()
 REFUSED_DAY = "2026-10-10"
+AUTOMATION_RUNNING = True  # the e2e services keep automation_condition_sensor running (conftest.py)
 INGESTION = ("raw_users", "normalized_users", "users_table")
 DOWNSTREAM = ("user_registry", "daily_users_report", "users_parquet")
 ALL_ASSETS = (*INGESTION, *DOWNSTREAM)
@@ -32,11 +35,22 @@ query Materializations($assetKey: AssetKeyInput!, $partitions: [String!]) {
 """
 
 
+@pytest.fixture(scope="module", autouse=True)
+def latest_day() -> None:
+    """DAY as of the module's start, not of its import: pytest-xdist imports every module when a
+    run begins, and a run begun before midnight UTC reaches this module after it."""
+    global DAY, PREVIOUS_DAY
+    DAY = daily_partitions.get_last_partition_key()
+    PREVIOUS_DAY = (date.fromisoformat(DAY) - timedelta(days=1)).isoformat()
+
+
 def services_env(root: Path) -> dict[str, str]:
     return {
         # The registry starts on the day before DAY, materialized below as yesterday's run would have.
         "USER_PIPELINE_REGISTRY_START_DATE": PREVIOUS_DAY,
         "USER_PIPELINE_ALERT_SENSOR_INTERVAL_SECONDS": "3",
+        # Evaluated every 5 s rather than 30 s: the same conditions, less waiting in the test.
+        "USER_PIPELINE_AUTOMATION_SENSOR_INTERVAL_SECONDS": "5",
         # Day D is due at midnight UTC: DAY is already late when the test starts.
         "USER_PIPELINE_FRESHNESS_DEADLINE_HOUR": "0",
     }

@@ -27,6 +27,7 @@ from user_pipeline_tests.e2e.support import (
     assert_same_partition,
     days,
     run_events,
+    stop_sensor,
     wait_for_backfill_runs,
     wait_for_run,
     wait_until,
@@ -34,7 +35,7 @@ from user_pipeline_tests.e2e.support import (
 from user_pipeline_tests.e2e.test_postgres_instance import POSTGRES_INSTANCE_CONFIG, instance_tables_as_text
 from user_pipeline_tests.postgres_cluster import USER
 from user_pipeline_tools.celery_services import CeleryWorker, RedisServer, find_redis_server
-from user_pipeline_tools.dagster_services import BIN_DIR, REPO_ROOT, DagsterServices
+from user_pipeline_tools.dagster_services import BIN_DIR, REPO_ROOT, TERMINAL_RUN_STATUSES, DagsterServices
 from user_pipeline_tools.randomuser_server.launcher import RandomUserServer
 
 BACKFILL_DAYS = days("2026-09-01", 5)
@@ -126,6 +127,10 @@ def stack(postgres, redis_server, api_server, tmp_path_factory) -> Iterator[Cele
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("PGPASSWORD", postgres.password)  # the test reads the warehouse too
         with services:
+            # The steps measured here are only those of the runs each test launches: the automation
+            # (tested in test_automation.py) would add registry, report and Spark runs of the
+            # backfilled days, competing for the same workers.
+            stop_sensor(services, "automation_condition_sensor")
             try:
                 yield stack
             finally:
@@ -276,6 +281,8 @@ def test_sigkilled_worker_leaves_its_step_to_the_other(stack: CeleryStack, api_s
     api_server.clear_faults()
     # The first call for the day is slow: the worker running daily_users is killed in the middle of it.
     api_server.add_fault("slow", seeds=[KILL_DAY], times=1, delay_seconds=8)
+    # No other run holds the survivor when the killed worker's step comes back to the queue.
+    assert [run["runId"] for run in stack.services.runs() if run["status"] not in TERMINAL_RUN_STATUSES] == []
     run_id = DagsterGraphQL(stack.services.url).launch_run(JOB, partition=KILL_DAY)
     first = wait_until(lambda: step_workers(stack, run_id), 90, "daily_users to start on a worker", interval=0.3)
     assert first[0][0] == "daily_users", first

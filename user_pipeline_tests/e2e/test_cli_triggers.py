@@ -16,7 +16,6 @@ from user_pipeline_tests.e2e.support import (
     partition_files,
     run_events,
     sensor_ticks,
-    stop_sensor,
     wait_for_run,
     wait_until,
 )
@@ -35,13 +34,6 @@ def services_env(root: Path) -> dict[str, str]:
         "USER_PIPELINE_API_TIMEOUT_SECONDS": "600",
         "USER_PIPELINE_ALERT_SENSOR_INTERVAL_SECONDS": str(ALERT_SENSOR_SECONDS),
     }
-
-
-@pytest.fixture(scope="module", autouse=True)
-def no_automation(dagster_services) -> None:
-    """The automation's runs of the days these runs land (the registry, the report, Spark) are not
-    what this module checks, and would only compete for the machine with the runs it times."""
-    stop_sensor(dagster_services, "automation_condition_sensor")
 
 
 def launch(services, day: str) -> None:
