@@ -16,11 +16,13 @@ project's .venv/bin first on PATH (the docs' bare `dagster`/`python` mean the pr
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import shlex
 import subprocess
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
@@ -36,6 +38,8 @@ from user_pipeline_tools.dagster_services import BIN_DIR, REPO_ROOT, TERMINAL_RU
 
 DOCS = [REPO_ROOT / "README.md", *sorted((REPO_ROOT / "docs").glob("*.md"))]
 USERS_PER_PARTITION = 5
+# Groups of commands that share no day run at the same time (see `lanes`).
+LANES_AT_ONCE = 3
 FAILING_DAY = "2026-11-21"  # the day of RUN_ID: made to fail once, then re-executed by the docs
 
 # A command of the docs is a shell line, or an inline code span, that starts like this.
@@ -297,12 +301,28 @@ def warehouse_days(stack: MakeUi, days: list[str]) -> dict[str, int]:
     return {day: warehouse.count_rows(day) for day in days}
 
 
-def test_every_documented_trigger_works_as_written_against_make_ui(make_ui, webhook):
-    stack = make_ui
-    failed_run_id = make_failed_run(stack)
-    seen = {run["runId"] for run in stack.runs()}
-    commands = [c for c in documented_commands() if not not_run_reason(c.text)]
-    assert commands
+def lanes(commands: list[DocCommand]) -> list[tuple[set[str], list[DocCommand]]]:
+    """The commands in groups that share no day (the days each must leave in the warehouse), each
+    group in the docs' order; the commands that touch no day form one group. Groups run at the same
+    time, a group's commands one after the other: a day's commands meet each other's runs exactly
+    as they do one after the other, and a new run belongs to the command running in its day's group."""
+    groups: list[tuple[set[str], list[int]]] = []
+    for index, command in enumerate(commands):
+        days = set(expected_of(command.text).days)
+        touched = [group for group in groups if (group[0] & days if days else not group[0])]
+        merged = (set(days), [index])
+        for group in touched:
+            groups.remove(group)
+            merged[0].update(group[0])
+            merged[1].extend(group[1])
+        groups.append(merged)
+    return [(days, [commands[index] for index in sorted(indexes)]) for days, indexes in groups]
+
+
+def run_lane(stack: MakeUi, lane_days: set[str], commands: list[DocCommand], failed_run_id: str, seen: set[str]):
+    """Runs a group's commands in order; each must exit 0, print what it should, and its runs (the
+    new runs of the group's days) must all succeed with their days in the warehouse (or Parquet)."""
+    seen = set(seen)
     for command in commands:
         started = time.monotonic()
         expected = expected_of(command.text)
@@ -316,7 +336,7 @@ def test_every_documented_trigger_works_as_written_against_make_ui(make_ui, webh
         )
 
         def new_runs_finished(expected=expected, seen=seen):
-            runs = [run for run in stack.runs() if run["runId"] not in seen]
+            runs = [run for run in stack.runs() if run["runId"] not in seen and set(days_of(run)) & lane_days]
             covered = {day for run in runs for day in days_of(run)}
             if expected.runs and not set(expected.days) <= covered:
                 return None  # a backfill's runs are created by the daemon, a little later
@@ -341,6 +361,32 @@ def test_every_documented_trigger_works_as_written_against_make_ui(make_ui, webh
             assert all(count == USERS_PER_PARTITION for count in counts.values()), f"{what}: rows per day {counts}"
         seen |= {run["runId"] for run in runs}
         print(f"{time.monotonic() - started:5.1f}s {len(runs)} run(s)  {what[:150]}")
+
+
+def test_commands_in_lanes_share_no_day_and_keep_the_docs_order():
+    commands = [c for c in documented_commands() if not not_run_reason(c.text)]
+    groups = lanes(commands)
+    assert sorted(c.text for _, group in groups for c in group) == sorted(c.text for c in commands)
+    for days, group in groups:
+        assert [commands.index(c) for c in group] == sorted(commands.index(c) for c in group)
+        assert set().union(*(expected_of(c.text).days for c in group)) == days
+    for (days, _), (other, _) in itertools.combinations(groups, 2):
+        assert not days & other
+    assert [days for days, _ in groups].count(set()) == 1
+
+
+def test_every_documented_trigger_works_as_written_against_make_ui(make_ui, webhook):
+    stack = make_ui
+    failed_run_id = make_failed_run(stack)
+    seen = {run["runId"] for run in stack.runs()}
+    commands = [c for c in documented_commands() if not not_run_reason(c.text)]
+    assert commands
+    with ThreadPoolExecutor(max_workers=LANES_AT_ONCE) as pool:
+        # The longest groups first, so that the short ones fill in beside them.
+        groups = sorted(lanes(commands), key=lambda lane: len(lane[1]), reverse=True)
+        running = [pool.submit(run_lane, stack, days, group, failed_run_id, seen) for days, group in groups]
+        for lane in running:
+            lane.result()
 
     # The failed run's alert, once, linking to the UI on make ui's own port (UI_PORT).
     alerts = [payload for payload in webhook.payloads if payload.get("run_id") == failed_run_id]
