@@ -12,7 +12,10 @@ What the contract holds, from the recorded real answers (../shared/fixtures/rand
   no text holds U+0000, which PostgreSQL text cannot store;
 - `login.uuid` is a UUID, `email` looks like an address, `dob.date` / `registered.date` are ISO
   8601 timestamps, ages and the street number are integers (not booleans);
-- coordinates are numbers or numeric text within [-90, 90] / [-180, 180];
+- coordinates are numbers or numeric text within [-90, 90] / [-180, 180], the text in ASCII
+  decimal notation and stored as the same number (`stored_float`, which normalization reads them
+  with); every format of digits (timestamps, `location.timezone.offset` as ±H:MM) takes ASCII
+  digits only;
 - `location.postcode` is an integer or text (the API sends both 48687 and "V0V 4U7"): kept as text
   downstream;
 - fields the pipeline does not read (md5, sha1, picture.medium, ...) and extra fields are allowed
@@ -29,9 +32,11 @@ the page flattened into a DataFrame first, which is the step that lost the nesti
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, ConfigDict, Field, StringConstraints, TypeAdapter, ValidationError
@@ -55,7 +60,8 @@ Uuid = Annotated[
 Email = Annotated[str, StringConstraints(strict=True, pattern=r"^[^@\s\x00]+@[^@\s\x00]+\.[^@\s\x00]+$")]
 HexDigest = Annotated[str, StringConstraints(strict=True, pattern=r"^[0-9a-f]{64}$")]
 Nationality = Annotated[str, StringConstraints(strict=True, pattern=r"^[A-Z]{2}$")]
-UtcOffset = Annotated[str, StringConstraints(strict=True, pattern=r"^[+-]?\d{1,2}:\d{2}$")]
+# [0-9], never \d: pydantic's Rust regex reads \d as any script's decimal digit.
+UtcOffset = Annotated[str, StringConstraints(strict=True, pattern=r"^[+-]?[0-9]{1,2}:[0-9]{2}$")]
 Count = Annotated[int, Field(strict=True, ge=0)]
 
 
@@ -69,19 +75,44 @@ def _iso_timestamp(value: str) -> str:
 
 Timestamp = Annotated[
     str,
-    StringConstraints(strict=True, pattern=r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$"),
+    StringConstraints(
+        strict=True,
+        pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?(Z|[+-][0-9]{2}:[0-9]{2})$",
+    ),
     AfterValidator(_iso_timestamp),
 ]
 
 
+# ASCII decimal notation, as in JSON numbers. Python's float() reads more: any script's decimal
+# digits ("٤٥.٥", "４５.５"), "_" between digits and surrounding whitespace.
+_DECIMAL_TEXT = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+COORDINATE_FORMAT = "a coordinate must be a number or numeric text in ASCII digits such as -65.9485"
+
+
+def stored_float(value: str | int | float) -> float:
+    """The 64-bit float a number or numeric text is stored as: normalization reads coordinates
+    with it, so what the contract accepts is what is stored.
+
+    Text is read only in ASCII decimal notation (`_DECIMAL_TEXT`), correctly rounded (Python's
+    float(); pandas' own parser rounds some 17-digit texts to a neighbouring float). Raises
+    ValueError when `value` is not a number or such text, or when the finite float is not the
+    number sent (more digits than a float keeps, or an underflow to 0)."""
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        raise ValueError(COORDINATE_FORMAT)
+    if isinstance(value, float):
+        return value
+    if isinstance(value, str) and not _DECIMAL_TEXT.fullmatch(value):
+        raise ValueError(COORDINATE_FORMAT)
+    number = float(value)
+    # The shortest text of the float (repr) is what the CSV and the table read back.
+    if math.isfinite(number) and Decimal(value) != Decimal(repr(number)):
+        raise ValueError(f"has more digits than the stored 64-bit float keeps: it would be stored as {number!r}")
+    return number
+
+
 def _coordinate(limit: float):
     def check(value: Any) -> Any:
-        if isinstance(value, bool) or not isinstance(value, (str, int, float)):
-            raise ValueError("a coordinate must be a number or numeric text")
-        try:
-            number = float(value)
-        except ValueError:
-            raise ValueError("a coordinate must be a number or numeric text") from None
+        number = stored_float(value)
         if not math.isfinite(number) or abs(number) > limit:
             raise ValueError(f"a coordinate must be a finite number within [-{limit:g}, {limit:g}]")
         return value

@@ -3,14 +3,23 @@ every hostile user (wrong type, missing field, null, bad format, NUL) is refused
 
 import copy
 import json
+import sys
+import unicodedata
+from decimal import Decimal
 from functools import reduce
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from user_pipeline.users.contract import ContractViolation, check_page, contract_fields, validate_user
-from user_pipeline.users.normalize import _SOURCE_FIELDS
+from user_pipeline.users.contract import (
+    COORDINATE_FORMAT,
+    ContractViolation,
+    check_page,
+    contract_fields,
+    validate_user,
+)
+from user_pipeline.users.normalize import _SOURCE_FIELDS, read_normalized_csv, write_normalized_csv
 from user_pipeline_tests.conftest import FIXTURES_DIR, skip_or_fail
 from user_pipeline_tools.randomuser_server.generator import generate_user
 
@@ -243,7 +252,7 @@ def valid_users():
                         }
                     ),
                     "timezone": st.fixed_dictionaries(
-                        {"offset": st.from_regex(r"\A[+-]?\d{1,2}:\d{2}\Z"), "description": text}
+                        {"offset": st.from_regex(r"\A[+-]?[0-9]{1,2}:[0-9]{2}\Z"), "description": text}
                     ),
                 }
             ),
@@ -351,3 +360,75 @@ def test_a_key_holding_a_dot_is_refused_at_any_depth_naming_the_object_and_the_k
     violations = validate_user(with_key(user_with_nested_extras, path, key, value))
     expected_field = ".".join(map(str, path)) or "(the user)"
     assert [(v.field, v.reason.split(" holds ")[0]) for v in violations] == [(expected_field, f"key {key!r}")]
+
+
+# Numeric text: Python's float() and int() read any Unicode decimal digit ("٤٥.٥", "４５"), "_"
+# and surrounding whitespace; what normalization stores must be the number sent, or be refused.
+NUMERIC_TEXT_FIELDS = [
+    "location.coordinates.latitude",
+    "location.coordinates.longitude",
+    "location.timezone.offset",
+    "dob.date",
+    "registered.date",
+]
+
+
+# Every decimal digit of every script but ASCII (Unicode category Nd), by its value.
+OTHER_DIGITS: dict[int, list[str]] = {value: [] for value in range(10)}
+for char in map(chr, range(128, sys.maxunicode + 1)):
+    if unicodedata.category(char) == "Nd":
+        OTHER_DIGITS[unicodedata.decimal(char)].append(char)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data(), field=st.sampled_from(NUMERIC_TEXT_FIELDS))
+def test_numeric_text_in_other_scripts_digits_is_refused_naming_the_field(real_user, data, field):
+    sent = get_path(real_user, field)
+    positions = [i for i, char in enumerate(sent) if char.isascii() and char.isdigit()]
+    chosen = data.draw(st.sets(st.sampled_from(positions), min_size=1))
+    value = "".join(
+        data.draw(st.sampled_from(OTHER_DIGITS[int(char)])) if i in chosen else char for i, char in enumerate(sent)
+    )
+    violations = validate_user(with_value(real_user, field, value))
+    assert [v.field for v in violations] == [field], (field, value)
+
+
+def test_the_issue_examples_of_other_digits_and_their_siblings_are_refused(real_user):
+    latitude = "location.coordinates.latitude"
+    for value in ["٠", "٤٥.٥", "４５.５", "𝟒𝟓", "4_5", " 45", "45\n", "45.5e", "1e-400", "12.345678901234567891"]:
+        [violation] = validate_user(with_value(real_user, latitude, value))
+        assert violation.field == latitude, value
+    [violation] = validate_user(with_value(real_user, latitude, "٤٥.٥"))
+    assert violation.reason == COORDINATE_FORMAT
+    [violation] = validate_user(with_value(real_user, latitude, "12.345678901234567891"))
+    assert violation.reason == (
+        "has more digits than the stored 64-bit float keeps: it would be stored as 12.345678901234567"
+    )
+    for value in ["+1:00", "-٢:٠٠", "１:００", "-2:0٠"]:
+        assert [v.field for v in validate_user(with_value(real_user, "location.timezone.offset", value))] == (
+            [] if value == "+1:00" else ["location.timezone.offset"]
+        ), value
+
+
+COORDINATE_TEXT = st.one_of(
+    st.text(max_size=8),
+    st.from_regex(r"\A[ +-]?[0-9٠-٩０-９]{0,3}(\.[0-9]{0,25})?([eE][+-]?[0-9]{1,3})?\s?\Z"),
+    st.floats(-90, 90).map(repr),
+    st.decimals(-90, 90, allow_nan=False, allow_infinity=False).map(str),
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(text=COORDINATE_TEXT)
+@example(text="0.28836075983867565")  # pandas' parser stored 0.2883607598386756
+@example(text="-65.9480")
+def test_coordinate_text_the_contract_accepts_is_stored_as_the_same_number(real_user, tmp_path_factory, text):
+    user = with_value(real_user, "location.coordinates.latitude", text)
+    violations = validate_user(user)
+    if violations:
+        assert [v.field for v in violations] == ["location.coordinates.latitude"], text
+        return
+    path = tmp_path_factory.mktemp("csv") / "2026-11-20.csv"
+    write_normalized_csv([[user]], path, "2026-11-20")
+    [stored] = read_normalized_csv(path)["latitude"].tolist()
+    assert Decimal(text) == Decimal(repr(stored)), (text, stored)
