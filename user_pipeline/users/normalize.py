@@ -215,7 +215,8 @@ _INT64_BOUNDS = (-(2**63), 2**63 - 1)
 
 def _flatten_declared_shape(users: list[dict]) -> pd.DataFrame | None:
     """The frame of USER_COLUMNS but partition_date and email_key, or None when a user is not
-    shaped so that field-by-field reading equals json_normalize's (then it decides)."""
+    shaped so that field-by-field reading equals json_normalize's (then it decides). Raises
+    ValueError, as that path does, for a coordinate that would not be stored as sent."""
     if not users:
         return None
     # The dicts on each path, level by level (users, then users' "location", then its "street"...).
