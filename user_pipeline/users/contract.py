@@ -294,7 +294,7 @@ def check_page(users: list[Any], *, seed: str, page: int, page_size: int) -> Che
 def _has_dotted_key(node: dict) -> bool:
     # The common case, no dotted key, as fast as Python walks a user (about 5 us): pydantic's
     # TypedDicts cannot constrain the names of extra keys, and a recursive pydantic type for the
-    # whole user was 4x slower than this.
+    # whole user was about 3x slower than this.
     if "." in "".join(key for key in node if type(key) is str):
         return True
     for value in node.values():
