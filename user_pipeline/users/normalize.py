@@ -19,6 +19,7 @@ The plaintext `login.password` is never read: only the API's salt and salted SHA
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -26,9 +27,11 @@ from itertools import chain
 from pathlib import Path
 from typing import IO
 
+import numpy as np
 import pandas as pd
 
 from user_pipeline.shared.atomic_files import atomic_write
+from user_pipeline.users.contract import stored_float
 from user_pipeline.users.csv_format import CsvWriter, iter_csv, read_csv, read_header
 
 # Column -> pandas dtype, in file order. Postcode is text: the API mixes 48687 and "V0V 4U7".
@@ -192,9 +195,8 @@ def normalize_users_by_json_normalize(users: list[dict], partition_date: str) ->
     # Mixed int/str postcodes become text without a float detour (48687 must not turn into "48687.0").
     frame["postcode"] = frame["postcode"].map(str, na_action="ignore")
     frame["id_value"] = frame["id_value"].map(str, na_action="ignore")
-    # + 0.0 turns -0.0 into 0.0: equal numbers, and SQLite cannot store the sign of a zero.
-    frame["latitude"] = pd.to_numeric(frame["latitude"], errors="raise") + 0.0
-    frame["longitude"] = pd.to_numeric(frame["longitude"], errors="raise") + 0.0
+    frame["latitude"] = _stored_floats("latitude", frame["latitude"].tolist())
+    frame["longitude"] = _stored_floats("longitude", frame["longitude"].tolist())
     return frame[list(USER_COLUMNS)].astype(USER_COLUMNS)
 
 
@@ -213,7 +215,8 @@ _INT64_BOUNDS = (-(2**63), 2**63 - 1)
 
 def _flatten_declared_shape(users: list[dict]) -> pd.DataFrame | None:
     """The frame of USER_COLUMNS but partition_date and email_key, or None when a user is not
-    shaped so that field-by-field reading equals json_normalize's (then it decides)."""
+    shaped so that field-by-field reading equals json_normalize's (then it decides). Raises
+    ValueError, as that path does, for a coordinate that would not be stored as sent."""
     if not users:
         return None
     # The dicts on each path, level by level (users, then users' "location", then its "street"...).
@@ -252,13 +255,22 @@ def _flatten_declared_shape(users: list[dict]) -> pd.DataFrame | None:
                 return None
             columns[column] = pd.array(column_values, dtype="Int64")
         else:
-            # json_normalize's frame holds numbers as numbers and text as text; to_numeric reads
-            # both the same way from an object column, so the result is the same floats.
+            # json_normalize's frame holds numbers as numbers and text as text, read the same way.
             if not types <= {str, int, float, _NONE} or (_NONE in types and int in types):
                 return None
-            numbers = pd.to_numeric(pd.Series(column_values, dtype=object), errors="raise") + 0.0
-            columns[column] = numbers.astype("float64").to_numpy()
+            columns[column] = _stored_floats(column, column_values)
     return pd.DataFrame(columns)
+
+
+def _stored_floats(column: str, values: list) -> np.ndarray:
+    """Numbers or numeric text -> float64, read as the contract reads them (contract.stored_float);
+    null and NaN stay NaN. Raises ValueError naming the column."""
+    try:
+        numbers = [math.nan if value is None else stored_float(value) for value in values]
+    except ValueError as error:
+        raise ValueError(f"{column}: {error}") from None
+    # + 0.0 turns -0.0 into 0.0: equal numbers, and SQLite cannot store the sign of a zero.
+    return np.array(numbers, dtype="float64") + 0.0
 
 
 def email_keys(emails: pd.Series) -> pd.Series:

@@ -108,6 +108,24 @@ FAULTS = [
         f"{DAYS}::test_a_contract_violation_fails_the_day_at_once_and_replaces_nothing",
     ),
     Fault(
+        'API: a key holding "." in any object of a user (`location["street.name"]` beside `location.street.name`, '
+        "which flattening made one column, silently keeping one value)",
+        "refused by the contract like any violation, naming the object and the key; quarantined with its reason",
+        "`location: key 'street.name' holds '.', the separator of flattened field names (location.street.name "
+        "would name two values) (got 'Other St')`",
+        f"{DAYS}::test_a_value_that_would_be_changed_fails_the_day_naming_key_or_field_or_is_quarantined",
+    ),
+    Fault(
+        "API: numeric text that float() reads but normalization would not store as sent (other scripts' digits "
+        '`"٤٥.٥"` or `"４５"`, `"4_5"`, surrounding spaces, more digits than a float keeps, an underflow to 0; '
+        "offsets and timestamps in other digits)",
+        "refused by the contract naming the field; normalization reads coordinates with the contract's own "
+        "`stored_float`, so what is accepted is stored as the same number",
+        "`location.coordinates.latitude: a coordinate must be a number or numeric text in ASCII digits such as "
+        "-65.9485 (got '٤٥.٥')`",
+        f"{DAYS}::test_a_value_that_would_be_changed_fails_the_day_naming_key_or_field_or_is_quarantined",
+    ),
+    Fault(
         "API: users breaking the contract, with `USER_PIPELINE_CONTRACT_VIOLATIONS=quarantine`",
         "they are left out; the day lands without them",
         "`users_rejected` and `rejected_by_field` metadata; each user and its reasons in `data/rejects/DAY.jsonl` (without `login.password`)",

@@ -16,6 +16,7 @@ import pandas as pd
 import pytest
 
 from user_pipeline.users.assets import daily_users
+from user_pipeline.users.contract import COORDINATE_FORMAT
 from user_pipeline.users.warehouse import open_warehouse
 from user_pipeline_tests.runs import (
     USERS_ASSETS,
@@ -125,6 +126,54 @@ def test_a_contract_violation_fails_the_day_at_once_and_replaces_nothing(users_a
     assert retried_steps(result) == [] and users_api_server.stats()["by_seed"][DAY] == 2, "not retried"
     assert time.monotonic() - started < 20
     assert_same(data_dir, good_day)
+
+
+# Values that flattening or normalization would change: a key holding "." beside the nested field
+# of the same flattened name (one of the two values was silently kept), and numeric text in
+# another script's digits (float() reads it, normalization could not).
+def not_storable(user: dict, case: str) -> tuple[dict, str, str]:
+    """(alter_users' set, the violation's field, the rest of its line) for user 104 as sent."""
+    return {
+        "dotted_key_beside_its_nested_field": (
+            {"location": {**user["location"], "street.name": "Other St"}},
+            "location",
+            "key 'street.name' holds '.', the separator of flattened field names "
+            "(location.street.name would name two values) (got 'Other St')",
+        ),
+        "latitude_in_arabic_indic_digits": (
+            {"location.coordinates.latitude": "٤٥.٥"},
+            "location.coordinates.latitude",
+            f"{COORDINATE_FORMAT} (got '٤٥.٥')",
+        ),
+    }[case]
+
+
+@pytest.mark.parametrize("case", ["dotted_key_beside_its_nested_field", "latitude_in_arabic_indic_digits"])
+def test_a_value_that_would_be_changed_fails_the_day_naming_key_or_field_or_is_quarantined(
+    users_api_server, good_day, data_dir, case
+):
+    sent = json.loads((good_day / "raw_users" / f"{DAY}.jsonl").read_text(encoding="utf-8").splitlines()[104])
+    alteration, field, rest = not_storable(sent, case)
+    users_api_server.add_fault("alter_users", seeds=[DAY], users=[104], set=alteration)
+    result = run_day(users_api_server.base_url, data_dir)
+    assert not result.success
+    assert (
+        f"raw_users {DAY}: users API answer breaks the user contract: seed '{DAY}' page 2 results[4] "
+        f"(user 104 of the seed): {field}: {rest}; the previous raw file was kept"
+    ) in failure_text(result)
+    assert retried_steps(result) == []
+    assert_same(data_dir, good_day)
+
+    quarantined = run_day(
+        users_api_server.base_url, data_dir, contract_violations="quarantine", max_rejected_fraction=0.01
+    )
+    assert quarantined.success, failure_text(quarantined)
+    [reject] = [json.loads(line) for line in (data_dir / "rejects" / f"{DAY}.jsonl").read_text("utf-8").splitlines()]
+    [violation] = reject["violations"]
+    assert (reject["user_number"], violation["field"]) == (104, field)
+    assert f"{violation['reason']} (got {violation['value']})" == rest
+    table = open_warehouse(f"sqlite:///{data_dir}/warehouse.sqlite").read_partition(DAY)
+    assert sent["login"]["uuid"] not in set(table["user_id"]) and len(table) == USERS - 1
 
 
 def test_quarantine_leaves_violating_users_out_counts_them_and_writes_their_reasons(

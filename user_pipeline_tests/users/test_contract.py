@@ -3,14 +3,23 @@ every hostile user (wrong type, missing field, null, bad format, NUL) is refused
 
 import copy
 import json
+import sys
+import unicodedata
+from decimal import Decimal
 from functools import reduce
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from user_pipeline.users.contract import ContractViolation, check_page, contract_fields, validate_user
-from user_pipeline.users.normalize import _SOURCE_FIELDS
+from user_pipeline.users.contract import (
+    COORDINATE_FORMAT,
+    ContractViolation,
+    check_page,
+    contract_fields,
+    validate_user,
+)
+from user_pipeline.users.normalize import _SOURCE_FIELDS, read_normalized_csv, write_normalized_csv
 from user_pipeline_tests.conftest import FIXTURES_DIR, skip_or_fail
 from user_pipeline_tools.randomuser_server.generator import generate_user
 
@@ -243,7 +252,7 @@ def valid_users():
                         }
                     ),
                     "timezone": st.fixed_dictionaries(
-                        {"offset": st.from_regex(r"\A[+-]?\d{1,2}:\d{2}\Z"), "description": text}
+                        {"offset": st.from_regex(r"\A[+-]?[0-9]{1,2}:[0-9]{2}\Z"), "description": text}
                     ),
                 }
             ),
@@ -281,3 +290,145 @@ def test_valid_generated_users_pass_untouched(users):
     checked = check_page(users, seed="s", page=1, page_size=len(users))
     assert checked.rejected == {}, [v.describe() for _, found in checked.rejected.values() for v in found]
     assert checked.valid == before
+
+
+# A key holding "." (never in the API's shape): flattened, it names the same column as a nested
+# field, e.g. location["street.name"] and location.street.name, and one of the two values is lost.
+def objects_of(node, path=()):
+    """The dotted paths of every object in a user, the user itself as ()."""
+    if isinstance(node, dict):
+        yield path
+        for key, value in node.items():
+            yield from objects_of(value, (*path, key))
+    elif isinstance(node, list):
+        for index, item in enumerate(node):
+            yield from objects_of(item, (*path, index))
+
+
+def with_key(user: dict, path: tuple, key: str, value) -> dict:
+    altered = copy.deepcopy(user)
+    reduce(lambda node, part: node[part], path, altered)[key] = value
+    return altered
+
+
+@pytest.fixture(scope="module")
+def user_with_nested_extras(real_user) -> dict:
+    # Fields the pipeline does not read are kept in raw_users as sent: a dotted key there is refused too.
+    return with_value(real_user, "extra_field", {"tags": [{"kind": {"a": 1}}, "x"]})
+
+
+def test_the_issue_examples_of_dotted_keys_are_refused_naming_the_key(real_user):
+    beside_nested = with_key(real_user, ("location",), "street.name", "Other St")
+    [violation] = validate_user(beside_nested)
+    assert (violation.field, violation.value) == ("location", "'Other St'")
+    assert violation.reason == (
+        "key 'street.name' holds '.', the separator of flattened field names "
+        "(location.street.name would name two values)"
+    )
+    top_level = with_key(real_user, (), "location.street", {"number": 1, "name": "Other St"})
+    [violation] = validate_user(top_level)
+    assert violation.field == "(the user)"
+    assert violation.reason.startswith("key 'location.street' holds '.'")
+    checked = check_page([real_user, beside_nested], seed="2026-11-20", page=2, page_size=100)
+    assert checked.valid == [real_user] and list(checked.rejected) == [1]
+    assert str(ContractViolation(checked.rejected[1][1])) == (
+        "users API answer breaks the user contract: seed '2026-11-20' page 2 results[1] (user 101 of the seed): "
+        "location: key 'street.name' holds '.', the separator of flattened field names "
+        "(location.street.name would name two values) (got 'Other St')"
+    )
+
+
+def test_a_dotted_key_under_login_never_shows_a_password(real_user):
+    [violation] = validate_user(with_key(real_user, ("login",), "password.old", "hunter2"))
+    assert (violation.field, violation.value) == ("login", "***")
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    data=st.data(),
+    before=st.text(max_size=4),
+    after=st.text(max_size=4),
+    value=st.one_of(
+        st.none(), st.integers(), st.text(max_size=5), st.dictionaries(st.text("ab", max_size=2), st.integers())
+    ),
+)
+def test_a_key_holding_a_dot_is_refused_at_any_depth_naming_the_object_and_the_key(
+    user_with_nested_extras, data, before, after, value
+):
+    path = data.draw(st.sampled_from(list(objects_of(user_with_nested_extras))))
+    key = before + "." + after
+    violations = validate_user(with_key(user_with_nested_extras, path, key, value))
+    expected_field = ".".join(map(str, path)) or "(the user)"
+    assert [(v.field, v.reason.split(" holds ")[0]) for v in violations] == [(expected_field, f"key {key!r}")]
+
+
+# Numeric text: Python's float() and int() read any Unicode decimal digit ("٤٥.٥", "４５"), "_"
+# and surrounding whitespace; what normalization stores must be the number sent, or be refused.
+NUMERIC_TEXT_FIELDS = [
+    "location.coordinates.latitude",
+    "location.coordinates.longitude",
+    "location.timezone.offset",
+    "dob.date",
+    "registered.date",
+]
+
+
+# Every decimal digit of every script but ASCII (Unicode category Nd), by its value.
+OTHER_DIGITS: dict[int, list[str]] = {value: [] for value in range(10)}
+for char in map(chr, range(128, sys.maxunicode + 1)):
+    if unicodedata.category(char) == "Nd":
+        OTHER_DIGITS[unicodedata.decimal(char)].append(char)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data(), field=st.sampled_from(NUMERIC_TEXT_FIELDS))
+def test_numeric_text_in_other_scripts_digits_is_refused_naming_the_field(real_user, data, field):
+    sent = get_path(real_user, field)
+    positions = [i for i, char in enumerate(sent) if char.isascii() and char.isdigit()]
+    chosen = data.draw(st.sets(st.sampled_from(positions), min_size=1))
+    value = "".join(
+        data.draw(st.sampled_from(OTHER_DIGITS[int(char)])) if i in chosen else char for i, char in enumerate(sent)
+    )
+    violations = validate_user(with_value(real_user, field, value))
+    assert [v.field for v in violations] == [field], (field, value)
+
+
+def test_the_issue_examples_of_other_digits_and_their_siblings_are_refused(real_user):
+    latitude = "location.coordinates.latitude"
+    for value in ["٠", "٤٥.٥", "４５.５", "𝟒𝟓", "4_5", " 45", "45\n", "45.5e", "1e-400", "12.345678901234567891"]:
+        [violation] = validate_user(with_value(real_user, latitude, value))
+        assert violation.field == latitude, value
+    [violation] = validate_user(with_value(real_user, latitude, "٤٥.٥"))
+    assert violation.reason == COORDINATE_FORMAT
+    [violation] = validate_user(with_value(real_user, latitude, "12.345678901234567891"))
+    assert violation.reason == (
+        "has more digits than the stored 64-bit float keeps: it would be stored as 12.345678901234567"
+    )
+    for value in ["+1:00", "-٢:٠٠", "１:００", "-2:0٠"]:
+        assert [v.field for v in validate_user(with_value(real_user, "location.timezone.offset", value))] == (
+            [] if value == "+1:00" else ["location.timezone.offset"]
+        ), value
+
+
+COORDINATE_TEXT = st.one_of(
+    st.text(max_size=8),
+    st.from_regex(r"\A[ +-]?[0-9٠-٩０-９]{0,3}(\.[0-9]{0,25})?([eE][+-]?[0-9]{1,3})?\s?\Z"),
+    st.floats(-90, 90).map(repr),
+    st.decimals(-90, 90, allow_nan=False, allow_infinity=False).map(str),
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(text=COORDINATE_TEXT)
+@example(text="0.28836075983867565")  # pandas' parser stored 0.2883607598386756
+@example(text="-65.9480")
+def test_coordinate_text_the_contract_accepts_is_stored_as_the_same_number(real_user, tmp_path_factory, text):
+    user = with_value(real_user, "location.coordinates.latitude", text)
+    violations = validate_user(user)
+    if violations:
+        assert [v.field for v in violations] == ["location.coordinates.latitude"], text
+        return
+    path = tmp_path_factory.mktemp("csv") / "2026-11-20.csv"
+    write_normalized_csv([[user]], path, "2026-11-20")
+    [stored] = read_normalized_csv(path)["latitude"].tolist()
+    assert Decimal(text) == Decimal(repr(stored)), (text, stored)

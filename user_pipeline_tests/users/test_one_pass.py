@@ -142,10 +142,19 @@ def assert_same_outcome(users: list[dict]) -> None:
         assert fast == reference
 
 
+def takes_the_field_by_field_path(users: list[dict]) -> bool:
+    """A frame, or the refusal of a number that would not be stored as sent (2**53 + 1 as a
+    coordinate), which json_normalize's path refuses alike (assert_same_outcome)."""
+    try:
+        return _flatten_declared_shape(copy.deepcopy(users)) is not None
+    except ValueError as error:
+        return "than the stored 64-bit float keeps" in str(error)
+
+
 @PROPERTY
 @given(users=api_users(declared_values))
 def test_users_of_the_declared_shape_are_flattened_field_by_field_as_json_normalize_does(users):
-    assert _flatten_declared_shape(users) is not None, "the declared shape takes the field-by-field path"
+    assert takes_the_field_by_field_path(users), "the declared shape takes the field-by-field path"
     assert_same_outcome(users)
 
 
@@ -161,7 +170,7 @@ EDGES = {
 def test_edge_values_come_out_as_json_normalize_gives_them(dotted, value):
     users = copy.deepcopy(RECORDED[:3])
     set_field(users[1], dotted, value)
-    assert _flatten_declared_shape(users) is not None
+    assert takes_the_field_by_field_path(users)
     assert_same_outcome(users)
 
 
