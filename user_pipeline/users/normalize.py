@@ -23,7 +23,7 @@ import math
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
-from itertools import chain
+from operator import itemgetter
 from pathlib import Path
 from typing import IO
 
@@ -223,15 +223,15 @@ def _flatten_declared_shape(users: list[dict]) -> pd.DataFrame | None:
     nodes: dict[tuple[str, ...], list] = {(): users}
     values: dict[str, list] = {}
     try:
+        # map(itemgetter) and set().union walk the users in C: the same lookups, several times faster.
         for path in ((), *_PATH_DICTS):
             if path:
-                nodes[path] = [node[path[-1]] for node in nodes[path[:-1]]]
+                nodes[path] = list(map(itemgetter(path[-1]), nodes[path[:-1]]))
             level = nodes[path]
-            if set(map(type, level)) != {dict} or "." in "".join(chain.from_iterable(level)):
+            if set(map(type, level)) != {dict} or any("." in key for key in set().union(*level)):
                 return None
         for column, path in _FIELD_PATHS:
-            leaf = path[-1]
-            values[column] = [node[leaf] for node in nodes[path[:-1]]]
+            values[column] = list(map(itemgetter(path[-1]), nodes[path[:-1]]))
     except (KeyError, TypeError):
         return None
     columns: dict[str, object] = {}

@@ -11,10 +11,14 @@ after the API stops repeating the id works.
 """
 
 import hashlib
+import operator
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
+from types import NoneType
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 
@@ -23,15 +27,127 @@ from user_pipeline.users.normalize import USER_COLUMNS
 
 
 def row_fingerprints(chunks: Iterable[pd.DataFrame]) -> pd.Series:
-    """user_id -> a 64-bit hash of the row's USER_COLUMNS values."""
+    """user_id -> a 64-bit hash of the row's USER_COLUMNS values: `pandas_row_hashes`' (equal to
+    `pd.util.hash_pandas_object(chunk[list(USER_COLUMNS)], index=False)`)."""
     parts = [
-        pd.Series(
-            pd.util.hash_pandas_object(chunk[list(USER_COLUMNS)], index=False).to_numpy(),
-            index=chunk["user_id"].to_numpy(),
-        )
-        for chunk in chunks
+        pd.Series(pandas_row_hashes(chunk), index=np.asarray(chunk["user_id"].array, dtype=object)) for chunk in chunks
     ]
     return pd.concat(parts) if parts else pd.Series([], dtype="uint64")
+
+
+# How pandas hashes a missing text value: text (object) columns are categorized first, and a
+# missing category is u8max (Categorical._hash_pandas_object).
+_MISSING_TEXT_HASH = np.uint64(2**64 - 1)
+_IS_NA = partial(operator.is_, pd.NA)
+_IS_NONE = partial(operator.is_, None)
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+# The arrays row_fingerprints' frames hold, by USER_COLUMNS dtype (others take pandas' own path).
+_ARRAY_TYPES = {
+    "string": pd.arrays.StringArray,
+    "Int64": pd.arrays.IntegerArray,
+    "float64": pd.arrays.NumpyExtensionArray,
+}
+
+
+def pandas_row_hashes(frame: pd.DataFrame) -> np.ndarray:
+    """`pd.util.hash_pandas_object(frame[list(USER_COLUMNS)], index=False)` as uint64, the same
+    numbers made without categorizing each text column first (pandas' default: a factorization
+    per column, which costs more than the hashing on a day's mostly distinct values). Text is
+    hashed value by value (`pd.util.hash_array(categorize=False)`, what the categorized path
+    applies to the distinct values) and a missing text value takes the categorized path's u8max.
+
+    One difference, on purpose: pandas' factorization compares text as C strings, so in one call
+    "" and "\x00x" are one category and both rows get the hash of the first seen: a row's
+    fingerprint would depend on the other rows of its chunk. Here each value is hashed alone. The
+    contract refuses U+0000 in every text field normalized_users reads (contract.py), so no day's
+    rows have such text. A frame of other dtypes takes pandas' own path.
+    Pinned to pandas by user_pipeline_tests/users/test_fingerprints.py (hypothesis)."""
+    columns = []
+    for name, dtype in USER_COLUMNS.items():
+        series = frame[name]
+        if str(series.dtype) != dtype or type(series.array) is not _ARRAY_TYPES[dtype]:
+            return pd.util.hash_pandas_object(frame[list(USER_COLUMNS)], index=False).to_numpy()
+        if dtype == "string":
+            # A StringArray holds text and the pd.NA singleton: see _text_hashes.
+            columns.append((np.asarray(series.array, dtype=object), _MISSING_AS_NA))
+        elif dtype == "Int64":
+            columns.append((series.array, _NUMBERS))
+        else:
+            columns.append((series.to_numpy(), _NUMBERS))
+    return _combined_hashes(columns, len(frame))
+
+
+def record_fingerprints(records: list[tuple]) -> pd.Series | None:
+    """row_fingerprints of the frame the records (tuples of USER_COLUMNS' values as a database
+    returns them: str, int, float or None; partition_date as text or a date) make as USER_COLUMNS
+    types, without making the frame; None when a value is of another type (then make the frame)."""
+    if not records:
+        return pd.Series([], dtype="uint64")
+    columns = []
+    user_ids = None
+    for (name, dtype), values in zip(USER_COLUMNS.items(), zip(*records, strict=True), strict=True):
+        types = set(map(type, values))
+        if name == "partition_date" and types - {str, NoneType}:
+            values = tuple(value if value is None else str(value) for value in values)
+            types = set(map(type, values))
+        if dtype == "string":
+            if not types <= {str, NoneType}:
+                return None
+            columns.append((np.array(values, dtype=object), _MISSING_AS_NONE if NoneType in types else _NONE_MISSING))
+            if name == "user_id":
+                user_ids = np.array([pd.NA if value is None else value for value in values], dtype=object)
+        elif dtype == "Int64":
+            numbers = [value for value in values if value is not None]
+            if not types <= {int, NoneType} or (
+                numbers and not _INT64_MIN <= min(numbers) <= max(numbers) <= _INT64_MAX
+            ):
+                return None
+            columns.append((pd.array(values, dtype="Int64"), _NUMBERS))
+        else:
+            if not types <= {float, int, NoneType}:
+                return None
+            columns.append(
+                (np.array([np.nan if value is None else value for value in values], dtype="float64"), _NUMBERS)
+            )
+    return pd.Series(_combined_hashes(columns, len(records)), index=user_ids)
+
+
+# A column for _combined_hashes: text whose missing values are pd.NA (a StringArray's), None (a
+# database's), or text with none missing; or numbers (pandas hashes them as they are).
+_MISSING_AS_NA, _MISSING_AS_NONE, _NONE_MISSING, _NUMBERS = "pd.NA", "None", "none missing", "numbers"
+
+
+def _text_hashes(values: np.ndarray, missing_as: str) -> np.ndarray:
+    """pandas' hash of a text column (object values: str, missing ones as `missing_as` says),
+    value by value: a missing value gets u8max, as the categorized path gives it."""
+    if missing_as == _NONE_MISSING:
+        return pd.util.hash_array(values, categorize=False)
+    # Found by identity: faster than isna's check of every value against every kind of missing.
+    missing = np.fromiter(
+        map(_IS_NA if missing_as == _MISSING_AS_NA else _IS_NONE, values), dtype=bool, count=len(values)
+    )
+    if not missing.any():
+        return pd.util.hash_array(values, categorize=False)
+    values = values.copy()
+    values[missing] = ""
+    hashed = pd.util.hash_array(values, categorize=False)
+    hashed[missing] = _MISSING_TEXT_HASH
+    return hashed
+
+
+def _combined_hashes(columns: list[tuple[object, str]], rows: int) -> np.ndarray:
+    """pandas' combination of per-column hashes into one per row (combine_hash_arrays in
+    pandas/core/util/hashing.py, after CPython's tuple hash); each column is (values, its kind)."""
+    out = np.full(rows, 0x345678, dtype=np.uint64)
+    mult = np.uint64(1000003)
+    count = len(columns)
+    for position, (values, kind) in enumerate(columns):
+        hashed = pd.util.hash_array(values) if kind == _NUMBERS else _text_hashes(values, kind)
+        out ^= hashed
+        out *= mult
+        mult += np.uint64(82520 + 2 * (count - position))
+    out += np.uint64(97531)
+    return out
 
 
 @dataclass(frozen=True)

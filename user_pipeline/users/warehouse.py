@@ -31,7 +31,7 @@ import pandas as pd
 
 from user_pipeline.shared.errors import InvalidSettingError
 from user_pipeline.users.normalize import USER_COLUMNS, email_keys
-from user_pipeline.users.receipts import content_hash, row_fingerprints
+from user_pipeline.users.receipts import content_hash, record_fingerprints, row_fingerprints
 
 TABLE = "users"
 LATEST_VIEW = "users_latest"
@@ -192,7 +192,10 @@ class Warehouse(ABC):
         )
         parts = []
         while records := cursor.fetchmany(chunk_rows):
-            parts.append(row_fingerprints([_users_frame(records)]))
+            # The frame's fingerprints, straight from the values (the frame is made only for a
+            # value of an unexpected type, which its dtypes then refuse as before).
+            fingerprints = record_fingerprints(records)
+            parts.append(fingerprints if fingerprints is not None else row_fingerprints([_users_frame(records)]))
         return _concat(parts)
 
     def _check_storable(self, chunk: pd.DataFrame, partition_date: str) -> None:  # noqa: B027 - a hook: most stores hold any value
