@@ -20,6 +20,7 @@ from pathlib import Path
 import orjson
 
 from user_pipeline.shared.atomic_files import atomic_write
+from user_pipeline.shared.collector import collector_paused
 from user_pipeline.users.api_client import UsersPage
 from user_pipeline.users.contract import ContractViolation, Violation, check_page
 
@@ -100,7 +101,8 @@ def write_raw_users(
         for page in pages:
             page_count += 1
             received += len(page.users)
-            checked = check_page(page.users, seed=page.seed, page=page.page, page_size=page_size or len(page.users))
+            with collector_paused():
+                checked = check_page(page.users, seed=page.seed, page=page.page, page_size=page_size or len(page.users))
             if checked.rejected and rejects_path is None:
                 raise ContractViolation([v for _, found in checked.rejected.values() for v in found])
             for user, violations in checked.rejected.values():
