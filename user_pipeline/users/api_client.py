@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 
 import requests
 
+from user_pipeline.shared.collector import collector_paused
 from user_pipeline.shared.errors import InvalidSettingError
 
 # Until users/assets.py takes it from api_errors: the assets catch it with the client's other errors.
@@ -235,7 +236,8 @@ class UsersApiClient:
                 f"users API answer for {where} is not UTF-8: bad byte at offset {error.start}"
             ) from None
         try:
-            payload, has_floats = loads_noting_floats(text)
+            with collector_paused():
+                payload, has_floats = loads_noting_floats(text)
         except json.JSONDecodeError as error:
             # A body cut short by the network parses as invalid JSON: worth another attempt.
             raise _Retryable(f"invalid JSON ({len(body)} bytes, {error.msg} at offset {error.pos})") from None

@@ -71,3 +71,15 @@ def test_quarantine_with_nothing_to_reject_writes_an_empty_rejects_file(users_ap
     summary = write_raw_users(pages(users_api_server.base_url, 10, 10), raw, rejects_path=rejects)
     assert (summary.users, summary.rejected, summary.rejected_fraction) == (10, 0, 0.0)
     assert rejects.read_text(encoding="utf-8") == ""
+
+
+def test_the_plaintext_password_leaves_the_users_handed_on_and_the_raw_file(users_api_server, tmp_path):
+    # Removed in place, once per user: what on_users sees is what the file holds, password-free.
+    fetched = list(pages(users_api_server.base_url, 6, 3))
+    assert all("password" in user["login"] for page in fetched for user in page.users)
+    seen = []
+    write_raw_users(fetched, tmp_path / "raw.jsonl", on_users=seen.extend)
+    lines = [json.loads(line) for line in (tmp_path / "raw.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert lines == seen and len(lines) == 6
+    assert not [user for user in seen if "password" in user["login"]]
+    assert {"uuid", "username", "salt", "sha256"} <= set(seen[0]["login"])
