@@ -270,13 +270,28 @@ def start_sensor(services: DagsterServices, name: str) -> None:
     assert data["__typename"] == "Sensor" and data["sensorState"]["status"] == "RUNNING", data
 
 
-def stop_sensor(services: DagsterServices, name: str) -> None:
-    state = sensor(services, name, limit=1)
-    data = services.graphql(
-        STOP_SENSOR_MUTATION,
-        {"jobOriginId": state["jobOriginId"], "jobSelectorId": state["sensorState"]["selectorId"]},
-    )["stopSensor"]
-    assert data["__typename"] == "StopSensorMutationResult" and data["instigationState"]["status"] == "STOPPED", data
+def stop_sensor(services: DagsterServices, name: str, timeout: float = 120) -> None:
+    """Stops the sensor, and makes sure it stays stopped: a tick under way when the stop lands
+    writes back, as it ends, the sensor state it read when it began (Dagster 1.13's daemon), so
+    the sensor runs again. The stop is sent again until the sensor is STOPPED with no tick under
+    way, twice a moment apart (reproduced by stopping during a tick: it was RUNNING 15 s later)."""
+    deadline = time.monotonic() + timeout
+    confirmed = 0
+    while confirmed < 2:
+        state = sensor(services, name, limit=1)
+        ticking = [tick for tick in state["sensorState"]["ticks"] if tick["status"] == "STARTED"]
+        if state["sensorState"]["status"] == "STOPPED" and not ticking:
+            confirmed += 1
+        else:
+            confirmed = 0
+            if state["sensorState"]["status"] != "STOPPED":
+                data = services.graphql(
+                    STOP_SENSOR_MUTATION,
+                    {"jobOriginId": state["jobOriginId"], "jobSelectorId": state["sensorState"]["selectorId"]},
+                )["stopSensor"]
+                assert data["__typename"] == "StopSensorMutationResult", data
+        assert time.monotonic() < deadline, f"{name} did not stay stopped within {timeout:.0f}s: {state}"
+        time.sleep(1.5)
 
 
 # -- data ------------------------------------------------------------------------

@@ -43,9 +43,10 @@ KILL_DAY = "2026-09-10"
 JOB = "day_assets_job"
 # Each API call of the backfill takes this long, so that two calls at once would overlap for sure.
 SLOW_API_SECONDS = 1.0
-# Short, so that the SIGKILLed worker's step is given to the other worker within the test; every
-# step of that test is far shorter.
-KILL_TEST_VISIBILITY_TIMEOUT = 10
+# Short, so that the SIGKILLed worker's step is given to the other worker within the test, yet
+# longer than any step of that test on a loaded machine: a step still running at the visibility
+# timeout is delivered again and runs twice (at 10 s, an 11 s step did, in CI).
+KILL_TEST_VISIBILITY_TIMEOUT = 30
 
 
 @pytest.fixture(scope="module")
@@ -289,7 +290,7 @@ def test_sigkilled_worker_leaves_its_step_to_the_other(stack: CeleryStack, api_s
     killed = first[0][1]
     stack.workers[killed].kill()
 
-    finished = wait_for_run(stack.services, run_id, timeout=120)
+    finished = wait_for_run(stack.services, run_id, timeout=180)
     steps = step_workers(stack, run_id)
     survivor = ({"a", "b"} - {killed}).pop()
     assert finished["status"] == "SUCCESS", (steps, stack.workers[survivor].logs())

@@ -32,7 +32,7 @@ import requests
 
 from user_pipeline.graphql_triggers import DagsterGraphQL
 from user_pipeline.users.warehouse import open_warehouse
-from user_pipeline_tests.e2e.support import run_days, wait_until
+from user_pipeline_tests.e2e.support import run_days, stop_sensor, wait_until
 from user_pipeline_tests.webhook_receiver import WebhookReceiver
 from user_pipeline_tools.dagster_services import BIN_DIR, REPO_ROOT, TERMINAL_RUN_STATUSES, MakeUi
 
@@ -245,6 +245,8 @@ def make_ui(tmp_path_factory, webhook):
         assert stopped.returncode == 0 and "Stopped sensor automation_condition_sensor" in stopped.stdout, (
             stopped.stdout + stopped.stderr
         )
+        # A tick under way at that moment would switch it on again as it ends: make sure it stays off.
+        stop_sensor(stack, "automation_condition_sensor")
         yield stack
 
 
