@@ -83,3 +83,17 @@ def postgres_url(postgres: ThrowawayPostgres, monkeypatch: pytest.MonkeyPatch) -
         monkeypatch.setenv(name, value)
     database = f"test_{uuid.uuid4().hex[:12]}"
     return postgres.create_database(database)
+
+
+# The longest test files first, so that the workers of `make test` (pytest-xdist, whole files per
+# worker) end together, the short files filling in last: end-to-end, then Spark, reliability,
+# the benchmark's smoke and acceptance, then the rest, each group in its usual order.
+_LONG_FIRST = ("e2e", "spark", "spark_jobs", "reliability", "benchmarks", "acceptance")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        folder = item.path.parent.name
+        return _LONG_FIRST.index(folder) if folder in _LONG_FIRST else len(_LONG_FIRST)
+
+    items.sort(key=rank)  # stable: the order within each group is kept
