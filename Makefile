@@ -45,10 +45,10 @@ demo: install
 	$(BIN)/python -m user_pipeline_tools.demo --api-port $(API_PORT)
 
 # Lint, format and the import contracts first (pyproject.toml: [tool.ruff], [tool.importlinter]),
-# then the tests on three workers (most tests wait on services more than they compute), each
-# taking whole test files, the longest first (their services are shared per
-# file); the slowest tests are listed at the end. TEST_WORKERS=0 runs everything in one process.
-TEST_WORKERS ?= 3
+# then the tests on two workers (a third made the suite slower on 2 cores: it is CPU-bound), each
+# taking whole test files, the longest first (their services are shared per file); the slowest
+# tests are listed at the end. TEST_WORKERS=0 runs everything in one process.
+TEST_WORKERS ?= 2
 test: install system-deps lint
 	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile --durations=15
 
