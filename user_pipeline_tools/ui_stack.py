@@ -66,9 +66,13 @@ def _raise_stop(signum: int, _frame: FrameType | None) -> None:
     """Raises _Stop for the first stop signal only. A second one must not cut the shutdown short
     (runs left STARTED, processes orphaned), and it comes unasked: `make ui` runs this module under
     GNU make, which on SIGTERM sends SIGTERM again to its children (make's fatal_error_signal), so a
-    `kill -TERM` of the group reaches this process twice within a moment."""
+    `kill -TERM` of the group reaches this process twice within a moment: often while this handler
+    is still running, since CPython runs a Python handler at any bytecode boundary, nested in
+    another. So whether this call is the first is read before it records itself: read after, a
+    second signal handled in between made both calls see two records, and neither raised."""
+    first = not _stop_signals
     _stop_signals.append(signum)
-    if len(_stop_signals) == 1:
+    if first:
         raise _Stop(signal.Signals(signum).name)
 
 

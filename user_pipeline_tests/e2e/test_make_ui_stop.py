@@ -34,6 +34,13 @@ def alive(pids: set[int]) -> dict[int, str]:
     return running
 
 
+def supervisor_lines(stack: MakeUi) -> str:
+    """The lines `make ui`'s supervisor (ui_stack) and make printed, without Dagster's own logging:
+    what the stop did, which the log's tail (Dagster's) does not show."""
+    text = stack.log_path("make-ui").read_text(errors="replace")
+    return "\n".join(line for line in text.splitlines() if " - dagster" not in line and "dagster-webserver" not in line)
+
+
 def run_status(home: Path, run_id: str) -> str:
     read = subprocess.run(
         [
@@ -88,7 +95,8 @@ def test_make_ui_stops_every_process_with_a_run_in_progress(tmp_path: Path, sign
         while alive(started) and time.monotonic() < deadline:
             time.sleep(0.2)
         assert alive(started) == {}, (
-            f"still running {STOP_BOUND_SECONDS} s after {signal.Signals(signum).name}:\n{stack.logs()}"
+            f"still running {STOP_BOUND_SECONDS} s after {signal.Signals(signum).name}:\n{stack.logs()}\n"
+            f"--- make ui's own lines ---\n{supervisor_lines(stack)}"
         )
         assert make.wait(timeout=5) != 0
         assert run_status(stack.home, run_id) == "CANCELED", stack.logs()
@@ -108,3 +116,45 @@ def test_a_second_stop_signal_does_not_cut_the_shutdown_short(monkeypatch):
     ui_stack._raise_stop(signal.SIGTERM, None)  # make's own SIGTERM, a moment later
     ui_stack._raise_stop(signal.SIGINT, None)  # an impatient Ctrl-C
     assert ui_stack._stop_signals == [signal.SIGTERM, signal.SIGTERM, signal.SIGINT]
+
+
+def _handler_lines() -> list[int]:
+    code = ui_stack._raise_stop.__code__
+    return sorted({line for _, _, line in code.co_lines() if line is not None and line > code.co_firstlineno})
+
+
+@pytest.mark.parametrize("line", _handler_lines())
+def test_a_second_stop_signal_inside_the_first_handler_still_stops_once(monkeypatch, line: int):
+    """make's SIGTERM comes within microseconds of the group's, so it can be handled while the first
+    handler is still running: CPython runs a Python signal handler at any bytecode boundary, nested
+    in another. Whichever line of the first handler the second interrupts, exactly one _Stop must
+    come out (it did not when the second struck after the first had recorded itself: neither raised,
+    and `make ui` ignored the SIGTERM, the CI failure of stop 18)."""
+    monkeypatch.setattr(ui_stack, "_stop_signals", [])
+    outer = ui_stack._raise_stop.__code__
+    injected: list[int] = []
+
+    def tracer(frame, event, _arg):
+        if frame.f_code is not outer or injected:
+            return None
+
+        def local(frame, event, _arg):
+            if event == "line" and frame.f_lineno == line and not injected:
+                injected.append(line)
+                sys.settrace(None)
+                ui_stack._raise_stop(signal.SIGTERM, None)  # the second signal, handled nested
+            return local
+
+        return local
+
+    raised = 0
+    sys.settrace(tracer)
+    try:
+        ui_stack._raise_stop(signal.SIGTERM, None)
+    except ui_stack._Stop:
+        raised += 1
+    finally:
+        sys.settrace(None)
+    assert injected == [line], "the second signal was not handled inside the first handler"
+    assert raised == 1
+    assert ui_stack._stop_signals[:1] == [signal.SIGTERM]
