@@ -19,6 +19,16 @@ FRESHNESS_CHECKS = build_freshness_checks(automation_settings().freshness_deadli
 
 # Deadline at midnight UTC: the day due is always the last closed day.
 DUE = daily_partitions.get_last_partition_key()
+
+
+@pytest.fixture(autouse=True)
+def latest_day() -> None:
+    """DUE as of the test's start, not of the module's import: pytest-xdist imports every module
+    when a run begins, and a run begun before midnight UTC reaches this test after it."""
+    global DUE
+    DUE = daily_partitions.get_last_partition_key()
+
+
 freshness_alerts = defs.resolve_sensor_def("freshness_alerts")
 
 

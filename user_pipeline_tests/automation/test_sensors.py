@@ -13,6 +13,16 @@ from user_pipeline_tests.webhook_receiver import WebhookReceiver
 defs = load_definitions()
 
 LATEST_DAY = daily_partitions.get_last_partition_key()
+
+
+@pytest.fixture(autouse=True)
+def latest_day() -> None:
+    """LATEST_DAY as of the test's start, not of the module's import: pytest-xdist imports every module
+    when a run begins, and a run begun before midnight UTC reaches this test after it."""
+    global LATEST_DAY
+    LATEST_DAY = daily_partitions.get_last_partition_key()
+
+
 users_api_sensor = defs.resolve_sensor_def("users_api_sensor")
 run_failure_alerts = defs.resolve_sensor_def("run_failure_alerts")
 

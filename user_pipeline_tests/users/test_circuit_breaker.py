@@ -18,6 +18,16 @@ from user_pipeline.users.resources import DayLimits, PartitionFiles, RandomUserA
 defs = load_definitions()
 
 LATEST = daily_partitions.get_last_partition_key()
+
+
+@pytest.fixture(autouse=True)
+def latest_day() -> None:
+    """LATEST as of the test's start, not of the module's import: pytest-xdist imports every module
+    when a run begins, and a run begun before midnight UTC reaches this test after it."""
+    global LATEST
+    LATEST = daily_partitions.get_last_partition_key()
+
+
 REFUSED_DAYS = ["2026-10-20", "2026-10-21"]
 COOLDOWN_SECONDS = 8
 users_api_sensor = defs.resolve_sensor_def("users_api_sensor")
