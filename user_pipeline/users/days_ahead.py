@@ -272,6 +272,7 @@ class DaysAhead:
         self._taken = 0  # index of the next day `take` returns
         self._staged: dict[str, StagedDay] = {}
         self._workers: list[_Worker] = []
+        self._max_workers = days_ahead
 
     def __enter__(self) -> DaysAhead:
         return self
@@ -326,8 +327,16 @@ class DaysAhead:
     def _hand_out(self) -> None:
         while self._next < self._limit():
             idle = [worker for worker in self._workers if worker.day is None]
-            if not idle and len(self._workers) < self._ahead:
-                self._workers.append(_Worker(self._pages))
+            if not idle and len(self._workers) < self._max_workers:
+                try:
+                    self._workers.append(_Worker(self._pages))
+                except (AssertionError, OSError) as error:
+                    # E.g. inside a daemonic process, which multiprocessing lets have no children.
+                    self._max_workers = len(self._workers)
+                    self._on_message(
+                        f"days are staged in the run's process only: no day-ahead worker process could be "
+                        f"started ({type(error).__name__}: {error})"
+                    )
                 continue
             if not idle:
                 return

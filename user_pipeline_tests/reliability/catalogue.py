@@ -25,6 +25,7 @@ SECURITY = "user_pipeline_tests/reliability/test_security.py"
 CORE = "user_pipeline_tests/acceptance/test_core_pipeline.py"
 SPARK = "user_pipeline_tests/spark/test_assets.py"
 DAYS = "user_pipeline_tests/reliability/test_trustworthy_days.py"
+DAYS_AHEAD = "user_pipeline_tests/reliability/test_days_ahead_runs.py"
 SPARK_JOB = "user_pipeline_tests/spark_jobs/test_ingest_users.py"
 LOSSLESS = "user_pipeline_tests/acceptance/test_lossless_day.py"
 LOSSLESS_UNIT = "user_pipeline_tests/users/test_lossless.py"
@@ -172,6 +173,23 @@ FAULTS = [
         "the step retries and goes on from day N: the days before N, committed by the first attempt, are not fetched again",
         "`STEP_UP_FOR_RETRY` for `daily_users`; `already committed by an earlier attempt, not fetched again: ...` in the run log",
         f"{DAYS}::test_a_step_retry_does_not_fetch_again_the_days_an_earlier_attempt_committed",
+    ),
+    Fault(
+        "A multi-day run with days staged ahead (`USER_PIPELINE_DAYS_AHEAD`) refused or failed on day N by "
+        "the table, the contract or the row-drop limit, while later days were already fetched and staged "
+        "by worker processes",
+        "the days before N committed and recorded; the later days' staged files dropped, never committed: day N "
+        "and every later day as the previous good run left them in every layer",
+        "the step fails naming day N, as without days ahead",
+        f"{DAYS_AHEAD}::test_a_range_stopped_on_day_2_keeps_day_2_and_every_later_day_a_worker_staged",
+    ),
+    Fault(
+        "A multi-day run interrupted (SIGINT to `dg launch --partition-range`) while its worker processes "
+        "stage later days",
+        "the workers are stopped with the run; the days committed before are kept and recorded, the day under way "
+        "and the days staged ahead are dropped",
+        "the run fails (interrupted); no worker process is left",
+        f"{DAYS_AHEAD}::test_a_range_run_interrupted_mid_range_keeps_the_days_it_did_not_commit_and_stops_its_workers",
     ),
     Fault(
         "A multi-day run of `raw_users,normalized_users` refused by `row_drop_within_limit` on day N",

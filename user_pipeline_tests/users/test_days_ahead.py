@@ -324,3 +324,24 @@ def test_pandas_frames_in_a_staged_day_cross_intact(tmp_path):
             ahead.take(DAYS[0])
             previews[days_ahead] = ahead.take(DAYS[1]).normalized.summary.preview
     pd.testing.assert_frame_equal(previews[1], previews[0])
+
+
+def _stage_in_a_daemon(folder: Path, results) -> None:
+    users = {day: RECORDED[i * 10 : (i + 1) * 10] for i, day in enumerate(DAYS)}
+    outcomes, messages = run_days(folder, page_source(users), days_ahead=2)
+    results.put(([outcome[:2] for outcome in outcomes], messages))
+
+
+def test_where_no_worker_can_start_the_days_are_staged_in_process_and_the_log_says_why(tmp_path):
+    import multiprocessing
+
+    results = multiprocessing.get_context("fork").SimpleQueue()
+    daemon = multiprocessing.get_context("fork").Process(
+        target=_stage_in_a_daemon, args=(tmp_path, results), daemon=True
+    )
+    daemon.start()
+    daemon.join(60)
+    outcomes, messages = results.get()
+    assert outcomes == [(day, 10) for day in DAYS]
+    [why] = [message for message in messages if "no day-ahead worker process could be started" in message]
+    assert "(AssertionError: daemonic processes are not allowed to have children)" in why
