@@ -301,12 +301,13 @@ class DaysAhead:
                 # The day nobody stages yet is staged here; the workers get the days after it.
                 self._next += 1
                 self._hand_out()
-                self._staged[day] = stage_day(self._plan(day), self._pages, self._on_message)
+                self._stage_here(day)
             else:
                 self._hand_out()
                 if self._next < self._limit():
                     # Rather than wait for a worker, the next free day (within the window) is staged here.
-                    self._stage_here()
+                    self._next += 1
+                    self._stage_here(self.days[self._next - 1])
                 else:
                     self._collect(block=True)
         staged = self._staged.pop(day)
@@ -319,10 +320,19 @@ class DaysAhead:
         """One past the last index that may be staged now: the day being taken and `days_ahead` after it."""
         return min(len(self.days), self._taken + self._ahead)
 
-    def _stage_here(self) -> None:
-        day = self.days[self._next]
-        self._next += 1
-        self._staged[day] = stage_day(self._plan(day), self._pages, self._on_message)
+    def _stage_here(self, day: str) -> None:
+        plan = self._planned(day)
+        if plan is not None:
+            self._staged[day] = stage_day(plan, self._pages, self._on_message)
+
+    def _planned(self, day: str) -> DayPlan | None:
+        """The day's plan; None when making it failed (the staging folder cannot be made, say):
+        the day then fails with that error as its fetch would have."""
+        try:
+            return self._plan(day)
+        except Exception as error:  # noqa: BLE001 - the caller tells the errors apart
+            self._staged[day] = StagedDay(day, error=error, failed_step="fetch")
+            return None
 
     def _hand_out(self) -> None:
         while self._next < self._limit():
@@ -341,10 +351,11 @@ class DaysAhead:
             if not idle:
                 return
             day = self.days[self._next]
-            plan = self._plan(day)
             self._next += 1
-            idle[0].day = day
-            idle[0].connection.send(plan)
+            plan = self._planned(day)
+            if plan is not None:
+                idle[0].day = day
+                idle[0].connection.send(plan)
 
     def _collect(self, *, block: bool) -> None:
         busy = {worker.connection: worker for worker in self._workers if worker.day is not None}
@@ -356,11 +367,18 @@ class DaysAhead:
                 try:
                     kind, payload = connection.recv()
                 except (EOFError, OSError):
-                    worker.process.join()
-                    raise WorkerDiedError(
-                        f"the day-ahead worker process {worker.process.pid} ended (exit code "
-                        f"{worker.process.exitcode}) while it staged {worker.day}: {worker.day} is not staged"
-                    ) from None
+                    # The day fails as any unexpected error of its fetch does (permanently).
+                    worker.stop()
+                    self._workers.remove(worker)
+                    self._staged[worker.day] = StagedDay(
+                        worker.day,
+                        error=WorkerDiedError(
+                            f"the day-ahead worker process {worker.process.pid} ended (exit code "
+                            f"{worker.process.exitcode}) while it staged {worker.day}: {worker.day} is not staged"
+                        ),
+                        failed_step="fetch",
+                    )
+                    break
                 if kind == "log":
                     self._on_message(payload)
                     continue

@@ -41,7 +41,7 @@ FAULTS = [
     Fault(
         "API: 429 with `Retry-After`",
         "retried after the server's delay, then the same data as a clean run",
-        "a warning per retry: `HTTP 429 ...; attempt 1 of 5, retrying in 1.00s`",
+        "a warning per retry: `seed='YYYY-MM-DD' page=1: HTTP 429 ...; attempt 1 of 5, retrying in 1.00s`",
         f"{API}::test_transient_faults_recover_by_retry_to_exactly_the_good_data",
     ),
     Fault(
