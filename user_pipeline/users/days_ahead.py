@@ -26,7 +26,7 @@ What stays as it was without workers:
   kills the workers and waits for them before it returns, so nothing writes a later day's
   staged files once the caller discards them.
 
-Workers are forked: they inherit the loaded modules and the caller's page source (an HTTP client
+Workers are forked (os.fork): they inherit the loaded modules and the caller's page source (an HTTP client
 factory, a test's fake) with nothing to import or pickle. A worker's first act is to restore the
 default signal handlers (the run's own handlers stay the run's), and to freeze the inherited heap
 (`gc.freeze`), which it never collects; it exits when this process is gone.
@@ -228,20 +228,33 @@ def _worker_main(connection: Connection, pages: PageSource, parent_pid: int) -> 
 
 
 class _Worker:
+    """A forked worker process and this process's end of its pipe. Forked with os.fork, not
+    multiprocessing.Process: multiprocessing refuses children to a process it deems daemonic, which
+    a Celery prefork pool process (billiard) is, and the steps of the celery executor run there."""
+
     def __init__(self, pages: PageSource):
+        parent_pid = os.getpid()
         self.connection, child = multiprocessing.Pipe()
-        self.process = multiprocessing.get_context("fork").Process(
-            target=_worker_main, args=(child, pages, os.getpid()), name="users-day-ahead", daemon=True
-        )
-        self.process.start()
+        self.pid = os.fork()
+        if self.pid == 0:
+            code = 1
+            try:
+                self.connection.close()
+                _worker_main(child, pages, parent_pid)
+                code = 0
+            finally:
+                os._exit(code)
         child.close()
         self.day: str | None = None
+        self.exit_code: int | None = None
 
     def stop(self) -> None:
         """Kills the worker and waits for it: once this returns it writes nothing more."""
-        if self.process.is_alive():
-            self.process.kill()
-        self.process.join()
+        if self.exit_code is None:
+            # An unwaited child is never gone: at worst a zombie, which the kill leaves as it is.
+            os.kill(self.pid, signal.SIGKILL)
+            _, status = os.waitpid(self.pid, 0)
+            self.exit_code = os.waitstatus_to_exitcode(status)
         self.connection.close()
 
 
@@ -340,8 +353,8 @@ class DaysAhead:
             if not idle and len(self._workers) < self._max_workers:
                 try:
                     self._workers.append(_Worker(self._pages))
-                except (AssertionError, OSError) as error:
-                    # E.g. inside a daemonic process, which multiprocessing lets have no children.
+                except OSError as error:
+                    # No process can be started (out of memory, a limit on processes): staged here.
                     self._max_workers = len(self._workers)
                     self._on_message(
                         f"days are staged in the run's process only: no day-ahead worker process could be "
@@ -373,8 +386,8 @@ class DaysAhead:
                     self._staged[worker.day] = StagedDay(
                         worker.day,
                         error=WorkerDiedError(
-                            f"the day-ahead worker process {worker.process.pid} ended (exit code "
-                            f"{worker.process.exitcode}) while it staged {worker.day}: {worker.day} is not staged"
+                            f"the day-ahead worker process {worker.pid} ended (exit code "
+                            f"{worker.exit_code}) while it staged {worker.day}: {worker.day} is not staged"
                         ),
                         failed_step="fetch",
                     )

@@ -335,7 +335,8 @@ def _stage_in_a_daemon(folder: Path, results) -> None:
     results.put(([outcome[:2] for outcome in outcomes], messages))
 
 
-def test_where_no_worker_can_start_the_days_are_staged_in_process_and_the_log_says_why(tmp_path):
+def test_days_are_staged_ahead_in_a_daemonic_process_as_a_celery_pool_process_is(tmp_path):
+    # multiprocessing refuses children to a daemonic process; the celery executor's steps run in one.
     import multiprocessing
 
     results = multiprocessing.get_context("fork").SimpleQueue()
@@ -346,5 +347,18 @@ def test_where_no_worker_can_start_the_days_are_staged_in_process_and_the_log_sa
     daemon.join(60)
     outcomes, messages = results.get()
     assert outcomes == [(day, 10) for day in DAYS]
+    assert not [message for message in messages if "no day-ahead worker process" in message]
+
+
+def test_where_no_worker_can_start_the_days_are_staged_in_process_and_the_log_says_why(tmp_path, monkeypatch):
+    def no_fork():
+        raise BlockingIOError(11, "Resource temporarily unavailable")
+
+    users = {day: RECORDED[i * 10 : (i + 1) * 10] for i, day in enumerate(DAYS)}
+    expected, _ = run_days(tmp_path / "in_turn", page_source(users), days_ahead=0)
+    monkeypatch.setattr(os, "fork", no_fork)
+    outcomes, messages = run_days(tmp_path / "ahead", page_source(users), days_ahead=2)
+    assert outcomes == expected
+    assert_same_layers(tmp_path / "ahead", tmp_path / "in_turn")
     [why] = [message for message in messages if "no day-ahead worker process could be started" in message]
-    assert "(AssertionError: daemonic processes are not allowed to have children)" in why
+    assert why.endswith("(BlockingIOError: [Errno 11] Resource temporarily unavailable)")
