@@ -34,13 +34,15 @@ default signal handlers (the run's own handlers stay the run's), and to freeze t
 
 from __future__ import annotations
 
+import fcntl
 import gc
 import multiprocessing
 import os
 import pickle
 import signal
+import tempfile
 import traceback
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
@@ -258,6 +260,47 @@ class _Worker:
         self.connection.close()
 
 
+class ProcessLock:
+    """An exclusive lock among this process and the processes it forks, which the kernel releases
+    when its holder dies (a worker killed mid-request leaves it free): a POSIX record lock
+    (fcntl.lockf), which belongs to a process, not to the file descriptor its children inherit."""
+
+    def __init__(self) -> None:
+        self._file = tempfile.TemporaryFile()  # noqa: SIM115 - open for the lock's life, closed by close()
+
+    def __enter__(self) -> None:
+        fcntl.lockf(self._file.fileno(), fcntl.LOCK_EX)
+
+    def __exit__(self, *exc_info) -> None:
+        fcntl.lockf(self._file.fileno(), fcntl.LOCK_UN)
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def one_call_at_a_time(pages: PageSource, lock: ProcessLock) -> PageSource:
+    """`pages` whose requests (each page's, retries and their waits included) hold `lock`, a lock
+    shared by this process and its workers: a run calls the users API once at a time, as it did
+    going day by day (the users_api pool and the Celery queue count steps, not calls)."""
+
+    def locked_pages(day: str, on_retry: Callable[[str], None]) -> Iterator[UsersPage]:
+        with lock:
+            day_pages = iter(pages(day, on_retry))
+        try:
+            while True:
+                with lock:
+                    page = next(day_pages, None)
+                if page is None:
+                    return
+                yield page
+        finally:
+            close = getattr(day_pages, "close", None)
+            if close is not None:
+                close()
+
+    return locked_pages
+
+
 class DaysAhead:
     """Stages `days` (in that order) for a caller that takes them one by one with `take`; up to
     `days_ahead` of the days after the one taken last are staged meanwhile by `days_ahead` worker
@@ -280,7 +323,9 @@ class DaysAhead:
         if days_ahead < 0:
             raise ValueError(f"days_ahead={days_ahead}: expected an integer from 0")
         self.days = list(days)
-        self._plan, self._pages, self._ahead, self._on_message = plan, pages, days_ahead, on_message
+        self._api_lock = ProcessLock()
+        self._pages = one_call_at_a_time(pages, self._api_lock)
+        self._plan, self._ahead, self._on_message = plan, days_ahead, on_message
         self._next = 0  # index of the first day neither staged nor given to a worker
         self._taken = 0  # index of the next day `take` returns
         self._staged: dict[str, StagedDay] = {}
@@ -299,6 +344,7 @@ class DaysAhead:
         workers, self._workers = self._workers, []
         for worker in workers:
             worker.stop()
+        self._api_lock.close()
 
     def take(self, day: str) -> StagedDay:
         """The next day, staged (the days must be taken in the order given)."""

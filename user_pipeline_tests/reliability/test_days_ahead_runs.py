@@ -58,6 +58,7 @@ def test_a_range_run_writes_every_layer_the_same_with_days_ahead_as_day_by_day(u
         first = run_range(users_api_server.base_url, data_dir, days_ahead=days_ahead, contract_violations="quarantine")
         assert first.success
         users_api_server.add_fault("changed_users", seeds=[DAYS[1]], every=10, times=1)
+        users_api_server.reset_concurrency()
         instance = dg.DagsterInstance.ephemeral()
         second = run_range(
             users_api_server.base_url,
@@ -67,6 +68,8 @@ def test_a_range_run_writes_every_layer_the_same_with_days_ahead_as_day_by_day(u
             contract_violations="quarantine",
         )
         assert second.success
+        # The run and its workers call the API once at a time, as the run alone did.
+        assert users_api_server.concurrency()["max_in_flight"] == 1
         receipts = {
             asset: [
                 {key: m.metadata[key] for key in m.metadata if key not in ("path", "rejects_path")}

@@ -250,23 +250,18 @@ def children() -> set[int]:
 
 def test_leaving_the_block_early_stops_the_workers_before_they_write_more(tmp_path):
     before = children()
-    gate = tmp_path / "gate"
+    # Days 2 and 3 big enough that their workers are still at them when the block is left.
+    users = {DAYS[0]: RECORDED[:10], **dict.fromkeys(DAYS[1:], RECORDED * 3)}
 
-    def slow_pages(day: str, on_retry):
-        pages = page_source(dict.fromkeys(DAYS, RECORDED[:10]))(day, on_retry)
-        if day != DAYS[0]:
-            while not gate.exists():
-                time.sleep(0.01)
-        return pages
-
-    with DaysAhead(DAYS, plan_in(tmp_path), slow_pages, days_ahead=2, on_message=print) as ahead:
+    with DaysAhead(
+        DAYS, plan_in(tmp_path), page_source(users, page_size=1000), days_ahead=2, on_message=print
+    ) as ahead:
         ahead.take(DAYS[0])
-        workers = children() - before
-        assert len(workers) == 2, "two later days are staged by two workers"
+        assert len(children() - before) == 2, "two later days are staged by two workers"
     assert children() == before
-    gate.touch()
-    time.sleep(0.3)
-    assert sorted(p.name for p in (tmp_path / "raw_users").iterdir()) == [f"{DAYS[0]}.jsonl"]
+    written = {path: path.stat().st_mtime_ns for path in tmp_path.rglob("*")}
+    time.sleep(0.5)
+    assert {path: path.stat().st_mtime_ns for path in tmp_path.rglob("*")} == written
 
 
 def test_a_worker_killed_while_it_stages_a_day_is_an_error_naming_the_day(tmp_path):
@@ -362,3 +357,27 @@ def test_where_no_worker_can_start_the_days_are_staged_in_process_and_the_log_sa
     assert_same_layers(tmp_path / "ahead", tmp_path / "in_turn")
     [why] = [message for message in messages if "no day-ahead worker process could be started" in message]
     assert why.endswith("(BlockingIOError: [Errno 11] Resource temporarily unavailable)")
+
+
+def test_the_api_is_called_once_at_a_time_by_the_run_and_its_workers(tmp_path):
+    in_call = tmp_path / "in_call"
+    overlaps = tmp_path / "overlaps"
+    users = {day: RECORDED[i * 10 : (i + 1) * 10] for i, day in enumerate(DAYS)}
+
+    def pages(day: str, on_retry):
+        for page in page_source(users, page_size=3)(day, on_retry):
+            # A call under way: a marker only one process can create at a time.
+            try:
+                marker = os.open(in_call, os.O_CREAT | os.O_EXCL)
+            except FileExistsError:
+                overlaps.touch()
+                yield page
+                continue
+            time.sleep(0.01)
+            os.close(marker)
+            os.unlink(in_call)
+            yield page
+
+    outcomes, _ = run_days(tmp_path / "data", pages, days_ahead=3)
+    assert [outcome[:2] for outcome in outcomes] == [(day, 10) for day in DAYS]
+    assert not overlaps.exists(), "two calls to the API were under way at once"
