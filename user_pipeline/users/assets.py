@@ -297,6 +297,7 @@ def day_plan(
         previous_csv=files.committed_normalized_users(day),
         max_rejected_fraction=max_rejected,
         max_row_drop_fraction=limits.max_row_drop_fraction,
+        reservation=files.reserve_day(day),
     )
 
 

@@ -80,6 +80,8 @@ class DayPlan:
     previous_csv: Path | None
     max_rejected_fraction: float
     max_row_drop_fraction: float
+    reservation: Path | None = None
+    """A file to remove once the day's files are written or the day failed (day_commit.RunStaging.reserve)."""
 
 
 @dataclass
@@ -143,6 +145,8 @@ def stage_day(plan: DayPlan, pages: PageSource, on_retry: Callable[[str], None])
         # A day refused or failed before its CSV was finished leaves no temporary file.
         if same_pass is not None:
             same_pass.abort()
+        if plan.reservation is not None:
+            plan.reservation.unlink(missing_ok=True)
 
 
 class RemoteTraceback(Exception):
