@@ -184,12 +184,13 @@ FAULTS = [
         f"{DAYS_AHEAD}::test_a_range_stopped_on_day_2_keeps_day_2_and_every_later_day_a_worker_staged",
     ),
     Fault(
-        "A multi-day run interrupted (SIGINT to `dg launch --partition-range`) while its worker processes "
-        "stage later days",
-        "the workers are stopped with the run; the days committed before are kept and recorded, the day under way "
-        "and the days staged ahead are dropped",
-        "the run fails (interrupted); no worker process is left",
-        f"{DAYS_AHEAD}::test_a_range_run_interrupted_mid_range_keeps_the_days_it_did_not_commit_and_stops_its_workers",
+        "A multi-day run interrupted (the interrupt Dagster's termination delivers) while a worker process "
+        "stages a later day",
+        "the workers are stopped with the attempt; the days committed before are kept and recorded, the day under "
+        "way and the days staged ahead are dropped; the step's retry goes on from that day",
+        "`daily_users stopped at DAY; committed and recorded before it: ...`, then `STEP_UP_FOR_RETRY`; no worker "
+        "process is left",
+        f"{DAYS_AHEAD}::test_a_range_run_interrupted_mid_range_stops_its_workers_and_its_retry_goes_on_from_the_day_it_stopped_at",
     ),
     Fault(
         "A multi-day run of `raw_users,normalized_users` refused by `row_drop_within_limit` on day N",

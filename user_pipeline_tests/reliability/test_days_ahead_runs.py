@@ -5,8 +5,7 @@ and every later one (a day a worker had staged already included) left as the pre
 
 import os
 import signal
-import subprocess
-import sys
+import threading
 import time
 from pathlib import Path
 
@@ -25,7 +24,6 @@ from user_pipeline_tests.reliability.test_trustworthy_days import (
 )
 from user_pipeline_tests.runs import USERS_ASSETS, materializations, users_resources
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 DAYS = ["2026-10-20", "2026-10-21", "2026-10-22", "2026-10-23"]
 USERS, PAGE = 100, 50  # two pages a day: a fault can slow one and alter the other
 
@@ -158,10 +156,11 @@ def test_a_step_retry_resumes_after_the_committed_days_with_days_ahead(users_api
     assert not list((tmp_path / "data" / "staging").glob("*/*/*"))
 
 
-def test_a_range_run_interrupted_mid_range_keeps_the_days_it_did_not_commit_and_stops_its_workers(
-    users_api_server, tmp_path, monkeypatch
+def test_a_range_run_interrupted_mid_range_stops_its_workers_and_its_retry_goes_on_from_the_day_it_stopped_at(
+    users_api_server, tmp_path
 ):
-    """`dg launch --partition-range` (the README's command) stopped with Ctrl-C while day 3 is fetched."""
+    """An interrupt (what Dagster's termination and Ctrl-C deliver to the run's process) while a
+    worker fetches day 3 and the run's process waits to stage day 4."""
     data_dir = tmp_path / "data"
     assert run_range(users_api_server.base_url, data_dir, days_ahead=0).success
     good = {day: day_layers(data_dir, day) for day in DAYS}
@@ -169,68 +168,51 @@ def test_a_range_run_interrupted_mid_range_keeps_the_days_it_did_not_commit_and_
     users_api_server.add_fault("alter_users", seeds=DAYS[:2], users=[3], set={"name.first": "Renamed"})
     users_api_server.add_fault("slow", seeds=[DAYS[2]], delay_seconds=60)
     users_api_server.add_fault("alter_users", seeds=[DAYS[3]], users=[5], set={"name.first": "Never"})
-    dagster_home = tmp_path / "dagster_home"
-    dagster_home.mkdir()
-    env = {
-        **os.environ,
-        "DAGSTER_HOME": str(dagster_home),
-        "USER_PIPELINE_API_URL": users_api_server.base_url,
-        "USER_PIPELINE_USERS_PER_PARTITION": str(USERS),
-        "USER_PIPELINE_PAGE_SIZE": str(PAGE),
-        "USER_PIPELINE_DATA_DIR": str(data_dir),
-        "USER_PIPELINE_WAREHOUSE_URL": f"sqlite:///{data_dir}/warehouse.sqlite",
-        "USER_PIPELINE_DAYS_AHEAD": "1",
-    }
-    launch = subprocess.Popen(
-        [
-            str(Path(sys.executable).parent / "dg"),
-            "launch",
-            "--assets",
-            ",".join(USERS_ASSETS),
-            "--partition-range",
-            f"{DAYS[0]}...{DAYS[-1]}",
-        ],
-        cwd=REPO_ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
-    try:
+    before = {child.pid for child in psutil.Process().children()}
+    workers: list[int] = []
+
+    def interrupt_once_day_3_is_fetched() -> None:
         deadline = time.monotonic() + 120
-        while b"Renamed" not in (day_layers(data_dir, DAYS[1])["normalized_users"] or b""):
-            assert launch.poll() is None, launch.stdout.read()
-            assert time.monotonic() < deadline, "day 2 was not committed in time"
+        while time.monotonic() < deadline:
+            committed = b"Renamed" in (day_layers(data_dir, DAYS[1])["normalized_users"] or b"")
+            if committed and users_api_server.stats()["by_seed"].get(DAYS[2], 0) >= 1:
+                workers.extend(child.pid for child in psutil.Process().children() if child.pid not in before)
+                os.kill(os.getpid(), signal.SIGINT)
+                break
             time.sleep(0.05)
-        # Day 3's worker waits for its answer; the run's process, staging day 4 meanwhile, waits for
-        # its turn to call the API.
-        while users_api_server.stats()["by_seed"].get(DAYS[2], 0) < 1:
-            assert time.monotonic() < deadline, "day 3 was not fetched ahead"
-            time.sleep(0.05)
-        workers = [child.pid for child in psutil.Process(launch.pid).children(recursive=True)]
-        assert workers, "days are staged by worker processes"
-        # Ctrl-C, as the README says to stop a run in the CLI's process: SIGINT to the process group.
-        os.killpg(launch.pid, signal.SIGINT)
-        # The run's process acts on the interrupt once its blocked call returns (Python runs signal
-        # handlers in the main thread, and the signal may land in another): let day 3's answer go.
+        # Python acts on a signal in the main thread once its blocked call returns: let day 3's answer go.
         time.sleep(0.5)
         users_api_server.clear_faults()
-        output, _ = launch.communicate(timeout=60)
-    finally:
-        users_api_server.clear_faults()
-        if launch.poll() is None:
-            launch.kill()
-            launch.wait()
 
-    assert launch.returncode != 0, output
+    watcher = threading.Thread(target=interrupt_once_day_3_is_fetched)
+    watcher.start()
+    instance = dg.DagsterInstance.ephemeral()
+    try:
+        result = run_range(users_api_server.base_url, data_dir, days_ahead=1, instance=instance)
+    finally:
+        watcher.join()
+
+    # Dagster answers an interrupt of a step with a RetryPolicy by retrying it (a termination of the
+    # run ends it instead): the interrupted attempt stopped at day 3, the retry went on from there.
+    assert result.success, failure_text(result)
+    assert retried_steps(result) == ["daily_users"]
+    messages = [entry.user_message for entry in instance.all_logs(result.run_id)]
+    assert f"daily_users stopped at {DAYS[2]}; committed and recorded before it: {DAYS[0]}, {DAYS[1]}" in messages
+    assert any(f"not fetched again: {DAYS[0]}, {DAYS[1]}" in message for message in messages)
+    by_seed = users_api_server.stats()["by_seed"]
+    assert (by_seed[DAYS[0]], by_seed[DAYS[1]]) == (2, 2), by_seed
+    assert workers, "day 3 was staged by a worker process"
     assert not [pid for pid in workers if psutil.pid_exists(pid) and psutil.Process(pid).status() != "zombie"]
-    monkeypatch.setenv("DAGSTER_HOME", str(dagster_home))
-    with dg.DagsterInstance.get() as instance:
-        [run] = instance.get_runs()
-        assert recorded_days(instance, run.run_id) == {asset: set(DAYS[:2]) for asset in USERS_ASSETS}
+    stopped_attempt = [
+        entry.asset_materialization.partition
+        for entry in instance.all_logs(result.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION)
+        if entry.asset_materialization.asset_key == dg.AssetKey("users_table")
+        and entry.asset_materialization.partition in DAYS[:2]
+    ]
+    assert sorted(stopped_attempt) == [DAYS[0], DAYS[0], DAYS[1], DAYS[1]], "recorded at the stop, then with the range"
     for day in DAYS[:2]:
         assert b"Renamed" in day_layers(data_dir, day)["normalized_users"]
+    # The faults were cleared before the retry fetched days 3 and 4: the good answers again.
     for day in DAYS[2:]:
         assert day_layers(data_dir, day) == good[day], f"{day} changed"
-    assert not list((data_dir / "staging").glob("*/*/*")), "the staged days are dropped"
+    assert not list((data_dir / "staging").glob("*/*/*")), "nothing left staged"
