@@ -6,7 +6,8 @@ process.
     USER_PIPELINE_WAREHOUSE_URL=sqlite:///.../warehouse.sqlite python -m benchmarks.bare 2026-02-01 2026-02-02
 
 Same settings (environment variables, defaults) and the same files as the assets; the same
-functions, so nothing here mirrors the assets' work. What is left out is Dagster itself:
+functions, so nothing here mirrors the assets' work, and the same staging of days ahead
+(user_pipeline/users/days_ahead.py, USER_PIPELINE_DAYS_AHEAD). What is left out is Dagster itself:
 definitions, run and event storage, resources, the run's staging and commit of a day's files,
 metadata and the asset checks' bookkeeping. A day refused by a blocking check stops the script
 (exit status 1) as it stops the run. Prints one JSON line: rows per day.
@@ -17,22 +18,21 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
-from user_pipeline.users.api_client import RetrySettings, UsersApiClient
+from user_pipeline.users.api_client import RetrySettings, UsersApiClient, UsersPage
 from user_pipeline.users.circuit_breaker import CircuitBreaker
 from user_pipeline.users.circuit_store import circuit_store_for
 from user_pipeline.users.days import (
     CheckResults,
     RowDropRefused,
-    SamePassCsv,
-    fetch_day,
     load_checks,
     load_day,
     normalize_checks,
-    normalize_day,
     refusing_checks,
 )
+from user_pipeline.users.days_ahead import DayPlan, DaysAhead
 from user_pipeline.users.setting_models import users_setting
 from user_pipeline.users.warehouse import open_warehouse
 
@@ -63,16 +63,15 @@ def settings() -> dict:
         "circuit_failures": setting_value("USER_PIPELINE_CIRCUIT_FAILURES"),
         "circuit_cooldown": setting_value("USER_PIPELINE_CIRCUIT_COOLDOWN_SECONDS"),
         "max_row_drop_fraction": setting_value("USER_PIPELINE_MAX_ROW_DROP_FRACTION"),
+        "days_ahead": setting_value("USER_PIPELINE_DAYS_AHEAD"),
     }
 
 
 def run(days: list[str]) -> dict[str, int]:
     s = settings()
     warehouse = open_warehouse(s["warehouse_url"])
-    rows = {}
-    for day in days:
-        raw_path = s["data_dir"] / "raw_users" / f"{day}.jsonl"
-        csv_path = s["data_dir"] / "normalized_users" / f"{day}.csv"
+
+    def pages(day: str, on_retry) -> Iterator[UsersPage]:
         # A client (one HTTP session) and a circuit breaker per day, as RandomUserApi makes.
         client = UsersApiClient(
             base_url=s["api_url"],
@@ -80,6 +79,7 @@ def run(days: list[str]) -> dict[str, int]:
             nationalities=s["nationalities"],
             timeout_seconds=s["timeout"],
             retry=RetrySettings(max_attempts=s["max_attempts"]),
+            on_retry=on_retry,
             breaker=CircuitBreaker(
                 circuit_store_for(warehouse),
                 source=s["api_url"],
@@ -87,27 +87,44 @@ def run(days: list[str]) -> dict[str, int]:
                 cooldown_seconds=s["circuit_cooldown"],
             ),
         )
-        # The CSV is written in the same pass as the raw file, as daily_users does when it runs both.
-        same_pass = SamePassCsv(day, csv_path)
         with client:
-            fetched = fetch_day(day, client.iter_pages(seed=day, users=s["users"]), raw_path, same_pass=same_pass)
-        try:
-            normalized = normalize_day(
-                day,
-                raw_path,
-                csv_path,
-                previous_csv=csv_path,
-                max_row_drop_fraction=s["max_row_drop_fraction"],
-                same_pass=same_pass,
-            )
-        except RowDropRefused as refused:
-            raise SystemExit(str(refused)) from None
-        refuse(day, "normalized_users", normalize_checks(normalized, fetched.raw.users, s["max_row_drop_fraction"]))
-        loaded = load_day(warehouse, day, csv_path, expected_hash=normalized.receipt.content_hash)
-        refuse(day, "users_table", load_checks(loaded, normalized))
-        rows[day] = loaded.rows_stored
+            yield from client.iter_pages(seed=day, users=s["users"])
+
+    def plan(day: str) -> DayPlan:
+        # No staging: the script writes the committed files (a refused day stops it all the same).
+        csv_path = s["data_dir"] / "normalized_users" / f"{day}.csv"
+        return DayPlan(
+            day,
+            raw_path=s["data_dir"] / "raw_users" / f"{day}.jsonl",
+            rejects_path=None,
+            # The CSV is written in the same pass as the raw file, as daily_users does when it runs both.
+            csv_path=csv_path,
+            previous_csv=csv_path,
+            max_rejected_fraction=0.0,
+            max_row_drop_fraction=s["max_row_drop_fraction"],
+        )
+
+    rows = {}
+    # The same staging of days as daily_users': later days fetched and normalized ahead in worker
+    # processes (USER_PIPELINE_DAYS_AHEAD), each day loaded here in date order.
+    with DaysAhead(days, plan, pages, days_ahead=s["days_ahead"], on_message=log) as days_ahead:
+        for day in days:
+            staged = days_ahead.take(day)
+            fetched = staged.fetched_or_raise()
+            try:
+                normalized = staged.normalized_or_raise()
+            except RowDropRefused as refused:
+                raise SystemExit(str(refused)) from None
+            refuse(day, "normalized_users", normalize_checks(normalized, fetched.raw.users, s["max_row_drop_fraction"]))
+            loaded = load_day(warehouse, day, normalized.path, expected_hash=normalized.receipt.content_hash)
+            refuse(day, "users_table", load_checks(loaded, normalized))
+            rows[day] = loaded.rows_stored
     warehouse.count_rows()
     return rows
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr)
 
 
 def refuse(day: str, asset: str, results: CheckResults) -> None:

@@ -21,6 +21,7 @@ def users_resources(
     warehouse_url: str | None = None,
     lock_timeout_seconds: int = 30,
     max_row_drop_fraction: float = 0.2,
+    days_ahead: int = 1,
     **api_settings,
 ) -> dict:
     """The resources of `daily_users`; the warehouse defaults to a SQLite file in `data_dir`."""
@@ -30,7 +31,7 @@ def users_resources(
         "warehouse": WarehouseResource(
             url=warehouse_url or f"sqlite:///{data_dir}/warehouse.sqlite", lock_timeout_seconds=lock_timeout_seconds
         ),
-        "day_limits": DayLimits(max_row_drop_fraction=max_row_drop_fraction),
+        "day_limits": DayLimits(max_row_drop_fraction=max_row_drop_fraction, days_ahead=days_ahead),
     }
 
 

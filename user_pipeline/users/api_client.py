@@ -193,8 +193,10 @@ class UsersApiClient:
                     ) from None
                 delay = self.retry.delay(attempt, retryable.retry_after)
                 if self._on_retry:
+                    # Named: with days staged ahead, a later day's retries show among an earlier day's lines.
                     self._on_retry(
-                        f"{retryable.reason}; attempt {attempt} of {self.retry.max_attempts}, retrying in {delay:.2f}s"
+                        f"{where}: {retryable.reason}; attempt {attempt} of {self.retry.max_attempts}, "
+                        f"retrying in {delay:.2f}s"
                     )
                 self._sleep(delay)
         raise AssertionError("unreachable")

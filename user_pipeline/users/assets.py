@@ -8,6 +8,9 @@ and blocking check (users/day_commit.py), and then counts the day as materialize
 selected asset. A run stopped at day N (a refusal by a blocking check, a permanent error, the
 last failed retry, a termination) records exactly the days before N, which stay committed, with
 each day's own metadata; day N and later keep every layer as the previous good run left them.
+While a day is loaded and committed, the next `days_ahead` days (DayLimits,
+USER_PIPELINE_DAYS_AHEAD) are fetched and normalized into their staged files by worker processes
+(users/days_ahead.py); they are taken, checked and committed in date order like any day.
 The bodies here only turn the per-day results into metadata and check results.
 """
 
@@ -34,15 +37,13 @@ from user_pipeline.users.days import (
     LoadedDay,
     NormalizedDay,
     RowDropRefused,
-    SamePassCsv,
-    fetch_checks,
-    fetch_day,
     load_checks,
     load_day,
     normalize_checks,
     normalize_day,
     refusing_checks,
 )
+from user_pipeline.users.days_ahead import DayPlan, DaysAhead, StagedDay
 from user_pipeline.users.normalize import USER_COLUMNS, read_normalized_csv
 from user_pipeline.users.registry import empty_registry, read_registry, update_registry, write_registry
 from user_pipeline.users.resources import (
@@ -151,8 +152,6 @@ class DayOutcome:
     fetched: FetchedDay | None = None
     normalized: NormalizedDay | None = None
     loaded: LoadedDay | None = None
-    same_pass: SamePassCsv | None = None
-    """The day's CSV written while its raw file is, when the run normalizes the day it fetches."""
     checks: dict[str, tuple[bool, dict]] = field(default_factory=dict)
     refusals: list[dg.AssetCheckResult] = field(default_factory=list)
 
@@ -286,31 +285,36 @@ def day_metadata(outcome: DayOutcome, files: PartitionFiles) -> dict[str, dict]:
     return metadata
 
 
+def day_plan(
+    files: PartitionFiles, day: str, *, quarantine: bool, normalize: bool, max_rejected: float, limits: DayLimits
+) -> DayPlan:
+    """Where the run stages the day's raw file, rejects (quarantine) and CSV (when it normalizes)."""
+    return DayPlan(
+        day,
+        raw_path=files.staged_raw_users(day),
+        rejects_path=files.staged_rejects(day) if quarantine else None,
+        csv_path=files.staged_normalized_users(day) if normalize else None,
+        previous_csv=files.committed_normalized_users(day),
+        max_rejected_fraction=max_rejected,
+        max_row_drop_fraction=limits.max_row_drop_fraction,
+        reservation=files.reserve_day(day),
+    )
+
+
 def run_fetch(
     context: dg.AssetExecutionContext,
     users_api: UsersApi,
     files: PartitionFiles,
     outcome: DayOutcome,
+    staged: StagedDay,
     *,
-    quarantine: bool,
     max_rejected: float,
-    normalize: bool = False,
 ) -> None:
-    """raw_users for the day: fetch into the day's staged raw file (and, if `normalize`, its
-    staged CSV in the same pass, finished by run_normalize); the rejected share's check."""
+    """raw_users for the day, as `stage_day` left it in the day's staged raw file (and, when the
+    run normalizes, its staged CSV, finished by run_normalize): its errors, the rejected share's check."""
     day = outcome.day
     try:
-        # Pages first: a bad setting raises here, before any folder or file is created.
-        pages = users_api.iter_pages(day, on_retry=context.log.warning)
-        if normalize:
-            outcome.same_pass = SamePassCsv(day, files.staged_normalized_users(day))
-        fetched = fetch_day(
-            day,
-            pages,
-            files.staged_raw_users(day),
-            rejects_path=files.staged_rejects(day) if quarantine else None,
-            same_pass=outcome.same_pass,
-        )
+        fetched = staged.fetched_or_raise()
     except CircuitOpenError as error:
         # No call was made; the users API sensor backfills the day once the circuit closes.
         users_api.breaker().record_skipped_day(day)
@@ -328,7 +332,7 @@ def run_fetch(
         # A rejects file exists exactly for the days that left users out.
         files.stage_no_rejects(day)
     outcome.fetched = fetched
-    outcome.checks.update(fetch_checks(fetched, max_rejected))
+    outcome.checks.update(staged.checks)
     if refusing_checks(RAW_USERS, outcome.checks):
         raw = fetched.raw
         outcome.refuse(
@@ -342,25 +346,34 @@ def run_fetch(
 
 
 def run_normalize(
-    context: dg.AssetExecutionContext, files: PartitionFiles, limits: DayLimits, outcome: DayOutcome
+    context: dg.AssetExecutionContext,
+    files: PartitionFiles,
+    limits: DayLimits,
+    outcome: DayOutcome,
+    staged: StagedDay | None = None,
 ) -> None:
-    """normalized_users for the day: the raw file (staged by this run, else committed) into the
-    day's staged CSV; its checks."""
+    """normalized_users for the day: the CSV `stage_day` wrote in the same pass as the raw file
+    (`staged`, when the run fetched the day), else the committed raw file into the day's staged
+    CSV; its checks."""
     day = outcome.day
-    raw_path = files.raw_users(day)
-    if not raw_path.exists():
-        fail_permanently(
-            f"normalized_users {day}: raw_users {day} is not materialized ({raw_path} is missing): materialize it first"
-        )
+    if staged is None:
+        raw_path = files.raw_users(day)
+        if not raw_path.exists():
+            fail_permanently(
+                f"normalized_users {day}: raw_users {day} is not materialized ({raw_path} is missing): "
+                "materialize it first"
+            )
     try:
-        normalized = normalize_day(
-            day,
-            raw_path,
-            files.staged_normalized_users(day),
-            previous_csv=files.committed_normalized_users(day),
-            max_row_drop_fraction=limits.max_row_drop_fraction,
-            same_pass=outcome.same_pass,
-        )
+        if staged is None:
+            normalized = normalize_day(
+                day,
+                raw_path,
+                files.staged_normalized_users(day),
+                previous_csv=files.committed_normalized_users(day),
+                max_row_drop_fraction=limits.max_row_drop_fraction,
+            )
+        else:
+            normalized = staged.normalized_or_raise()
     except RowDropRefused as refused:
         outcome.checks["row_drop_within_limit"] = (False, {"row_drop_fraction": refused.receipt.row_drop_fraction})
         outcome.refuse(
@@ -544,44 +557,48 @@ def daily_users(
             f"fetched again: {', '.join(sorted(resumed))}"
         )
     try:
-        for day in context.partition_keys:
-            if day in resumed:
-                run.committed[day] = resumed[day]
-                run.recorded.add(day)
-                continue
-            outcome = DayOutcome(day)
-            try:
-                if RAW_USERS in assets:
-                    run_fetch(
-                        context,
-                        users_api,
-                        files,
-                        outcome,
-                        quarantine=quarantine,
-                        max_rejected=max_rejected,
-                        normalize=NORMALIZED_USERS in assets,
-                    )
+        with DaysAhead(
+            [day for day in context.partition_keys if day not in resumed] if RAW_USERS in assets else [],
+            lambda day: day_plan(
+                files,
+                day,
+                quarantine=quarantine,
+                normalize=NORMALIZED_USERS in assets,
+                max_rejected=max_rejected,
+                limits=day_limits,
+            ),
+            users_api.iter_pages,
+            days_ahead=day_limits.days_ahead,
+            on_message=context.log.warning,
+        ) as days_ahead:
+            for day in context.partition_keys:
+                if day in resumed:
+                    run.committed[day] = resumed[day]
+                    run.recorded.add(day)
+                    continue
+                outcome = DayOutcome(day)
+                staged = days_ahead.take(day) if RAW_USERS in assets else None
+                if staged is not None:
+                    run_fetch(context, users_api, files, outcome, staged, max_rejected=max_rejected)
                 if NORMALIZED_USERS in assets and not outcome.refusals:
-                    run_normalize(context, files, day_limits, outcome)
-            finally:
-                # A day refused or failed before its CSV was finished leaves no temporary file.
-                if outcome.same_pass is not None:
-                    outcome.same_pass.abort()
-            if USERS_TABLE in assets and not outcome.refusals:
-                run_load(context, files, store, outcome)
-            if outcome.refusals:
-                run.add_checks(outcome)
-                run.stop(day)
-                results = run.check_results(outcome.refusals)
-                yield from results
-                if not any(result in results for result in outcome.refusals):
-                    # The refusing checks were left out of the selection: the day is refused all the same.
-                    fail_permanently("; ".join(result.description for result in outcome.refusals))
-                return
-            run.commit(outcome)
+                    run_normalize(context, files, day_limits, outcome, staged)
+                if USERS_TABLE in assets and not outcome.refusals:
+                    run_load(context, files, store, outcome)
+                if outcome.refusals:
+                    days_ahead.close()
+                    run.add_checks(outcome)
+                    run.stop(day)
+                    results = run.check_results(outcome.refusals)
+                    yield from results
+                    if not any(result in results for result in outcome.refusals):
+                        # The refusing checks were left out of the selection: the day is refused all the same.
+                        fail_permanently("; ".join(result.description for result in outcome.refusals))
+                    return
+                run.commit(outcome)
     except BaseException:
         # A permanent error, the last failed retry, a retry to come, or the run terminated: the
-        # days committed so far are recorded, the day under way is dropped.
+        # days committed so far are recorded, the day under way and every day staged ahead are
+        # dropped (leaving the `with` stopped the workers first).
         run.stop(day)
         raise
     if RAW_USERS in assets:

@@ -43,6 +43,8 @@ COMMITS = ".commits"  # <run folder>/.commits/<day>.json: a commit under way
 COMMIT_LOCK = ".commit.lock"
 OWNER_FILE = "OWNER"
 ABSENT_SUFFIX = ".absent"
+RESERVED = "reserved.day"  # <folder>/reserved/<day>.day: a day being staged, none of its files written yet
+TEMPORARY_SUFFIX = ".tmp"  # shared.atomic_files' temporary files: .<name>.<owner token>.<random>.tmp
 # A dead run's staging is kept this long so that a re-execution from failure can still finish it;
 # another host's run is presumed alive until nothing in its staging changed for as long.
 STALE_AFTER_SECONDS = 24 * 3600
@@ -94,6 +96,14 @@ class RunStaging:
         path = self.folder / asset / f"{day}{suffix}"
         return path if path.exists() else None
 
+    def reserve(self, day: str) -> Path:
+        """A file that keeps this run's folder while the day is being staged (by a worker process,
+        while this run commits other days), before any of its files exists; whoever stages the day
+        removes it once they do (users/days_ahead.py), and `discard` removes it with the day."""
+        reservation = self.path(day, RESERVED)
+        reservation.touch()
+        return reservation
+
     def stage_absence(self, day: str, name: str) -> None:
         """Stages the removal of `name`: committing the day deletes its committed file."""
         staged = self.path(day, name)
@@ -101,8 +111,17 @@ class RunStaging:
         staged.with_name(staged.name + ABSENT_SUFFIX).touch()
 
     def staged_days(self) -> list[str]:
+        """The days with files in this run's staging, those still being written included (a
+        temporary `.<day>.<ext>.<token>.tmp` of shared.atomic_files: with days staged ahead, a worker
+        process writes a later day while this run commits one, and the folder must stay)."""
         try:
-            return sorted({p.name[:10] for p in self.folder.glob("*/*") if p.is_file() and not p.name.startswith(".")})
+            return sorted(
+                {
+                    p.name[1:11] if p.name.startswith(".") else p.name[:10]
+                    for p in self.folder.glob("*/*")
+                    if p.is_file() and (not p.name.startswith(".") or p.name.endswith(TEMPORARY_SUFFIX))
+                }
+            )
         except FileNotFoundError:  # the folder went away while it was listed (its run removed it)
             return []
 
@@ -130,8 +149,9 @@ class RunStaging:
         return committed
 
     def discard(self, day: str) -> None:
-        """Forgets what this run staged for `day`: the committed files stay as they are."""
-        for path in self.folder.glob(f"*/{day}.*"):
+        """Forgets what this run staged for `day`, a file left half-written (its writer stopped)
+        included: the committed files stay as they are. Call it once nothing writes the day."""
+        for path in [*self.folder.glob(f"*/{day}.*"), *self.folder.glob(f"*/.{day}.*{TEMPORARY_SUFFIX}")]:
             path.unlink(missing_ok=True)
         self._remove_if_empty()
 

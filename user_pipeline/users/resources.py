@@ -187,6 +187,10 @@ class PartitionFiles(SettingsResource, PartitionFilesFields):
     def staged_rejects(self, partition_key: str) -> Path:
         return self._run_staging().path(partition_key, REJECTS)
 
+    def reserve_day(self, partition_key: str) -> Path:
+        """Keeps this run's staging while a worker stages the day (day_commit.RunStaging.reserve)."""
+        return self._run_staging().reserve(partition_key)
+
     def stage_no_rejects(self, partition_key: str) -> None:
         self._run_staging().stage_absence(partition_key, REJECTS)
 
@@ -244,4 +248,5 @@ class UserRegistrySettings(SettingsResource, UserRegistryFields):
 
 
 class DayLimits(SettingsResource, DayLimitsFields):
-    """Limits a day's new data must keep to before it replaces the day's previous version."""
+    """Limits a day's new data must keep to before it replaces the day's previous version, and how
+    many days a range run stages ahead of the one it commits (users/days_ahead.py)."""

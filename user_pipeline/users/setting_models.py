@@ -27,6 +27,9 @@ from user_pipeline.users.warehouse import redact_url
 
 CONTRACT_VIOLATION_MODES = ("fail", "quarantine")
 WAREHOUSE_SCHEMES = ("sqlite", "postgresql", "postgres")
+# Days staged ahead by worker processes (users/days_ahead.py), one process each: more than the
+# machine's cores only makes them take turns.
+MAX_DAYS_AHEAD = 8
 
 
 def validate_contract_violations(mode: object) -> str:
@@ -134,7 +137,7 @@ class UserRegistryFields(BaseModel):
 
 
 class DayLimitsFields(BaseModel):
-    """Limits a day's new data must keep to (resources.DayLimits)."""
+    """Limits a day's new data must keep to, and how far ahead a range run stages days (resources.DayLimits)."""
 
     max_row_drop_fraction: float = Field(
         default=0.2,
@@ -142,6 +145,14 @@ class DayLimitsFields(BaseModel):
         le=1.0,
         description="A re-run that would shrink a day by more than this fraction of its rows keeps the previous day "
         "instead.",
+    )
+    days_ahead: int = Field(
+        default=1,
+        ge=0,
+        le=MAX_DAYS_AHEAD,
+        description="A range run fetches and normalizes this many later days in worker processes while it loads and "
+        "commits a day (still in date order, each whole or not at all); 0: one day after another in the run's "
+        "process.",
     )
 
 
@@ -166,6 +177,7 @@ USERS_SETTINGS: tuple[Setting, ...] = (
         shown=redact_url,
     ),
     Setting("USER_PIPELINE_MAX_ROW_DROP_FRACTION", "day_limits", DayLimitsFields, "max_row_drop_fraction"),
+    Setting("USER_PIPELINE_DAYS_AHEAD", "day_limits", DayLimitsFields, "days_ahead"),
     Setting(
         "USER_PIPELINE_REGISTRY_START_DATE",
         "registry_settings",

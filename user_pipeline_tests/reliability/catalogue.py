@@ -25,6 +25,7 @@ SECURITY = "user_pipeline_tests/reliability/test_security.py"
 CORE = "user_pipeline_tests/acceptance/test_core_pipeline.py"
 SPARK = "user_pipeline_tests/spark/test_assets.py"
 DAYS = "user_pipeline_tests/reliability/test_trustworthy_days.py"
+DAYS_AHEAD = "user_pipeline_tests/reliability/test_days_ahead_runs.py"
 SPARK_JOB = "user_pipeline_tests/spark_jobs/test_ingest_users.py"
 LOSSLESS = "user_pipeline_tests/acceptance/test_lossless_day.py"
 LOSSLESS_UNIT = "user_pipeline_tests/users/test_lossless.py"
@@ -40,7 +41,7 @@ FAULTS = [
     Fault(
         "API: 429 with `Retry-After`",
         "retried after the server's delay, then the same data as a clean run",
-        "a warning per retry: `HTTP 429 ...; attempt 1 of 5, retrying in 1.00s`",
+        "a warning per retry: `seed='YYYY-MM-DD' page=1: HTTP 429 ...; attempt 1 of 5, retrying in 1.00s`",
         f"{API}::test_transient_faults_recover_by_retry_to_exactly_the_good_data",
     ),
     Fault(
@@ -172,6 +173,24 @@ FAULTS = [
         "the step retries and goes on from day N: the days before N, committed by the first attempt, are not fetched again",
         "`STEP_UP_FOR_RETRY` for `daily_users`; `already committed by an earlier attempt, not fetched again: ...` in the run log",
         f"{DAYS}::test_a_step_retry_does_not_fetch_again_the_days_an_earlier_attempt_committed",
+    ),
+    Fault(
+        "A multi-day run with days staged ahead (`USER_PIPELINE_DAYS_AHEAD`) refused or failed on day N by "
+        "the table, the contract or the row-drop limit, while later days were already fetched and staged "
+        "by worker processes",
+        "the days before N committed and recorded; the later days' staged files dropped, never committed: day N "
+        "and every later day as the previous good run left them in every layer",
+        "the step fails naming day N, as without days ahead",
+        f"{DAYS_AHEAD}::test_a_range_stopped_on_day_2_keeps_day_2_and_every_later_day_a_worker_staged",
+    ),
+    Fault(
+        "A multi-day run interrupted (the interrupt Dagster's termination delivers) while a worker process "
+        "stages a later day",
+        "the workers are stopped with the attempt; the days committed before are kept and recorded, the day under "
+        "way and the days staged ahead are dropped; the step's retry goes on from that day",
+        "`daily_users stopped at DAY; committed and recorded before it: ...`, then `STEP_UP_FOR_RETRY`; no worker "
+        "process is left",
+        f"{DAYS_AHEAD}::test_a_range_run_interrupted_mid_range_stops_its_workers_and_its_retry_goes_on_from_the_day_it_stopped_at",
     ),
     Fault(
         "A multi-day run of `raw_users,normalized_users` refused by `row_drop_within_limit` on day N",

@@ -639,7 +639,10 @@ def test_a_step_retry_does_not_fetch_again_the_days_an_earlier_attempt_committed
 
     assert result.success
     assert retried_steps(result) == ["daily_users"]
-    assert users_api_server.stats()["by_seed"] == {DAYS[0]: 1, DAYS[1]: 2, DAYS[2]: 1}, "day 1 fetched once"
+    by_seed = users_api_server.stats()["by_seed"]
+    assert (by_seed[DAYS[0]], by_seed[DAYS[1]]) == (1, 2), "day 1 fetched once"
+    # Day 3 may have been staged ahead (USER_PIPELINE_DAYS_AHEAD) by the first attempt and dropped with it.
+    assert by_seed[DAYS[2]] in (1, 2) and set(by_seed) == set(DAYS), by_seed
     assert committed_days(tmp_path / "data") == {asset: set(DAYS) for asset in USERS_ASSETS}
     # Day 1 was recorded when the first attempt stopped; the step's output records every day of
     # its range again (Dagster has no per-partition output), day 1 with the metadata recorded then.

@@ -56,6 +56,17 @@ def test_rate_limiting_is_retried_after_the_servers_retry_after(users_api_server
     assert sleeps == [2.0]
 
 
+def test_each_retry_warning_names_seed_and_page(users_api_server):
+    # With days staged ahead, a later day's retries are logged among an earlier day's lines.
+    users_api_server.add_fault("rate_limit", times=1, retry_after=2)
+    warnings: list[str] = []
+    with make_client(users_api_server.base_url, on_retry=warnings.append) as client:
+        assert len(fetch_all(client, 10)) == 10
+    [warning] = warnings
+    assert warning.startswith(f"seed={SEED!r} page=1: HTTP 429: ")
+    assert warning.endswith("; attempt 1 of 3, retrying in 2.00s")
+
+
 @pytest.mark.parametrize("status", [500, 502, 503])
 def test_server_errors_are_retried_with_capped_backoff(users_api_server, status):
     users_api_server.add_fault("server_error", times=2, status=status)

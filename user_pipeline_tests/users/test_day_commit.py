@@ -253,3 +253,37 @@ def test_an_odd_owner_record_never_crashes_the_clean_up_and_its_staging_goes_onl
         assert removed == ([staging.folder] if old else [])
     else:
         assert removed == ([] if owner.runs_here() or not old else [staging.folder])
+
+
+def test_a_day_still_being_written_keeps_the_staging_folder_when_another_day_is_committed(tmp_path):
+    # Days staged ahead: a worker process writes day 2 (a temporary file) while the run commits day 1.
+    files = committed_files(tmp_path)
+    next_day = "2026-11-21"
+    files.staged_raw_users(DAY).write_text("new raw\n")
+    writing = files.staged_raw_users(next_day).with_name(f".{next_day}.jsonl.host+1+2.abcd.tmp")
+    writing.write_text("half of day 2")
+    files.commit_day(DAY)
+    assert writing.read_text() == "half of day 2"
+    # The run stops before day 2 (its writer stopped first): day 2 and the folder go.
+    files.discard_day(next_day)
+    assert not writing.exists()
+    assert list((tmp_path / "staging").iterdir()) == [tmp_path / "staging" / ".commit.lock"]
+
+
+def test_a_day_reserved_for_a_worker_keeps_the_staging_folder_until_its_files_are_written(tmp_path):
+    # Days staged ahead: a worker process may not have opened any file of day 2 yet when day 1 commits.
+    files = committed_files(tmp_path)
+    next_day = "2026-11-21"
+    files.staged_raw_users(DAY).write_text("new raw\n")
+    planned = files.staged_raw_users(next_day)
+    reservation = files.reserve_day(next_day)
+    files.commit_day(DAY)
+    assert planned.parent.is_dir(), "day 2's folder is still there for its worker"
+    planned.write_text("day 2")
+    reservation.unlink()
+    files.commit_day(next_day)
+    assert files.committed_raw_users(next_day).read_text() == "day 2"
+    assert list((tmp_path / "staging").iterdir()) == [tmp_path / "staging" / ".commit.lock"]
+    files.reserve_day(DAY)
+    files.discard_day(DAY)
+    assert list((tmp_path / "staging").iterdir()) == [tmp_path / "staging" / ".commit.lock"]
