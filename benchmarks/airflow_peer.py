@@ -45,6 +45,7 @@ from user_pipeline_tools.randomuser_server.launcher import free_port
 
 AIRFLOW_DIR = Path(__file__).resolve().parent / "airflow"
 DAGS_FOLDER = AIRFLOW_DIR / "dags"
+CONFIG_FOLDER = AIRFLOW_DIR / "config"  # importable by the Airflow processes (PYTHONPATH)
 REQUIREMENTS = AIRFLOW_DIR / "requirements.txt"
 DAG_ID = "user_processing"
 SERVICES = ("api-server", "scheduler", "dag-processor")
@@ -110,6 +111,9 @@ class AirflowServices:
             "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
             "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS_FOLDER),
+            # Its SQLite metadata database waits for a write lock (benchmarks/airflow/config/user_processing_db.py).
+            "PYTHONPATH": str(CONFIG_FOLDER),
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS": "user_processing_db.CONNECT_ARGS",
             "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",
             # At most 4 tasks at once, as user_pipeline runs at most 4 runs of in-process steps. The default,
             # 32, forks 32 LocalExecutor workers up front: ~4.6 GB of RSS summed (shared copy-on-write pages

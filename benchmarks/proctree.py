@@ -10,7 +10,10 @@
 CPU: for every process of the tree still present at the end, its user+sys time plus the
 user+sys of the children it reaped (psutil's ``cpu_times()``: user, system, children_user,
 children_system), minus the same figure at the start; plus the growth of this process's own
-RUSAGE_CHILDREN, which holds the processes it reaped (the subprocesses it waited for). Because
+RUSAGE_CHILDREN, which holds the processes it reaped (the subprocesses it waited for). A process
+that was there at the start and exits is counted whole by whoever reaps it (its parent's
+children_* or RUSAGE_CHILDREN), so its figure at the start is then taken off the total: without
+that, a run worker started before the window and reaped in it counted its earlier CPU again. Because
 this process is a child subreaper, a descendant orphaned by its parent (e.g. PySpark's JVM after
 the Python driver exits) is re-parented here rather than to init, and reaped by `settle()`, so
 its CPU is counted too. Nothing is sampled for CPU: the kernel's counters are exact.
@@ -101,6 +104,7 @@ class TreeMeter:
         self._outside: set[int] = set()
         self._processes: dict[int, psutil.Process] = {}  # kept, so that each is created once
         self._start_cpu: dict[int, float] = {}
+        self._gone_start_cpu = 0.0  # the start figures of processes there at the start and gone since
         self._last: dict[int, ProcStat] = {}
         self._previous: set[int] = set()
         self._lock = threading.Lock()
@@ -148,6 +152,7 @@ class TreeMeter:
             seconds = sum(
                 max(0.0, stat.cpu_seconds - self._start_cpu.get(pid, 0.0)) for pid, stat in self._last.items()
             )
+            seconds -= self._gone_start_cpu
         self.cpu_seconds = seconds + (children_rusage_seconds() - self._rusage_start)
 
     def extra_processes(self) -> list[tuple[int, str]]:
@@ -236,6 +241,9 @@ class TreeMeter:
             self._tree &= set(current)
             # Only the tree's processes are kept: an outside pid is never read again unless reused.
             self._processes = {pid: self._processes[pid] for pid in current if pid in self._processes}
+            for pid in self._last.keys() - current.keys():
+                # Counted whole from now on by whoever reaps it: its start figure comes off the total.
+                self._gone_start_cpu += self._start_cpu.pop(pid, 0.0)
             self._last = current
             self.seen |= set(current)
             # A process first seen in this sample is left out of the memory sum until the next one:

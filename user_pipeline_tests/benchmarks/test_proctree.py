@@ -77,3 +77,36 @@ def test_a_process_outside_the_tree_is_not_counted():
 
     assert result["pids"] == 1
     assert 0.1 <= result["cpu"] < 0.8
+
+
+def test_a_child_there_at_the_start_and_reaped_in_the_window_counts_only_its_cpu_in_the_window():
+    # Like a run worker of an earlier benchmark mode that its code server reaps during the next
+    # mode: its CPU from before the meter started must not come back through its parent's counters
+    # (it did: a range run "used" 55 CPU s in 16 s on 2 cores).
+    burn = BURN.format(mb=1, cpu=1.0) + "print('burnt', flush=True)\ntime.sleep(0.6)\n"
+    parent = (
+        "import subprocess, sys\n"
+        f"child = subprocess.Popen([sys.executable, '-c', {burn!r}], stdout=subprocess.PIPE, text=True)\n"
+        "print(child.stdout.readline().strip(), flush=True)\n"
+        "child.wait()\n"
+        "print('reaped', flush=True)\n"
+        "sys.stdin.readline()\n"
+    )
+    script = f"""
+import json, subprocess, sys
+from benchmarks.proctree import TreeMeter, become_subreaper
+assert become_subreaper(True)
+parent = subprocess.Popen([sys.executable, "-c", {parent!r}], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+assert parent.stdout.readline().strip() == "burnt"
+with TreeMeter(roots=[parent.pid], protected=[parent.pid]) as meter:
+    assert parent.stdout.readline().strip() == "reaped"
+parent.stdin.close()
+parent.wait()
+print(json.dumps({{"cpu": meter.cpu_seconds, "pids": len(meter.seen)}}))
+"""
+    done = subprocess.run([sys.executable, "-c", script], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+
+    assert result["pids"] == 2  # the child was in the tree from the start
+    assert 0.0 <= result["cpu"] < 0.5, result
