@@ -65,6 +65,9 @@ each request retried. Bad settings raise at the call, before any file is written
 
 # How long a worker waits for its next day before checking that this process is still there.
 _PARENT_CHECK_SECONDS = 1.0
+# Days a worker holds at once: the one it stages and the next, sent ahead so that it never waits
+# for this process (busy loading a day) to hand one out.
+DAYS_PER_WORKER = 2
 
 
 @dataclass(frozen=True)
@@ -251,7 +254,8 @@ class _Worker:
             finally:
                 os._exit(code)
         child.close()
-        self.day: str | None = None
+        self.days: list[str] = []
+        """The days sent to the worker and not yet back, in the order it stages them."""
         self.exit_code: int | None = None
 
     def stop(self) -> None:
@@ -306,9 +310,9 @@ def one_call_at_a_time(pages: PageSource, lock: ProcessLock) -> PageSource:
 
 
 class DaysAhead:
-    """Stages `days` (in that order) for a caller that takes them one by one with `take`; up to
-    `days_ahead` of the days after the one taken last are staged meanwhile by `days_ahead` worker
-    processes (0: each day staged by `take` itself, here).
+    """Stages `days` (in that order) for a caller that takes them one by one with `take`; meanwhile
+    `days_ahead` worker processes stage the days after the one taken last, up to two each (0: each
+    day staged by `take` itself, here), and `take` stages one more itself rather than wait for them.
 
     `plan(day)` says where a day is staged; it is called here, in this process, before the day is
     staged. `pages` is the page source (see PageSource); `on_message` receives the fetch's log
@@ -380,8 +384,11 @@ class DaysAhead:
         return staged
 
     def _limit(self) -> int:
-        """One past the last index that may be staged now: the day being taken and `days_ahead` after it."""
-        return min(len(self.days), self._taken + self._ahead)
+        """One past the last index that may be handed out or staged now: the day being taken, two
+        days per worker (the one it stages and the next, sent before it needs it) and one more, which
+        this process stages itself when it would otherwise wait."""
+        ahead = DAYS_PER_WORKER * self._ahead + 1 if self._ahead else 0
+        return min(len(self.days), self._taken + ahead)
 
     def _stage_here(self, day: str) -> None:
         plan = self._planned(day)
@@ -398,9 +405,12 @@ class DaysAhead:
             return None
 
     def _hand_out(self) -> None:
+        """Sends the next days within the window to the workers, the least busy first: a new worker
+        while every one has a day (up to `days_ahead`), then a second day to each, which it starts
+        as soon as it finishes the first: this process hands days out only when it takes one, and
+        a worker that waited for that would leave its core idle while a day is loaded."""
         while self._next < self._limit():
-            idle = [worker for worker in self._workers if worker.day is None]
-            if not idle and len(self._workers) < self._max_workers:
+            if len(self._workers) < self._max_workers and all(worker.days for worker in self._workers):
                 try:
                     self._workers.append(_Worker(self._pages))
                 except OSError as error:
@@ -411,36 +421,41 @@ class DaysAhead:
                         f"started ({type(error).__name__}: {error})"
                     )
                 continue
-            if not idle:
+            free = [worker for worker in self._workers if len(worker.days) < DAYS_PER_WORKER]
+            if not free:
                 return
+            worker = min(free, key=lambda worker: len(worker.days))
             day = self.days[self._next]
             self._next += 1
             plan = self._planned(day)
             if plan is not None:
-                idle[0].day = day
-                idle[0].connection.send(plan)
+                worker.days.append(day)
+                worker.connection.send(plan)
 
     def _collect(self, *, block: bool) -> None:
-        busy = {worker.connection: worker for worker in self._workers if worker.day is not None}
+        busy = {worker.connection: worker for worker in self._workers if worker.days}
         if not busy:
             return
         for connection in wait(list(busy), timeout=None if block else 0):
             worker = busy[connection]
-            while worker.day is not None and connection.poll():
+            while worker.days and connection.poll():
                 try:
                     kind, payload = connection.recv()
                 except (EOFError, OSError):
-                    # The day fails as any unexpected error of its fetch does (permanently).
+                    # Its days fail as any unexpected error of their fetch does (permanently).
                     worker.stop()
                     self._workers.remove(worker)
-                    self._staged[worker.day] = StagedDay(
-                        worker.day,
-                        error=WorkerDiedError(
-                            f"the day-ahead worker process {worker.pid} ended (exit code "
-                            f"{worker.exit_code}) while it staged {worker.day}: {worker.day} is not staged"
-                        ),
-                        failed_step="fetch",
-                    )
+                    for position, day in enumerate(worker.days):
+                        when = "while it staged" if position == 0 else "before it staged"
+                        self._staged[day] = StagedDay(
+                            day,
+                            error=WorkerDiedError(
+                                f"the day-ahead worker process {worker.pid} ended (exit code "
+                                f"{worker.exit_code}) {when} {day}: {day} is not staged"
+                            ),
+                            failed_step="fetch",
+                        )
+                    worker.days = []
                     break
                 if kind == "log":
                     self._on_message(payload)
@@ -448,4 +463,4 @@ class DaysAhead:
                 staged = pickle.loads(payload)
                 if isinstance(staged.error, RemoteError):
                     staged.error = staged.error.rebuild()
-                self._staged[worker.day], worker.day = staged, None
+                self._staged[worker.days.pop(0)] = staged

@@ -362,6 +362,34 @@ def test_a_key_holding_a_dot_is_refused_at_any_depth_naming_the_object_and_the_k
     assert [(v.field, v.reason.split(" holds ")[0]) for v in violations] == [(expected_field, f"key {key!r}")]
 
 
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    data=st.data(),
+    size=st.integers(min_value=1, max_value=6),
+    key=st.sampled_from(["a.b", ".", "street.name", "x."]),
+    value=st.one_of(st.none(), st.integers(), st.text(max_size=3), st.dictionaries(st.sampled_from("ab."), st.integers())),
+    break_another=st.booleans(),
+)
+def test_a_page_finds_exactly_the_users_with_a_dotted_key_among_valid_and_invalid_ones(
+    user_with_nested_extras, real_user, data, size, key, value, break_another
+):
+    # check_page looks for dotted keys over the whole page at once (and, where the page passed the
+    # declared shape, only where it is not declared): the users it rejects and why must be what
+    # checking each user alone finds, wherever the key is and whatever else is wrong on the page.
+    users = [copy.deepcopy(data.draw(st.sampled_from([real_user, user_with_nested_extras]))) for _ in range(size)]
+    dotted = data.draw(st.sets(st.integers(min_value=0, max_value=size - 1), max_size=size))
+    for index in dotted:
+        path = data.draw(st.sampled_from(list(objects_of(users[index]))))
+        users[index] = with_key(users[index], path, key, value)
+    if break_another:
+        users[data.draw(st.integers(min_value=0, max_value=size - 1))]["email"] = 7
+    checked = check_page(copy.deepcopy(users), seed="s", page=1, page_size=size)
+    alone = {index: validate_user(user) for index, user in enumerate(users)}
+    expected = {index: [(v.field, v.reason) for v in found] for index, found in alone.items() if found}
+    assert {index: [(v.field, v.reason) for v in found] for index, (_, found) in checked.rejected.items()} == expected
+    assert set(dotted) <= set(expected)
+
+
 # Numeric text: Python's float() and int() read any Unicode decimal digit ("٤٥.٥", "４５"), "_"
 # and surrounding whitespace; what normalization stores must be the number sent, or be refused.
 NUMERIC_TEXT_FIELDS = [

@@ -298,8 +298,10 @@ def test_a_failed_day_hands_out_no_later_day(tmp_path):
     with DaysAhead(DAYS, plan_in(tmp_path), pages, days_ahead=1, on_message=print) as ahead:
         staged = ahead.take(DAYS[0])
     assert isinstance(staged, StagedDay) and isinstance(staged.error, TransientUsersApiError)
-    # Day 2 was staged ahead meanwhile (and is the caller's to drop); day 3 never was.
-    assert sorted(p.name for p in fetched.iterdir()) in ([DAYS[0]], DAYS[:2])
+    # Days 2 and 3 were handed to the worker before day 1 failed (and are the caller's to drop);
+    # nothing was handed out after it: day 4 never was.
+    assert DAYS[3] not in {p.name for p in fetched.iterdir()}
+    assert DAYS[0] in {p.name for p in fetched.iterdir()}
 
 
 def test_the_bare_script_reads_days_ahead_from_its_variable(monkeypatch):
@@ -381,3 +383,26 @@ def test_the_api_is_called_once_at_a_time_by_the_run_and_its_workers(tmp_path):
     outcomes, _ = run_days(tmp_path / "data", pages, days_ahead=3)
     assert [outcome[:2] for outcome in outcomes] == [(day, 10) for day in DAYS]
     assert not overlaps.exists(), "two calls to the API were under way at once"
+
+
+def test_a_worker_goes_on_to_its_next_day_while_the_run_loads_one(tmp_path):
+    # The run's process hands days out only when it takes one: a worker given one day at a time
+    # finished it and waited, its core idle, while the run loaded the day before.
+    started = tmp_path / "started"
+    started.mkdir()
+    users = {day: RECORDED[i * 10 : (i + 1) * 10] for i, day in enumerate(DAYS)}
+
+    def pages(day: str, on_retry):
+        (started / day).write_text(f"{os.getpid()} {time.time()!r}")
+        return page_source(users)(day, on_retry)
+
+    with DaysAhead(DAYS, plan_in(tmp_path), pages, days_ahead=1, on_message=print) as ahead:
+        ahead.take(DAYS[0])
+        time.sleep(1.0)  # the run loads the first day
+        taking_second = time.time()
+        ahead.take(DAYS[1])
+        for day in DAYS[2:]:
+            ahead.take(day)
+    pid, when = (started / DAYS[2]).read_text().split()
+    assert int(pid) != os.getpid(), "the third day is the worker's"
+    assert float(when) < taking_second, "the worker started the third day while the first was loaded"
