@@ -292,11 +292,9 @@ def check_page(users: list[Any], *, seed: str, page: int, page_size: int) -> Che
             index = location[0] if location and isinstance(location[0], int) else 0
             dotted = ".".join(str(part) for part in location[1:]) or "(the user)"
             add(index, dotted, _reason(detail), _shown_value(dotted, detail.get("input", _UNSET), detail["type"]))
-    if by_user:
-        found = _any_dotted_key([user for user in users if type(user) is dict])
-    else:
-        found = _any_dotted_key(users, _DECLARED)
-    for index, user in enumerate(users if found else ()):
+    # Users that failed `_PAGE` may hold anything where a field is declared: no shortcut then.
+    objects = [user for user in users if type(user) is dict] if by_user else users
+    for index, user in enumerate(users if _any_dotted_key(objects, None if by_user else _DECLARED) else ()):
         if type(user) is dict and _has_dotted_key(user):
             for path, key, value in _dotted_keys(user, ()):
                 flat = ".".join(map(str, (*path, key)))

@@ -367,7 +367,9 @@ def test_a_key_holding_a_dot_is_refused_at_any_depth_naming_the_object_and_the_k
     data=st.data(),
     size=st.integers(min_value=1, max_value=6),
     key=st.sampled_from(["a.b", ".", "street.name", "x."]),
-    value=st.one_of(st.none(), st.integers(), st.text(max_size=3), st.dictionaries(st.sampled_from("ab."), st.integers())),
+    value=st.one_of(
+        st.none(), st.integers(), st.text(max_size=3), st.dictionaries(st.sampled_from("ab."), st.integers())
+    ),
     break_another=st.booleans(),
 )
 def test_a_page_finds_exactly_the_users_with_a_dotted_key_among_valid_and_invalid_ones(
