@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import requests
+import urllib3
 
 from user_pipeline.shared.collector import collector_paused
 from user_pipeline.shared.errors import InvalidSettingError
@@ -218,12 +219,24 @@ class UsersApiClient:
     def _request_page(self, params: dict, *, seed: str, page: int, results: int) -> UsersPage:
         where = f"seed={seed!r} page={page}"
         try:
-            response = self._session.get(self.base_url, params=params, timeout=self.timeout_seconds)
+            # Streamed, then read whole in one call: requests' `.content` joins 10 KiB reads, some
+            # 15 ms of a 5,000-user page against 3 ms.
+            response = self._session.get(self.base_url, params=params, timeout=self.timeout_seconds, stream=True)
         except requests.Timeout:
             raise _Retryable(f"no answer within {self.timeout_seconds}s") from None
         except requests.ConnectionError as error:
             raise _Retryable(f"connection failed: {error}") from None
-        body = response.content
+        try:
+            body = response.raw.read(decode_content=True)
+        except urllib3.exceptions.ReadTimeoutError:
+            response.close()
+            raise _Retryable(f"the answer stopped for {self.timeout_seconds}s") from None
+        except (urllib3.exceptions.ProtocolError, urllib3.exceptions.DecodeError) as error:
+            # The network dropped the connection mid-answer (fewer bytes than Content-Length).
+            response.close()
+            raise _Retryable(f"answer cut short: {error}") from None
+        # Read to its end: the connection goes back to the session's pool, kept alive.
+        response.raw.release_conn()
         if response.status_code in TRANSIENT_STATUSES:
             raise _Retryable(
                 f"HTTP {response.status_code}{_error_text(body)}",

@@ -68,8 +68,12 @@ class SamePassCsv:
     def __init__(self, day: str, csv_path: Path, chunk_rows: int = CHUNK_ROWS):
         self.day, self.path, self._chunk_rows = day, csv_path, chunk_rows
         self.fingerprints: list[pd.Series] = []
+        # `add` is handed the users write_raw_users wrote: each passed contract.check_page.
         self.writer = NormalizedCsvWriter(
-            csv_path, day, on_frame=lambda frame: self.fingerprints.append(row_fingerprints([frame]))
+            csv_path,
+            day,
+            on_frame=lambda frame: self.fingerprints.append(row_fingerprints([frame])),
+            contract_checked=True,
         )
         self.error: ValueError | None = None
         self._pending: list[dict] = []

@@ -1,5 +1,9 @@
 """The API client against a real server on loopback: paging, retries, and every error it names."""
 
+import json
+import socket
+import threading
+
 import pytest
 
 from user_pipeline.shared.errors import InvalidSettingError
@@ -105,6 +109,59 @@ def test_a_truncated_body_is_retried(users_api_server):
     with make_client(users_api_server.base_url, sleeps=sleeps) as client:
         assert len(fetch_all(client, 5)) == 5
     assert len(sleeps) == 1
+
+
+class CutShortServer:
+    """An HTTP server on loopback whose first `cuts` answers stop halfway through the body their
+    Content-Length announces and close the connection (the network dropping mid-answer); later
+    answers are whole. Counts the connections it accepted."""
+
+    def __init__(self, body: bytes, cuts: int):
+        self.body, self.cuts, self.connections = body, cuts, 0
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.base_url = f"http://127.0.0.1:{self.listener.getsockname()[1]}/api/"
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                connection, _ = self.listener.accept()
+            except OSError:
+                return
+            self.connections += 1
+            threading.Thread(target=self._answer, args=(connection,), daemon=True).start()
+
+    def _answer(self, connection: socket.socket) -> None:
+        with connection, connection.makefile("rb") as requests_in:
+            while requests_in.readline().strip():  # one request per answer, headers until the blank line
+                while requests_in.readline().strip():
+                    pass
+                head = f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {len(self.body)}\r\n\r\n"
+                if self.cuts > 0:
+                    self.cuts -= 1
+                    connection.sendall(head.encode() + self.body[: len(self.body) // 2])
+                    return
+                connection.sendall(head.encode() + self.body)
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+def test_an_answer_cut_short_by_the_network_is_retried_and_connections_are_kept_alive():
+    # Before: the body was read through requests, whose ChunkedEncodingError was no API error at
+    # all, so the day failed as an unexpected error, not retried.
+    users = [{"login": {"uuid": f"u{i}"}} for i in range(3)]
+    server = CutShortServer(json.dumps({"results": users}).encode(), cuts=1)
+    sleeps: list[float] = []
+    try:
+        with make_client(server.base_url, sleeps=sleeps) as client:
+            assert [page.users for page in client.iter_pages(seed=SEED, users=3)] == [users]
+            assert [page.users for page in client.iter_pages(seed=SEED, users=3)] == [users]
+    finally:
+        server.close()
+    assert len(sleeps) == 1
+    # The cut connection, then one kept alive for both whole answers.
+    assert server.connections == 2
 
 
 @pytest.mark.parametrize(

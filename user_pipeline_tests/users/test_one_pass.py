@@ -8,11 +8,12 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from user_pipeline.users import normalize
 from user_pipeline.users.api_client import UsersPage, loads_noting_floats
+from user_pipeline.users.contract import check_page
 from user_pipeline.users.csv_format import write_csv
 from user_pipeline.users.days import SamePassCsv, fetch_day, normalize_day
 from user_pipeline.users.normalize import (
@@ -158,6 +159,25 @@ def test_users_of_the_declared_shape_are_flattened_field_by_field_as_json_normal
     assert_same_outcome(users)
 
 
+@PROPERTY
+@given(users=api_users(declared_values), edges=st.booleans())
+def test_users_the_contract_passed_are_flattened_the_same_without_checking_their_shape_again(users, edges):
+    # The same pass hands normalize the users check_page passed, and it skips the contract's checks.
+    if edges:
+        for user, (dotted, values) in zip(users, EDGES.items(), strict=False):
+            set_field(user, dotted, values[len(user["email"]) % len(values)])
+    valid = check_page(copy.deepcopy(users), seed=DAY, page=1, page_size=len(users)).valid
+    assume(valid)
+    checked, reference = (
+        outcome(lambda users, day: normalize_users(users, day, contract_checked=True), valid),
+        outcome(normalize_users, valid),
+    )
+    if isinstance(reference, pd.DataFrame):
+        pd.testing.assert_frame_equal(checked, reference, check_exact=True)
+    else:
+        assert checked == reference
+
+
 EDGES = {
     **dict.fromkeys(COORDINATES, [-0.0, "-0", "-0.0", 1e-7, "1e-7", 2**53 + 1, "71.2731"]),
     **dict.fromkeys(INT_FIELDS, [-(2**63), 2**63 - 1, 2**53 + 1, 0]),
@@ -213,7 +233,9 @@ def pages_of(users: list[dict], size: int) -> list[UsersPage]:
 def read_back_way(raw: Path, csv_path: Path, chunk_rows: int, monkeypatch: pytest.MonkeyPatch):
     """What normalize_day wrote before the one pass: the raw file read back, flattened by json_normalize."""
     with monkeypatch.context() as patched:
-        patched.setattr(normalize, "normalize_users", normalize_users_by_json_normalize)
+        patched.setattr(
+            normalize, "normalize_users", lambda users, day, **_: normalize_users_by_json_normalize(users, day)
+        )
         return normalize_day(
             DAY, raw, csv_path, previous_csv=csv_path, max_row_drop_fraction=1.0, chunk_rows=chunk_rows
         )
