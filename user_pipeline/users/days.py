@@ -60,20 +60,21 @@ class SamePassCsv:
     users as it writes them (`add`), and `normalize_day(same_pass=...)` finishes the CSV, so the
     raw file is never read back. The users are normalized in chunks of `chunk_rows`, as
     `normalize_day` reads them from the raw file, so both ways write the same bytes.
+    `contract_checked`: every user `add` is given passed contract.check_page (those fetch_day
+    writes do; a committed raw file may predate the contract, so reading one back is not).
 
     A value the CSV cannot hold does not stop the fetch: the raw file is complete, and
     `normalize_day` raises the ValueError (as it would reading the raw file). Call `abort` when
     the day goes no further (its temporary file is removed; idempotent)."""
 
-    def __init__(self, day: str, csv_path: Path, chunk_rows: int = CHUNK_ROWS):
+    def __init__(self, day: str, csv_path: Path, chunk_rows: int = CHUNK_ROWS, *, contract_checked: bool = False):
         self.day, self.path, self._chunk_rows = day, csv_path, chunk_rows
         self.fingerprints: list[pd.Series] = []
-        # `add` is handed the users write_raw_users wrote: each passed contract.check_page.
         self.writer = NormalizedCsvWriter(
             csv_path,
             day,
             on_frame=lambda frame: self.fingerprints.append(row_fingerprints([frame])),
-            contract_checked=True,
+            contract_checked=contract_checked,
         )
         self.error: ValueError | None = None
         self._pending: list[dict] = []

@@ -122,7 +122,8 @@ def stage_day(plan: DayPlan, pages: PageSource, on_retry: Callable[[str], None])
         try:
             day_pages = pages(plan.day, on_retry)
             if plan.csv_path is not None:
-                same_pass = SamePassCsv(plan.day, plan.csv_path)
+                # fetch_day hands it only the users contract.check_page passed.
+                same_pass = SamePassCsv(plan.day, plan.csv_path, contract_checked=True)
             staged.fetched = fetch_day(
                 plan.day, day_pages, plan.raw_path, rejects_path=plan.rejects_path, same_pass=same_pass
             )

@@ -4,10 +4,13 @@ import json
 
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from user_pipeline.users.normalize import (
     USER_COLUMNS,
     audit_normalized_csv,
+    drop_duplicate_emails,
     normalize_users,
     read_normalized_csv,
     write_normalized_csv,
@@ -103,3 +106,27 @@ def test_emails_are_one_identity_trimmed_and_case_folded(tmp_path):
         ["Case.Test@Example.com", "case.test@example.com"],
         ["STRASSE@x.com", "strasse@x.com"],
     ]
+
+
+def _drop_duplicate_emails_by_isin(frame: pd.DataFrame, seen_emails: set) -> pd.DataFrame:
+    """The previous implementation, pandas' own membership test: the reference."""
+    keys = frame["email_key"]
+    keep = ~keys.duplicated() & ~keys.isin(seen_emails)
+    seen_emails.update(keys[keep])
+    return frame[keep]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    pages=st.lists(
+        st.lists(st.one_of(st.none(), st.sampled_from(["a@x.io", "b@x.io", "c@x.io", "", "A@x.io"])), max_size=6),
+        max_size=4,
+    )
+)
+def test_duplicate_emails_are_dropped_across_pages_as_pandas_isin_drops_them(pages):
+    seen, reference_seen = set(), set()
+    for keys in pages:
+        frame = pd.DataFrame({"email_key": pd.array(keys, dtype="string"), "row": range(len(keys))})
+        kept = drop_duplicate_emails(frame, seen)
+        pd.testing.assert_frame_equal(kept, _drop_duplicate_emails_by_isin(frame, reference_seen))
+    assert seen == reference_seen

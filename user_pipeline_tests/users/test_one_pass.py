@@ -301,3 +301,19 @@ def test_a_fetch_that_fails_leaves_no_csv_and_no_temporary_file(tmp_path):
     with pytest.raises(ConnectionError):
         fetch_day(DAY, pages(), tmp_path / "raw.jsonl", same_pass=same_pass)
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("reshape", ["dotted key beside the nested field", "text field holding a number"])
+def test_a_raw_file_read_back_is_normalized_as_json_normalize_does_whatever_its_users(tmp_path, reshape):
+    # A committed raw file may predate the contract: re-normalizing it (normalized_users alone)
+    # must not take the shortcuts the same pass takes for users the contract passed.
+    users = copy.deepcopy(RECORDED[:3])
+    if reshape.startswith("dotted"):
+        users[1]["location"]["street.name"] = "Other St"
+    else:
+        users[1]["location"]["city"] = 12
+    raw = tmp_path / "raw.jsonl"
+    raw.write_bytes(reference_raw_lines(users))
+    csv_path = tmp_path / "day.csv"
+    normalize_day(DAY, raw, csv_path, previous_csv=csv_path, max_row_drop_fraction=1.0)
+    assert csv_path.read_bytes() == csv_bytes(normalize_users_by_json_normalize(copy.deepcopy(users), DAY))
