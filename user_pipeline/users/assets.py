@@ -8,9 +8,9 @@ and blocking check (users/day_commit.py), and then counts the day as materialize
 selected asset. A run stopped at day N (a refusal by a blocking check, a permanent error, the
 last failed retry, a termination) records exactly the days before N, which stay committed, with
 each day's own metadata; day N and later keep every layer as the previous good run left them.
-While a day is loaded and committed, the next `days_ahead` days (DayLimits,
-USER_PIPELINE_DAYS_AHEAD) are fetched and normalized into their staged files by worker processes
-(users/days_ahead.py); they are taken, checked and committed in date order like any day.
+While a day is loaded and committed, later days are fetched and normalized into their staged
+files by `days_ahead` worker processes (DayLimits, USER_PIPELINE_DAYS_AHEAD; users/days_ahead.py);
+they are taken, checked and committed in date order like any day.
 The bodies here only turn the per-day results into metadata and check results.
 """
 

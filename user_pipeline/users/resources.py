@@ -249,4 +249,4 @@ class UserRegistrySettings(SettingsResource, UserRegistryFields):
 
 class DayLimits(SettingsResource, DayLimitsFields):
     """Limits a day's new data must keep to before it replaces the day's previous version, and how
-    many days a range run stages ahead of the one it commits (users/days_ahead.py)."""
+    many worker processes stage a range run's later days while it commits one (users/days_ahead.py)."""

@@ -27,8 +27,8 @@ from user_pipeline.users.warehouse import redact_url
 
 CONTRACT_VIOLATION_MODES = ("fail", "quarantine")
 WAREHOUSE_SCHEMES = ("sqlite", "postgresql", "postgres")
-# Days staged ahead by worker processes (users/days_ahead.py), one process each: more than the
-# machine's cores only makes them take turns.
+# Worker processes staging days ahead (users/days_ahead.py): more than the machine's cores only
+# makes them take turns.
 MAX_DAYS_AHEAD = 8
 
 
@@ -150,9 +150,9 @@ class DayLimitsFields(BaseModel):
         default=1,
         ge=0,
         le=MAX_DAYS_AHEAD,
-        description="A range run fetches and normalizes this many later days in worker processes while it loads and "
-        "commits a day (still in date order, each whole or not at all); 0: one day after another in the run's "
-        "process.",
+        description="A range run fetches and normalizes later days in this many worker processes (up to two days "
+        "each) while it loads and commits a day (still in date order, each whole or not at all); 0: one day after "
+        "another in the run's process.",
     )
 
 
