@@ -89,6 +89,7 @@ CLI = "dagster CLI, process per day"
 API = "dagster Python API, one process"
 FLOOR = "Dagster's floor: same graph, no work (CLI)"
 API_FLOOR = "Dagster's floor: same graph, no work (Python API)"
+API_RANGE = "dagster Python API, the range as one run"
 JOB_BACKFILL = "daemon: job backfill, run per day"
 ASSET_BACKFILL = "daemon: asset backfill, multi-run"
 RANGE_RUN = "daemon: range as one run (GraphQL launchRun)"
@@ -108,7 +109,8 @@ MAIN_MODES = (BARE, CLI, API, JOB_BACKFILL, ASSET_BACKFILL, RANGE_RUN)
 MAIN_MODES_AND_FLOOR = (BARE, FLOOR, CLI, API_FLOOR, API, JOB_BACKFILL, ASSET_BACKFILL, RANGE_RUN)
 SCALING_MODES = (BARE, CLI)
 SPARK_MODES = (SPARK_BARE, SPARK_PER_DAY, SPARK_RANGE)
-BASELINE = {"main": BARE, "scaling": BARE, "spark": SPARK_BARE}
+DAYS_MODES = (BARE, API_RANGE)
+BASELINE = {"main": BARE, "scaling": BARE, "spark": SPARK_BARE, "days": BARE}
 
 
 class ModeFailed(RuntimeError):
@@ -136,7 +138,7 @@ def peak_by_name(meter: TreeMeter) -> dict[str, float]:
 
 @dataclass
 class Case:
-    section: str  # main | scaling | spark
+    section: str  # main | scaling | spark | days
     partitions: int
     users: int
     modes: tuple[str, ...]
@@ -156,6 +158,9 @@ class Plan:
     scaling: list[int]
     spark_days: int
     spark_users: int
+    # A range run's worker over more and more days (users per day fixed): its memory must not grow.
+    day_counts: list[int]
+    day_users: int
     warmup: bool
     idle_seconds: float
     timeout: float
@@ -177,6 +182,8 @@ def full_plan(repeat: int) -> Plan:
         scaling=[1000, 10_000, 50_000, 100_000],
         spark_days=5,
         spark_users=1000,
+        day_counts=[4, 8, 31],
+        day_users=2000,
         warmup=True,
         idle_seconds=10,
         timeout=1800,
@@ -192,6 +199,8 @@ def smoke_plan(repeat: int) -> Plan:
         scaling=[100, 200],
         spark_days=1,
         spark_users=10,
+        day_counts=[2, 4],
+        day_users=100,
         warmup=False,
         idle_seconds=0,
         timeout=300,
@@ -206,6 +215,8 @@ def airflow_smoke_plan(repeat: int) -> Plan:
         scaling=[],
         spark_days=1,
         spark_users=10,
+        day_counts=[2, 4],
+        day_users=100,
         warmup=False,
         idle_seconds=0,
         timeout=300,
@@ -752,6 +763,8 @@ class Benchmark:
         elif mode in (API, API_FLOOR):
             floor = ["--floor"] if mode == API_FLOOR else []
             commands, runs = [[sys.executable, "-m", "benchmarks.dagster_api", *floor, *days]], len(days)
+        elif mode == API_RANGE:
+            commands, runs = [[sys.executable, "-m", "benchmarks.dagster_api", "--range", days[0], days[-1]]], 1
         else:
             raise ValueError(mode)
         result = self.measure_commands(commands, env, run_dir / "output.log", runs, cwd)
@@ -945,6 +958,19 @@ class Benchmark:
                     return self.run_users_mode(mode, bare_days[rep], case.users)
 
                 self.run_case(case, run_one)
+        if "days" in sections:
+            for count in self.plan.day_counts:
+                case = Case("days", count, self.plan.day_users, DAYS_MODES)
+                cases.append(case)
+                range_days: dict[int, list[str]] = {}
+
+                def run_one(mode: str, rep: int, case: Case = case, range_days: dict = range_days) -> Result:
+                    if rep not in range_days:
+                        range_days[rep] = self.inproc_days.take(case.partitions)
+                    self.warm_api(range_days[rep], case.users)
+                    return self.run_users_mode(mode, range_days[rep], case.users)
+
+                self.run_case(case, run_one)
         if "spark" in sections:
             case = Case("spark", self.plan.spark_days, self.plan.spark_users, SPARK_MODES)
             cases.append(case)
@@ -1048,6 +1074,31 @@ def scaling_lines(cases: list[Case]) -> list[str]:
     return lines
 
 
+def days_lines(cases: list[Case]) -> list[str]:
+    """Peak memory by the number of days in the run (the same users a day): a range run's worker
+    that kept something per day would grow with them."""
+    series = [case for case in cases if case.section == "days"]
+    if len(series) < 2:
+        return []
+    lines = [
+        f"Peak memory (MB) by days in the run, {series[0].users:,} users a day:",
+        "",
+        "| mode | " + " | ".join(f"{case.partitions} days" for case in series) + " |",
+        "| --- | " + " | ".join("---:" for _ in series) + " |",
+    ]
+    for mode in DAYS_MODES:
+        peaks = [medians(case, mode) for case in series]
+        if all(peaks):
+            lines.append(f"| {mode} | " + " | ".join(f"{peak[2] / 2**20:.0f}" for peak in peaks) + " |")
+    return lines
+
+
+# A range run's process warms up over its first days (allocator arenas, caches): the target compares
+# the longest run with the one before it (8 -> 31 days). Within this, it counts as not growing
+# (single peaks of the same run vary by a few percent here).
+DAYS_MEMORY_TOLERANCE = 1.10
+
+
 def target_lines(cases: list[Case]) -> list[str]:
     lines = []
     # The Airflow peer's case (bare and Airflow only) has the same size as the main 10 x 5,000: apart.
@@ -1104,6 +1155,15 @@ def target_lines(cases: list[Case]) -> list[str]:
                 f"{verdict(best <= airflow[0] / 5)} ({mode} {best:.1f} s against Airflow {airflow[0]:.1f} s: "
                 f"{airflow[0] / best:.1f}x faster)"
             )
+    days = [case for case in cases if case.section == "days"]
+    if len(days) >= 2 and medians(days[-2], API_RANGE) and medians(days[-1], API_RANGE):
+        before, last = medians(days[-2], API_RANGE)[2], medians(days[-1], API_RANGE)[2]
+        lines.append(
+            f"- a {days[-1].partitions}-day range run's worker does not grow with the days ({API_RANGE}, peak "
+            f"within x{DAYS_MEMORY_TOLERANCE:.2f} of {days[-2].partitions} days'): "
+            f"{verdict(last / before <= DAYS_MEMORY_TOLERANCE)} (x{last / before:.2f}, {before / 2**20:.0f} -> "
+            f"{last / 2**20:.0f} MB)"
+        )
     start = by_label.get(("scaling", 1, 10_000))
     end = by_label.get(("scaling", 1, 100_000))
     if start and end:
@@ -1139,16 +1199,16 @@ def report(
     for section, title in (
         ("main", "Orchestration overhead"),
         ("scaling", "Scaling: one partition, more users"),
+        ("days", "Days in one range run (the worker's memory)"),
         ("spark", "Spark ingestion (users_parquet, local[*])"),
     ):
         chosen = [case for case in cases if case.section == section]
         if not chosen:
             continue
         out += [f"### {title}", ""] + case_table(chosen) + [""]
-        if section == "scaling":
-            extra = scaling_lines(cases)
-            if extra:
-                out += extra + [""]
+        extra = scaling_lines(cases) if section == "scaling" else days_lines(cases) if section == "days" else []
+        if extra:
+            out += extra + [""]
     if notes:
         out += ["Notes:", ""] + [f"- {note}" for note in notes] + [""]
     targets = target_lines(cases)
@@ -1186,7 +1246,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--sections",
         default=None,
-        help="comma list of main,scaling,spark (default all; --smoke: main,scaling), or bare: only the bare "
+        help="comma list of main,scaling,days,spark (default all; --smoke: main,scaling), or bare: only the bare "
         "script (with --baseline, against that commit's) for 10 x 5,000, 1 x 10,000 and 1 x 100,000",
     )
     parser.add_argument(
@@ -1207,9 +1267,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     if args.repeat < 1:
         parser.error("--repeat must be at least 1")
     if args.sections is None:
-        args.sections = "main,scaling" if args.smoke else "main" if args.airflow_smoke else "main,scaling,spark"
+        args.sections = "main,scaling" if args.smoke else "main" if args.airflow_smoke else "main,scaling,days,spark"
     args.sections = {section.strip() for section in args.sections.split(",") if section.strip()}
-    unknown = args.sections - {"main", "scaling", "spark", "bare"}
+    unknown = args.sections - {"main", "scaling", "days", "spark", "bare"}
     if unknown:
         parser.error(f"unknown sections {sorted(unknown)}")
     return args

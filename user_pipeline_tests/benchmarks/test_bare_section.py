@@ -31,3 +31,21 @@ def test_the_bare_cases_give_the_halving_and_memory_targets():
     )
     assert any("peak memory within 1.5x: MISSED (x1.60, 200 -> 320 MB)" in line for line in lines)
     assert scaling_lines(cases)[0].startswith("Growth from 10,000 to 100,000 users per partition")
+
+
+def test_the_days_section_gives_the_worker_memory_target_after_its_warm_up():
+    from benchmarks.run import API_RANGE, DAYS_MODES, days_lines
+
+    def case(days: int, rss_mb: int) -> Case:
+        made = Case("days", days, 2000, DAYS_MODES)
+        made.results = {BARE: [Result(1.0, 1.0, 300 * 2**20)], API_RANGE: [Result(2.0, 2.0, rss_mb * 2**20)]}
+        return made
+
+    assert parse_args(["--sections", "days"]).sections == {"days"}
+    grown = target_lines([case(4, 400), case(8, 500), case(31, 600)])
+    assert any(
+        "worker does not grow with the days" in line and "MISSED (x1.20, 500 -> 600 MB)" in line for line in grown
+    )
+    flat = target_lines([case(4, 400), case(8, 500), case(31, 520)])
+    assert any("worker does not grow with the days" in line and "MET (x1.04" in line for line in flat)
+    assert days_lines([case(4, 400), case(31, 520)])[2] == "| mode | 4 days | 31 days |"
