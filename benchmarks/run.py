@@ -880,6 +880,19 @@ class Benchmark:
                     f"{label}: {result.wall:.2f}s wall, {result.cpu:.2f}s CPU, {result.rss / 2**20:.0f} MB{runs} (peak MB: {peak})"
                 )
 
+    def run_in_process_case(self, case: Case) -> Case:
+        """Runs `case`'s modes without the daemon, each repetition's modes on the same fresh days."""
+        days_by_rep: dict[int, list[str]] = {}
+
+        def run_one(mode: str, rep: int) -> Result:
+            if rep not in days_by_rep:
+                days_by_rep[rep] = self.inproc_days.take(case.partitions)
+            self.warm_api(days_by_rep[rep], case.users)
+            return self.run_users_mode(mode, days_by_rep[rep], case.users)
+
+        self.run_case(case, run_one)
+        return case
+
     def run(self, sections: set[str]) -> list[Case]:
         cases: list[Case] = []
         if "main" in sections:
@@ -932,45 +945,19 @@ class Benchmark:
             self.stop_airflow()
         if "scaling" in sections:
             for users in self.plan.scaling:
-                case = Case("scaling", 1, users, self.plan.with_baseline(SCALING_MODES))
-                cases.append(case)
-                shared: dict[int, list[str]] = {}
-
-                def run_one(mode: str, rep: int, case: Case = case, shared: dict = shared) -> Result:
-                    if rep not in shared:
-                        shared[rep] = self.inproc_days.take(1)
-                    self.warm_api(shared[rep], case.users)
-                    return self.run_users_mode(mode, shared[rep], case.users)
-
-                self.run_case(case, run_one)
+                cases.append(
+                    self.run_in_process_case(Case("scaling", 1, users, self.plan.with_baseline(SCALING_MODES)))
+                )
         if "bare" in sections:
             # Only the bare script (and the baseline commit's, with --baseline): issue #16's cases,
             # 10 x 5,000 and one day of 10,000 and of 100,000 users (the memory target's pair).
             for section, partitions, users in (("main", 10, 5000), ("scaling", 1, 10_000), ("scaling", 1, 100_000)):
-                case = Case(section, partitions, users, self.plan.with_baseline((BARE,)))
-                cases.append(case)
-                bare_days: dict[int, list[str]] = {}
-
-                def run_one(mode: str, rep: int, case: Case = case, bare_days: dict = bare_days) -> Result:
-                    if rep not in bare_days:
-                        bare_days[rep] = self.inproc_days.take(case.partitions)
-                    self.warm_api(bare_days[rep], case.users)
-                    return self.run_users_mode(mode, bare_days[rep], case.users)
-
-                self.run_case(case, run_one)
+                cases.append(
+                    self.run_in_process_case(Case(section, partitions, users, self.plan.with_baseline((BARE,))))
+                )
         if "days" in sections:
             for count in self.plan.day_counts:
-                case = Case("days", count, self.plan.day_users, DAYS_MODES)
-                cases.append(case)
-                range_days: dict[int, list[str]] = {}
-
-                def run_one(mode: str, rep: int, case: Case = case, range_days: dict = range_days) -> Result:
-                    if rep not in range_days:
-                        range_days[rep] = self.inproc_days.take(case.partitions)
-                    self.warm_api(range_days[rep], case.users)
-                    return self.run_users_mode(mode, range_days[rep], case.users)
-
-                self.run_case(case, run_one)
+                cases.append(self.run_in_process_case(Case("days", count, self.plan.day_users, DAYS_MODES)))
         if "spark" in sections:
             case = Case("spark", self.plan.spark_days, self.plan.spark_users, SPARK_MODES)
             cases.append(case)
