@@ -31,8 +31,11 @@ _WRITE_OPTIONS = pa_csv.WriteOptions(include_header=False, quoting_style="needed
 _PARSE_OPTIONS = pa_csv.ParseOptions(
     delimiter=",", quote_char='"', double_quote=True, escape_char=False, newlines_in_values=True
 )
-# Larger blocks than the 1 MiB default: fewer, bigger batches for 100,000-user days.
-_BLOCK_SIZE = 16 << 20
+# pyarrow reads a file in blocks of this many bytes (the default is 1 MiB): a 100,000-user day's
+# CSV (~30 MB) in a few batches; 16 MiB blocks cost ~35 MB more peak memory for nothing. A row
+# longer than a block whose values hold newlines cannot be streamed ("straddling object"): such
+# a file is read again in one block (`_reading`).
+_BLOCK_SIZE = 4 << 20
 
 
 def arrow_schema(columns: Mapping[str, str]) -> pa.Schema:
@@ -109,10 +112,10 @@ def read_header(path: Path) -> list[str]:
         return next(csv.reader([handle.readline()]), [])
 
 
-def _reader_options(columns: Mapping[str, str], usecols: list[str] | None) -> dict:
+def _reader_options(columns: Mapping[str, str], usecols: list[str] | None, block_size: int = _BLOCK_SIZE) -> dict:
     """The read, parse and convert options of this format, for pyarrow's read_csv and open_csv."""
     return {
-        "read_options": pa_csv.ReadOptions(block_size=_BLOCK_SIZE),
+        "read_options": pa_csv.ReadOptions(block_size=block_size),
         "parse_options": _PARSE_OPTIONS,
         "convert_options": _convert_options(columns, usecols),
     }
@@ -123,18 +126,53 @@ def read_csv(path: Path, columns: Mapping[str, str], usecols: list[str] | None =
 
     Raises ValueError naming the file when it is not in this format or a value not of its type."""
     try:
-        table = pa_csv.read_csv(path, **_reader_options(columns, usecols))
+        try:
+            table = pa_csv.read_csv(path, **_reader_options(columns, usecols))
+        except pa.ArrowInvalid as error:
+            if not _straddles(error):
+                raise
+            table = pa_csv.read_csv(path, **_reader_options(columns, usecols, _whole_file(path)))
     except (pa.ArrowInvalid, pa.ArrowKeyError) as error:
         raise ValueError(f"cannot read CSV {path}: {error}") from error
     return _to_pandas(table, columns)
 
 
+def _straddles(error: pa.ArrowInvalid) -> bool:
+    """Whether pyarrow refused a row longer than its block (it names it a straddling object)."""
+    return "straddling object" in str(error)
+
+
+def _whole_file(path: Path) -> int:
+    """A block size that holds the whole file."""
+    return path.stat().st_size + 1
+
+
 def iter_csv(path: Path, columns: Mapping[str, str], chunk_rows: int) -> Iterator[pd.DataFrame]:
-    """The file as pandas frames of at most `chunk_rows` rows, streamed (memory stays flat)."""
+    """The file as pandas frames of at most `chunk_rows` rows, streamed (memory stays flat but for
+    a file with a row longer than a block, read again in one block from the row it stopped at)."""
+    done = 0
     try:
-        reader = pa_csv.open_csv(path, **_reader_options(columns, None))
-        for batch in reader:
-            for start in range(0, batch.num_rows, chunk_rows):
-                yield _to_pandas(batch.slice(start, chunk_rows), columns)
+        try:
+            for frame in _frames(path, columns, chunk_rows, _BLOCK_SIZE, skip=0):
+                yield frame
+                done += len(frame)
+        except pa.ArrowInvalid as error:
+            if not _straddles(error):
+                raise
+            yield from _frames(path, columns, chunk_rows, _whole_file(path), skip=done)
     except pa.ArrowInvalid as error:
         raise ValueError(f"cannot read CSV {path}: {error}") from error
+
+
+def _frames(
+    path: Path, columns: Mapping[str, str], chunk_rows: int, block_size: int, *, skip: int
+) -> Iterator[pd.DataFrame]:
+    """The file's frames of at most `chunk_rows` rows after its first `skip` rows."""
+    reader = pa_csv.open_csv(path, **_reader_options(columns, None, block_size))
+    for batch in reader:
+        if skip >= batch.num_rows:
+            skip -= batch.num_rows
+            continue
+        batch, skip = batch.slice(skip), 0
+        for start in range(0, batch.num_rows, chunk_rows):
+            yield _to_pandas(batch.slice(start, chunk_rows), columns)

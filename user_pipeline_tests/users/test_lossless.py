@@ -35,6 +35,24 @@ def test_the_csv_format_round_trips_any_text_in_every_column(tmp_path_factory, f
     pd.testing.assert_frame_equal(pd.concat([frame[:0], *streamed], ignore_index=True), frame.reset_index(drop=True))
 
 
+@pytest.mark.parametrize("where", ["first row", "a row across the reader's block boundary"])
+def test_a_value_larger_than_the_readers_block_round_trips(tmp_path, where):
+    # The reader streams the CSV in blocks (csv_format._BLOCK_SIZE); a row longer than a block, or
+    # straddling two, must come back whole.
+    from user_pipeline.users.csv_format import _BLOCK_SIZE
+
+    rows = normalize_users([api_user(index, {}) for index in range(3)], DAY)
+    big = '\u00e9\n",' * (_BLOCK_SIZE // 2)  # 1.5 block sizes of text with newlines, quotes and commas
+    rows.loc[0 if where == "first row" else 2, "city"] = big
+    path = tmp_path / "big.csv"
+    with path.open("wb") as handle:
+        writer = CsvWriter(handle, USER_COLUMNS)
+        writer.write(rows)
+        writer.close()
+    pd.testing.assert_frame_equal(read_normalized_csv(path), rows)
+    pd.testing.assert_frame_equal(pd.concat(read_normalized_csv(path, chunk_rows=2), ignore_index=True), rows)
+
+
 def api_user(index: int, fields: dict) -> dict:
     """One API user object with every normalized field; `fields` overrides dotted fields."""
     user = {
