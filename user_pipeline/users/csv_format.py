@@ -34,7 +34,7 @@ _PARSE_OPTIONS = pa_csv.ParseOptions(
 # pyarrow reads a file in blocks of this many bytes (the default is 1 MiB): a 100,000-user day's
 # CSV (~30 MB) in a few batches; 16 MiB blocks cost ~35 MB more peak memory for nothing. A row
 # longer than a block whose values hold newlines cannot be streamed ("straddling object"): such
-# a file is read again in one block (`_reading`).
+# a file is read again in one block (`read_csv`, `iter_csv`).
 _BLOCK_SIZE = 4 << 20
 
 
