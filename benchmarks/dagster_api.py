@@ -14,6 +14,7 @@ import sys
 import dagster as dg
 
 RESOURCES = ("users_api", "files", "warehouse", "day_limits")
+RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
 
 
 def daily_assets(floor: bool) -> tuple[list[dg.AssetsDefinition], dict]:
@@ -36,30 +37,17 @@ def main(argv: list[str] | None = None) -> int:
         print("usage: python -m benchmarks.dagster_api [--floor] DAY [DAY ...] | --range FIRST LAST", file=sys.stderr)
         return 2
     assets, resources = daily_assets(floor)
+    # One run over the range (as `dg launch --partition-range` and the UI's single run make it), or a run per day.
+    runs = (
+        {f"{days[0]}...{days[1]}": {"tags": {RANGE_START: days[0], RANGE_END: days[1]}}}
+        if as_range
+        else {day: {"partition_key": day} for day in days}
+    )
     with dg.DagsterInstance.get() as instance:
-        if as_range:
-            # One run over the days, as `dg launch --partition-range` and the UI's single run make it.
-            result = dg.materialize(
-                assets,
-                resources=resources,
-                instance=instance,
-                raise_on_error=False,
-                tags={"dagster/asset_partition_range_start": days[0], "dagster/asset_partition_range_end": days[1]},
-            )
+        for name, selection in runs.items():
+            result = dg.materialize(assets, resources=resources, instance=instance, raise_on_error=False, **selection)
             if not result.success:
-                print(f"materialize failed for {days[0]}...{days[1]}", file=sys.stderr)
-                return 1
-            return 0
-        for day in days:
-            result = dg.materialize(
-                assets,
-                partition_key=day,
-                resources=resources,
-                instance=instance,
-                raise_on_error=False,
-            )
-            if not result.success:
-                print(f"materialize failed for {day}", file=sys.stderr)
+                print(f"materialize failed for {name}", file=sys.stderr)
                 return 1
     return 0
 
