@@ -15,7 +15,7 @@ Paths are given by the caller: the day's staged files while a run has not commit
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -119,9 +119,11 @@ def fetch_day(
     *,
     rejects_path: Path | None = None,
     same_pass: SamePassCsv | None = None,
+    on_lines: Callable[[bytes], None] = lambda lines: None,
 ) -> FetchedDay:
     """Writes the day's pages to `raw_path`, every user checked against the contract, and hands
-    the users written to `same_pass` when given (normalized_users in the same pass).
+    the users written to `same_pass` when given (normalized_users in the same pass), and each
+    page's bytes as written to `on_lines` (raw_files.write_raw_users).
 
     Raises contract.ContractViolation (seed, page, user, field, value) at the first violating user
     unless `rejects_path` is given (quarantine: violating users go there with their reasons);
@@ -135,7 +137,11 @@ def fetch_day(
     try:
         with collector_paused():
             raw = write_raw_users(
-                pages, raw_path, rejects_path=rejects_path, on_users=same_pass.add if same_pass else lambda users: None
+                pages,
+                raw_path,
+                rejects_path=rejects_path,
+                on_users=same_pass.add if same_pass else lambda users: None,
+                on_lines=on_lines,
             )
     except BaseException:
         if same_pass is not None:

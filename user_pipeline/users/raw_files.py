@@ -82,6 +82,7 @@ def write_raw_users(
     page_size: int | None = None,
     rejects_path: Path | None = None,
     on_users: Callable[[list[dict]], None] = lambda users: None,
+    on_lines: Callable[[bytes], None] = lambda lines: None,
 ) -> RawUsersSummary:
     """Writes every page's users that keep to the contract to `path`, replacing it only once all
     pages arrived.
@@ -90,7 +91,9 @@ def write_raw_users(
     and `path` is left as it was. With it (quarantine), violating users are left out and written,
     each with its violations and without `login.password`, to `rejects_path`, replaced whole.
     `page_size` numbers users across pages (defaults to the first page's length). `on_users` sees
-    each page's users as written (the same objects, in order), e.g. to normalize them in the same pass.
+    each page's users as written (the same objects, in order), e.g. to normalize them in the same pass;
+    `on_lines` the page's bytes as written (JSON Lines, users_of_lines reads them back), e.g. to
+    hand the page to another process.
 
     The pages' valid user objects lose `login.password` in place: the plaintext never reaches a
     file, `on_users` or the caller's page afterwards."""
@@ -116,8 +119,10 @@ def write_raw_users(
             users = checked.valid
             for user in users:
                 user["login"].pop("password", None)
-            handle.write(json_lines(users, has_floats=page.has_floats))
+            lines = json_lines(users, has_floats=page.has_floats)
+            handle.write(lines)
             on_users(users)
+            on_lines(lines)
     if rejects_path is not None:
         with atomic_write(rejects_path, encoding="utf-8") as rejects_file:
             rejects_file.writelines(_json_line(record) for record in rejects)
@@ -148,6 +153,16 @@ def read_raw_users(path: Path, chunk_users: int = CHUNK_USERS) -> Iterator[list[
     with path.open(encoding="utf-8") as lines:
         while chunk := list(islice(lines, chunk_users)):
             yield [json.loads(line) for line in chunk]
+
+
+def users_of_lines(lines: bytes) -> list[dict]:
+    """The users of JSON Lines as `json_lines` writes them (UTF-8, one object per line, each line
+    ending in a newline), equal to reading each line with json.loads as read_raw_users does, in one
+    json.loads call (half the time of one call per line). A newline inside a line is always escaped
+    in JSON text, so the newlines are exactly the lines' ends."""
+    if not lines:
+        return []
+    return json.loads(b"[" + lines.rstrip(b"\n").replace(b"\n", b",") + b"]")
 
 
 def count_raw_users(path: Path) -> int:

@@ -151,7 +151,8 @@ class DayLimitsFields(BaseModel):
         ge=0,
         le=MAX_DAYS_AHEAD,
         description="A range run fetches and normalizes later days in this many worker processes (up to two days "
-        "each) while it loads and commits a day (still in date order, each whole or not at all); 0: one day after "
+        "each) while it loads and commits a day (still in date order, each whole or not at all), and a day no worker "
+        "holds (a one-day run's) is fetched by a worker while the run's process normalizes it; 0: one day after "
         "another in the run's process.",
     )
 

@@ -124,16 +124,19 @@ def layer_files(folder: Path, days=DAYS) -> dict:
 @given(
     users=st.lists(api_users(declared_values), min_size=len(DAYS), max_size=len(DAYS)),
     days_ahead=st.integers(min_value=1, max_value=3),
+    day_count=st.integers(min_value=1, max_value=len(DAYS)),
 )
-def test_days_staged_ahead_write_every_layer_as_days_staged_in_turn(tmp_path_factory, users, days_ahead):
+def test_days_staged_ahead_write_every_layer_as_days_staged_in_turn(tmp_path_factory, users, days_ahead, day_count):
+    """Any number of days: a one-day run's day is fetched by a worker and normalized here."""
+    days = DAYS[:day_count]
     pages = page_source(dict(zip(DAYS, users, strict=True)))
     in_turn, ahead = tmp_path_factory.mktemp("in_turn"), tmp_path_factory.mktemp("ahead")
 
-    expected, expected_lines = run_days(in_turn, pages, days_ahead=0)
-    got, lines = run_days(ahead, pages, days_ahead=days_ahead)
+    expected, expected_lines = run_days(in_turn, pages, days_ahead=0, days=days)
+    got, lines = run_days(ahead, pages, days_ahead=days_ahead, days=days)
 
     assert got == expected
-    assert_same_layers(ahead, in_turn)
+    assert_same_layers(ahead, in_turn, days=days)
     # Each line as it arrives: a later day's worker may report before the run's process does.
     assert sorted(lines) == sorted(expected_lines)
 
@@ -167,8 +170,10 @@ FAULTS = {
 }
 
 
+@pytest.mark.parametrize("days", [DAYS, DAYS[1:2]], ids=["range", "one_day"])
 @pytest.mark.parametrize("fault", sorted(FAULTS))
-def test_an_error_in_a_worker_reaches_the_caller_as_it_would_in_process(tmp_path, fault):
+def test_an_error_in_a_worker_reaches_the_caller_as_it_would_in_process(tmp_path, fault, days):
+    """A range's second day (staged by a worker), or a one-day run's day (fetched by a worker)."""
     faults, quarantine = FAULTS[fault], fault != "contract_violation"
     users = {day: RECORDED[i * 10 : (i + 1) * 10] for i, day in enumerate(DAYS)}
     if fault == "contract_violation":
@@ -179,9 +184,10 @@ def test_an_error_in_a_worker_reaches_the_caller_as_it_would_in_process(tmp_path
         folder = tmp_path / str(days_ahead)
         pages = page_source(users, faults=faults)
         with DaysAhead(
-            DAYS, plan_in(folder, quarantine=quarantine), pages, days_ahead=days_ahead, on_message=print
+            days, plan_in(folder, quarantine=quarantine), pages, days_ahead=days_ahead, on_message=print
         ) as ahead:
-            assert ahead.take(DAYS[0]).error is None
+            if days[0] != DAYS[1]:
+                assert ahead.take(DAYS[0]).error is None
             staged = ahead.take(DAYS[1])
         with pytest.raises(Exception) as raised:
             staged.fetched_or_raise()
@@ -406,3 +412,38 @@ def test_a_worker_goes_on_to_its_next_day_while_the_run_loads_one(tmp_path):
     pid, when = (started / DAYS[2]).read_text().split()
     assert int(pid) != os.getpid(), "the third day is the worker's"
     assert float(when) < taking_second, "the worker started the third day while the first was loaded"
+
+
+def test_a_day_no_worker_holds_is_fetched_by_an_idle_worker_and_normalized_here(tmp_path):
+    """A one-day run (the daily schedule's): its worker fetches the day (requests, contract, raw
+    file) while the run's process normalizes each page it has written, and every layer is as the
+    day staged in one process writes it."""
+    source = page_source({DAYS[0]: RECORDED[:40]}, page_size=15)
+    fetched_in = tmp_path / "fetched_in"
+
+    def pages(day: str, on_retry):
+        fetched_in.write_text(str(os.getpid()))
+        return source(day, on_retry)
+
+    expected = run_days(tmp_path / "in_turn", source, days_ahead=0, days=DAYS[:1])
+    got = run_days(tmp_path / "split", pages, days_ahead=1, days=DAYS[:1])
+
+    assert int(fetched_in.read_text()) != os.getpid(), "the day was fetched in the run's process"
+    assert got == expected
+    assert_same_layers(tmp_path / "split", tmp_path / "in_turn", days=DAYS[:1])
+
+
+def test_a_worker_killed_while_it_fetches_the_day_this_process_normalizes_is_an_error_naming_the_day(tmp_path):
+    run_pid = os.getpid()
+
+    def pages(day: str, on_retry):
+        if os.getpid() != run_pid:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return page_source({DAYS[0]: RECORDED[:10]})(day, on_retry)
+
+    before = children()
+    with DaysAhead(DAYS[:1], plan_in(tmp_path), pages, days_ahead=1, on_message=print) as ahead:
+        staged = ahead.take(DAYS[0])
+    with pytest.raises(WorkerDiedError, match=rf"\(exit code -9\) while it staged {DAYS[0]}: {DAYS[0]} is not staged"):
+        staged.fetched_or_raise()
+    assert children() == before

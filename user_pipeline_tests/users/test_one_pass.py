@@ -23,7 +23,7 @@ from user_pipeline.users.normalize import (
     normalize_users_by_json_normalize,
     read_normalized_csv,
 )
-from user_pipeline.users.raw_files import json_lines, read_raw_users
+from user_pipeline.users.raw_files import json_lines, read_raw_users, users_of_lines
 from user_pipeline.users.receipts import fingerprints_path, read_fingerprints, row_fingerprints
 from user_pipeline_tests.conftest import FIXTURES_DIR
 from user_pipeline_tests.hostile import hostile_text
@@ -219,6 +219,17 @@ def test_raw_lines_are_json_dumps_bytes_whether_or_not_the_page_had_floats(users
     parsed, has_floats = loads_noting_floats(text)
     assert has_floats == holds_float(users)
     assert json_lines(parsed["results"], has_floats=has_floats) == reference_raw_lines(parsed["results"])
+
+
+@PROPERTY
+@given(users=api_users(any_values))
+def test_a_pages_raw_lines_read_back_in_one_call_are_the_users_line_by_line(users):
+    """users_of_lines (a one-day run's pages, from the worker that fetched them) against json.loads
+    of each line as read_raw_users reads a raw file: compared as the JSON text they give (NaN)."""
+    parsed, has_floats = loads_noting_floats(json.dumps({"results": users}, ensure_ascii=False))
+    lines = json_lines(parsed["results"], has_floats=has_floats)
+    by_line = [json.loads(line) for line in lines.split(b"\n")[:-1]]
+    assert reference_raw_lines(users_of_lines(lines)) == reference_raw_lines(by_line) == lines
 
 
 def pages_of(users: list[dict], size: int) -> list[UsersPage]:
