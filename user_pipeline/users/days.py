@@ -69,11 +69,13 @@ class SamePassCsv:
 
     def __init__(self, day: str, csv_path: Path, chunk_rows: int = CHUNK_ROWS, *, contract_checked: bool = False):
         self.day, self.path, self._chunk_rows = day, csv_path, chunk_rows
-        self.fingerprints: list[pd.Series] = []
+        # The callback holds the list, not `self`: a cycle through `self` would keep the day's
+        # frames until a full garbage collection, days later in a long range.
+        self.fingerprints: list[pd.Series] = (fingerprints := [])
         self.writer = NormalizedCsvWriter(
             csv_path,
             day,
-            on_frame=lambda frame: self.fingerprints.append(row_fingerprints([frame])),
+            on_frame=lambda frame: fingerprints.append(row_fingerprints([frame])),
             contract_checked=contract_checked,
         )
         self.error: ValueError | None = None
