@@ -306,6 +306,13 @@ class _Worker:
         """The days sent to the worker and not yet back, in the order it stages them."""
         self.exit_code: int | None = None
 
+    def died(self, day: str, when: str) -> WorkerDiedError:
+        """The error of `day`, which the worker (stopped) held `when` ("while it staged", ...) it ended."""
+        return WorkerDiedError(
+            f"the day-ahead worker process {self.pid} ended (exit code {self.exit_code}) {when} {day}: "
+            f"{day} is not staged"
+        )
+
     def stop(self) -> None:
         """Kills the worker and waits for it: once this returns it writes nothing more."""
         if self.exit_code is None:
@@ -486,10 +493,7 @@ class DaysAhead:
                     kind, payload = worker.connection.recv()
                 except (EOFError, OSError):
                     worker.stop()
-                    raise WorkerDiedError(
-                        f"the day-ahead worker process {worker.pid} ended (exit code {worker.exit_code}) "
-                        f"while it staged {plan.day}: {plan.day} is not staged"
-                    ) from None
+                    raise worker.died(plan.day, "while it staged") from None
                 if kind == "log":
                     self._on_message(payload)
                 elif kind == "lines":
@@ -550,14 +554,7 @@ class DaysAhead:
                     self._workers.remove(worker)
                     for position, day in enumerate(worker.days):
                         when = "while it staged" if position == 0 else "before it staged"
-                        self._staged[day] = StagedDay(
-                            day,
-                            error=WorkerDiedError(
-                                f"the day-ahead worker process {worker.pid} ended (exit code "
-                                f"{worker.exit_code}) {when} {day}: {day} is not staged"
-                            ),
-                            failed_step="fetch",
-                        )
+                        self._staged[day] = StagedDay(day, error=worker.died(day, when), failed_step="fetch")
                     worker.days = []
                     break
                 if kind == "log":
